@@ -1,0 +1,104 @@
+"""Actions and plans: the frozen values that flow from the planner to the renderer and apply.
+
+An action is one signed call. It carries everything a reviewer needs to judge it (before and
+after, notional, risk direction, reason) and everything apply needs to send it (the exact
+request). A plan is an ordered tuple of actions plus the facts it was computed from, so a
+saved plan can be checked for staleness before anything is sent.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import IntEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "POSITION_ID_PLACEHOLDER",
+    "Action",
+    "ActionKind",
+    "Phase",
+    "Plan",
+    "PlanSummary",
+    "Request",
+    "Risk",
+]
+
+ActionKind = Literal[
+    "place_order",
+    "cancel_order",
+    "cancel_all_orders",
+    "set_leverage",
+    "adjust_margin",
+    "set_tpsl",
+    "close_position",
+]
+Risk = Literal["reduce", "increase", "neutral"]
+
+# A position opened by this plan has no id yet; later actions on it name it by this token,
+# which apply replaces with the id the exchange returned. Nothing else in a request changes.
+POSITION_ID_PLACEHOLDER = "{position_id}"
+
+
+class Phase(IntEnum):
+    """Execution order across symbols: never need more margin than the account has."""
+
+    CANCEL_ORDERS = 1
+    LEVERAGE = 2
+    REDUCE = 3
+    INCREASE = 4
+    MARGIN = 5
+    TPSL = 6
+    PLACE_ORDERS = 7
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Request(Frozen):
+    """The exact call: `path` is below the API prefix, e.g. `/order` or `/positions/7/tpsl`."""
+
+    method: Literal["GET", "POST"]
+    path: str
+    body: dict[str, Any] | None = None
+
+
+class Action(Frozen):
+    kind: ActionKind
+    symbol: str
+    phase: Phase
+    request: Request
+    before: dict[str, Any] = Field(default_factory=dict)
+    after: dict[str, Any] = Field(default_factory=dict)
+    notional: Decimal = Decimal(0)
+    risk: Risk = "neutral"
+    reason: str
+
+
+class PlanSummary(Frozen):
+    gross_before: Decimal = Decimal(0)
+    gross_after: Decimal = Decimal(0)
+    estimated_fees: Decimal = Decimal(0)
+    orders_to_place: int = 0
+    orders_to_cancel: int = 0
+    symbols_changed: tuple[str, ...] = ()
+    symbols_unchanged: tuple[str, ...] = ()
+
+
+class Plan(Frozen):
+    format_version: Literal[1] = 1
+    user_id: str
+    created_at_ms: int | None = None  # stamped by the command, the planner has no clock
+    fingerprint: str
+    symbol_fingerprints: dict[str, str]
+    marks: dict[str, Decimal]
+    actions: tuple[Action, ...]
+    violations: tuple[str, ...] = ()
+    summary: PlanSummary = PlanSummary()
+    empty_reason: str | None = None  # why there is nothing to do, when there is nothing
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.actions

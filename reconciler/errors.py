@@ -1,0 +1,55 @@
+"""The one root of every error the reconciler raises on purpose.
+
+The CLI maps these to exit codes in one place (`reconciler.cli`), so each subclass carries
+its exit code rather than every command deciding it again.
+
+    ReconcilerError                 exit 1
+    ├── SpecError                   exit 1   bad desired-state file (all problems at once)
+    ├── PreconditionFailed          exit 3   stale plan, moved mark, changed fingerprint
+    ├── PolicyViolation             exit 4   plan breaks a policy: nothing is sent
+    ├── PartialApply                exit 5   some actions failed or did not converge
+    ├── LockHeld                    exit 6   another apply holds the account lock
+    └── Declined                    exit 7   the user did not answer `yes`
+
+Exchange errors (`reconciler.exchange.errors.LevretError`) also derive from the root.
+"""
+
+from __future__ import annotations
+
+
+class ReconcilerError(Exception):
+    """Base class; `exit_code` is what the CLI exits with when this reaches it."""
+
+    exit_code = 1
+
+
+class SpecError(ReconcilerError):
+    """The desired-state file is invalid; `problems` lists every one with its location."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class PreconditionFailed(ReconcilerError):
+    exit_code = 3
+
+
+class PolicyViolation(ReconcilerError):
+    exit_code = 4
+
+    def __init__(self, violations: list[str]) -> None:
+        self.violations = violations
+        super().__init__("\n".join(violations))
+
+
+class PartialApply(ReconcilerError):
+    exit_code = 5
+
+
+class LockHeld(ReconcilerError):
+    exit_code = 6
+
+
+class Declined(ReconcilerError):
+    exit_code = 7

@@ -1,0 +1,1 @@
+"""The signed Levret client and its typed models."""

@@ -1,0 +1,85 @@
+"""JSON with exact decimal numbers, shared by the client and the sandbox.
+
+Levret sends prices and sizes as JSON numbers. A float round trip turns `0.1` into
+`0.1000000000000000055…` and sizes off their step, so both sides parse numbers as `Decimal`
+and write `Decimal` back in plain positional notation. The bytes written here are the bytes
+signed and sent, so the output is compact and keeps the caller's key order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+__all__ = ["JSONNumberError", "decimal_text", "dumps", "loads"]
+
+
+class JSONNumberError(ValueError):
+    """A number that cannot travel: NaN, infinity, or out of any sane range."""
+
+
+_MAX_EXPONENT = 64
+
+
+def decimal_text(value: Decimal) -> str:
+    """Plain positional text of a finite decimal, without a needless exponent or zeros."""
+    if not value.is_finite():
+        raise JSONNumberError(f"not a finite number: {value}")
+    if value == 0:
+        return "0"
+    text = format(value.normalize(), "f")
+    return text
+
+
+def _encode(value: Any, out: list[str]) -> None:
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        out.append(json.dumps(value, ensure_ascii=False))
+    elif isinstance(value, Decimal):
+        out.append(decimal_text(value))
+    elif isinstance(value, int):
+        out.append(str(value))
+    elif isinstance(value, float):
+        out.append(decimal_text(Decimal(repr(value))))
+    elif isinstance(value, Mapping):
+        out.append("{")
+        for index, (key, item) in enumerate(value.items()):
+            if index:
+                out.append(",")
+            out.append(json.dumps(str(key), ensure_ascii=False))
+            out.append(":")
+            _encode(item, out)
+        out.append("}")
+    elif isinstance(value, Sequence):
+        out.append("[")
+        for index, item in enumerate(value):
+            if index:
+                out.append(",")
+            _encode(item, out)
+        out.append("]")
+    else:
+        raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+def dumps(value: Any) -> bytes:
+    """Compact UTF-8 JSON; `Decimal` as a plain number."""
+    out: list[str] = []
+    _encode(value, out)
+    return "".join(out).encode("utf-8")
+
+
+def _parse_float(text: str) -> Decimal:
+    number = Decimal(text)
+    if not number.is_finite() or abs(number.adjusted()) > _MAX_EXPONENT:
+        raise JSONNumberError(f"number out of range: {text[:40]}")
+    return number
+
+
+def _refuse_constant(text: str) -> Any:
+    raise JSONNumberError(f"{text} is not a number JSON may carry")
+
+
+def loads(data: bytes | str) -> Any:
+    """Parse JSON; fractional numbers become `Decimal`, NaN and infinity are refused."""
+    return json.loads(data, parse_float=_parse_float, parse_constant=_refuse_constant)

@@ -1,0 +1,1 @@
+"""A faithful emulator of the Levret futures API, served on loopback."""
