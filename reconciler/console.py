@@ -1,0 +1,58 @@
+"""All terminal output goes through one `Console`, so colour, TTY and verbosity are decided once.
+
+Data (a plan as JSON or markdown, an imported file) goes to stdout alone, so
+`reconciler plan --format json > plan.json` is always valid JSON. Everything a person reads
+while waiting (progress, notes, warnings, errors) goes to stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import TextIO
+
+__all__ = ["NO_COLOR_ENV", "Console"]
+
+NO_COLOR_ENV = "NO_COLOR"
+
+
+def _is_tty(stream: TextIO) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+@dataclass
+class Console:
+    verbosity: int = 0
+    quiet: bool = False
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+    err: TextIO = field(default_factory=lambda: sys.stderr)
+
+    @property
+    def color(self) -> bool:
+        """Colour only on a terminal, and never when the user set `NO_COLOR`."""
+        return _is_tty(self.out) and not os.environ.get(NO_COLOR_ENV)
+
+    @property
+    def interactive(self) -> bool:
+        """A person is watching stderr: draw a progress bar instead of plain log lines."""
+        return _is_tty(self.err) and not os.environ.get("CI")
+
+    def data(self, text: str) -> None:
+        """The command's result, on stdout."""
+        self.out.write(text if text.endswith("\n") else text + "\n")
+        self.out.flush()
+
+    def note(self, text: str) -> None:
+        if not self.quiet:
+            self.err.write(text + "\n")
+            self.err.flush()
+
+    def detail(self, text: str) -> None:
+        if self.verbosity > 0:
+            self.note(text)
+
+    def error(self, text: str) -> None:
+        self.err.write(text + "\n")
+        self.err.flush()
