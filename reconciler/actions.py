@@ -12,7 +12,7 @@ from decimal import Decimal
 from enum import IntEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "POSITION_ID_PLACEHOLDER",
@@ -21,8 +21,10 @@ __all__ = [
     "Phase",
     "Plan",
     "PlanSummary",
+    "PositionView",
     "Request",
     "Risk",
+    "SymbolChange",
 ]
 
 ActionKind = Literal[
@@ -52,6 +54,11 @@ class Phase(IntEnum):
     TPSL = 6
     PLACE_ORDERS = 7
 
+    @property
+    def label(self) -> str:
+        """Lower-case name, as written in the JSON plan (`cancel_orders`, `reduce`, ...)."""
+        return self.name.lower()
+
 
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -76,6 +83,19 @@ class Action(Frozen):
     risk: Risk = "neutral"
     reason: str
 
+    @field_validator("phase", mode="before")
+    @classmethod
+    def _phase_by_name(cls, value: object) -> object:
+        """A saved JSON plan names phases (`"reduce"`); accept the name as well as the number."""
+        if isinstance(value, str) and value.upper() in Phase.__members__:
+            return Phase[value.upper()]
+        return value
+
+    @property
+    def on_new_position(self) -> bool:
+        """True when the request names the position this plan opens (see the placeholder)."""
+        return POSITION_ID_PLACEHOLDER in self.request.path
+
 
 class PlanSummary(Frozen):
     gross_before: Decimal = Decimal(0)
@@ -85,6 +105,29 @@ class PlanSummary(Frozen):
     orders_to_cancel: int = 0
     symbols_changed: tuple[str, ...] = ()
     symbols_unchanged: tuple[str, ...] = ()
+
+
+class PositionView(Frozen):
+    """A position as a reviewer reads it; `notional` is size at the plan's mark."""
+
+    side: Literal["long", "short", "flat"] = "flat"
+    size: Decimal = Decimal(0)
+    notional: Decimal | None = None
+    leverage: int | None = None
+    margin: Decimal | None = None
+    take_profit: Decimal | None = None
+    stop_loss: Decimal | None = None
+
+
+class SymbolChange(Frozen):
+    """Before and after of one symbol the plan changes, predicted after every action."""
+
+    symbol: str
+    mark: Decimal | None = None
+    before: PositionView = PositionView()
+    after: PositionView = PositionView()
+    orders_before: int = 0
+    orders_after: int = 0
 
 
 class Plan(Frozen):
@@ -98,6 +141,7 @@ class Plan(Frozen):
     violations: tuple[str, ...] = ()
     summary: PlanSummary = PlanSummary()
     empty_reason: str | None = None  # why there is nothing to do, when there is nothing
+    changes: tuple[SymbolChange, ...] = ()  # one per changed symbol, in symbol order
 
     @property
     def is_empty(self) -> bool:

@@ -1,6 +1,7 @@
 """The `reconciler` command: a thin click group; each command lives in `reconciler.commands`.
 
-Errors are mapped to exit codes here and nowhere else.
+Errors are mapped to exit codes here and nowhere else: every `ReconcilerError` carries its
+exit code, click's own usage errors exit 1 like any other error (2 means "changes present").
 """
 
 from __future__ import annotations
@@ -10,8 +11,14 @@ import sys
 import click
 
 from reconciler import __version__
+from reconciler.commands.plan import plan
 from reconciler.commands.sandbox import sandbox
-from reconciler.errors import ReconcilerError
+from reconciler.commands.schema import schema
+from reconciler.commands.show import show
+from reconciler.commands.validate import validate
+from reconciler.errors import ReconcilerError, SpecError
+
+EXIT_ERROR = 1
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,18 +27,27 @@ def cli() -> None:
     """Plan and apply a desired futures portfolio on a Levret account."""
 
 
-cli.add_command(sandbox)
+for command in (plan, schema, show, validate, sandbox):
+    cli.add_command(command)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI and exit with the project's exit-code contract."""
     try:
-        cli.main(standalone_mode=False)
+        code = cli.main(args=argv, prog_name="reconciler", standalone_mode=False)
+    except click.exceptions.Exit as done:
+        code = done.exit_code
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
-        sys.exit(1)
+        code = EXIT_ERROR
     except click.ClickException as error:
         error.show()
-        sys.exit(error.exit_code)
+        code = EXIT_ERROR
+    except SpecError as error:
+        for problem in error.problems:
+            click.echo(f"Error: {problem}", err=True)
+        code = error.exit_code
     except ReconcilerError as error:
         click.echo(f"Error: {error}", err=True)
-        sys.exit(error.exit_code)
+        code = error.exit_code
+    sys.exit(code if isinstance(code, int) else 0)

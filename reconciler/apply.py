@@ -1,0 +1,813 @@
+"""Apply: execute a plan's calls safely, then prove the account converged.
+
+Reading order:
+
+1. `run_apply` — the whole command: take the account lock, journal the plan, refuse a stale
+   plan (`check_fresh`) before anything is sent, then `apply_plan`.
+2. `apply_plan` — passes. Pass 1 executes the given plan. After each pass the account is
+   re-read and re-planned; drift left by partial fills, moved prices or settled unknowns is
+   executed by the next pass, up to `max_passes` extra passes. Each pass sends only what its
+   own freshly computed plan shows.
+3. `_Engine.run_pass` — phases in `Phase` order, each a barrier: every symbol finishes
+   cancelling orders before any leverage changes, every reduction lands before any increase,
+   so the account never needs more margin than it has. Within a phase symbols run
+   concurrently (at most `parallelism` at once); within a symbol calls run strictly one after
+   another. A call that is not plainly accepted stops that symbol's later calls in the pass,
+   never another symbol's.
+4. `_Engine.execute` — one call: resolve the position-id placeholder, read a baseline when the
+   call is unsafe, send exactly the planned request, classify the outcome, and settle an
+   unknown outcome from reads (`reconciler.settle`) — never by sending it again.
+
+Apply prints nothing: it reports through a `ProgressSink` and the journal. Cancellation
+(Ctrl-C) stops scheduling, lets calls already in flight finish and be journaled (sends are
+shielded), then raises `ApplyInterrupted` carrying the report.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Generic, Protocol, TypeVar, cast
+
+import anyio
+
+from reconciler import planner as planner_module
+from reconciler.actions import POSITION_ID_PLACEHOLDER, Action, Phase, Plan, Request
+from reconciler.errors import PartialApply, PreconditionFailed, ReconcilerError
+from reconciler.exchange.errors import LevretError, OutcomeUnknown, TransportError
+from reconciler.exchange.outcome import Outcome as CallOutcome
+from reconciler.exchange.outcome import classify
+from reconciler.journal import JOURNAL_FORMAT, Journal, Outcome
+from reconciler.lock import DEFAULT_STATE_DIR, AccountLock
+from reconciler.progress import (
+    ActionFinished,
+    ActionStarted,
+    ApplyFinished,
+    NullProgress,
+    PassStarted,
+    ProgressSink,
+    Settling,
+    Verified,
+)
+from reconciler.settle import (
+    Baseline,
+    SettleClient,
+    SettleConfig,
+    Settlement,
+    needs_baseline,
+    settle,
+    take_baseline,
+)
+from reconciler.snapshot import Snapshot
+
+__all__ = [
+    "DEFAULT_MAX_AGE_MS",
+    "DEFAULT_MAX_PRICE_MOVE_BPS",
+    "ActionResult",
+    "ApplyClient",
+    "ApplyFailed",
+    "ApplyInterrupted",
+    "ApplyReport",
+    "PassReport",
+    "SnapshotReader",
+    "apply_plan",
+    "check_fresh",
+    "run_apply",
+]
+
+DEFAULT_MAX_AGE_MS = 15 * 60 * 1000
+DEFAULT_MAX_PRICE_MOVE_BPS = Decimal(100)
+
+D = TypeVar("D")
+C = TypeVar("C", bound="ApplyClient")
+D_contra = TypeVar("D_contra", contravariant=True)
+C_contra = TypeVar("C_contra", contravariant=True)
+
+
+class ApplyClient(SettleClient, Protocol):
+    """What apply needs from the exchange client: the settlement reads plus a verbatim send."""
+
+    async def send(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any: ...
+
+
+class SnapshotReader(Protocol[C_contra, D_contra]):
+    """`reconciler.reader.read_snapshot`: read the account (optionally only some symbols)."""
+
+    def __call__(
+        self, client: C_contra, desired: D_contra, /, *, symbols: Iterable[str] | None = None
+    ) -> Awaitable[Snapshot]: ...
+
+
+Planner = Callable[[D, Snapshot], Plan]
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+# -- reports ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    """What happened to one planned call in one pass."""
+
+    pass_number: int
+    index: int
+    action: Action
+    outcome: Outcome
+    detail: str = ""
+    path: str | None = None  # as sent, placeholder resolved; None when not sent
+    status: int | None = None
+    code: str | None = None
+    latency_ms: float | None = None
+    settlement: Settlement | None = None
+
+
+@dataclass(frozen=True)
+class PassReport:
+    number: int
+    plan: Plan
+    results: tuple[ActionResult, ...]
+
+
+@dataclass(frozen=True)
+class ApplyReport:
+    """The whole apply: every pass's results and whether the account now matches the spec."""
+
+    user_id: str
+    passes: tuple[PassReport, ...]
+    converged: bool
+    interrupted: bool = False
+    remaining: tuple[Action, ...] = ()
+    excluded: Mapping[str, str] = field(default_factory=dict)
+    problems: tuple[str, ...] = ()
+    journal_path: Path | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.converged and not self.interrupted else PartialApply.exit_code
+
+    @property
+    def results(self) -> tuple[ActionResult, ...]:
+        return tuple(result for report in self.passes for result in report.results)
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for result in self.results:
+            counts[result.outcome] = counts.get(result.outcome, 0) + 1
+        return counts
+
+    def summary(self) -> str:
+        counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(self.counts().items()))
+        passes = f"{len(self.passes)} pass{'es' if len(self.passes) != 1 else ''}"
+        if self.interrupted:
+            head = "interrupted"
+        elif self.converged:
+            head = "converged"
+        else:
+            head = f"not converged ({len(self.remaining)} action(s) still planned)"
+        return f"{head} after {passes}" + (f": {counts}" if counts else "")
+
+    def rows(self) -> list[tuple[str, ...]]:
+        """The table of what happened, one row per planned call per pass."""
+        rows: list[tuple[str, ...]] = []
+        for result in self.results:
+            code = result.code or ""
+            rows.append(
+                (
+                    str(result.pass_number),
+                    str(result.index + 1),
+                    result.action.symbol,
+                    result.action.kind,
+                    result.action.phase.name.lower(),
+                    result.outcome,
+                    code,
+                    result.detail,
+                )
+            )
+        return rows
+
+    def table(self) -> str:
+        """`rows()` as aligned plain text, followed by what is left and why."""
+        header = ("pass", "#", "symbol", "action", "phase", "outcome", "code", "detail")
+        rows = [header, *self.rows()]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
+        lines = [
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
+            + "  "
+            + row[-1]
+            for row in rows
+        ]
+        for action in self.remaining:
+            lines.append(f"still planned: {action.symbol} {action.kind} ({action.reason})")
+        for symbol, why in sorted(self.excluded.items()):
+            lines.append(f"left alone: {symbol}: {why}")
+        lines.extend(f"problem: {problem}" for problem in self.problems)
+        if self.journal_path is not None:
+            lines.append(f"journal: {self.journal_path}")
+        return "\n".join(line.rstrip() for line in lines)
+
+    def raise_for_status(self) -> None:
+        """Raise `ApplyFailed` (exit 5) unless the account converged."""
+        if self.exit_code != 0:
+            raise ApplyFailed(self)
+
+
+class ApplyFailed(PartialApply):
+    """Some calls failed or the account did not converge; `report` says which and why."""
+
+    def __init__(self, report: ApplyReport) -> None:
+        self.report = report
+        super().__init__(f"{report.summary()}\n{report.table()}")
+
+
+class ApplyInterrupted(ApplyFailed):
+    """Apply was cancelled (Ctrl-C); calls in flight finished and were journaled."""
+
+
+# -- preconditions ---------------------------------------------------------------------------
+
+
+def check_fresh(
+    plan: Plan,
+    snapshot_now: Snapshot,
+    *,
+    now_ms: int,
+    max_age_ms: int = DEFAULT_MAX_AGE_MS,
+    max_price_move_bps: Decimal = DEFAULT_MAX_PRICE_MOVE_BPS,
+) -> None:
+    """Refuse (`PreconditionFailed`, exit 3) a plan the account has moved away from.
+
+    A saved plan is a promise about one moment: its calls (cancel order 42, close position 7,
+    buy 0.5) are only right if the symbols they touch still look as they did. Every problem
+    is listed at once.
+    """
+    problems: list[str] = []
+    if plan.user_id != snapshot_now.user_id:
+        problems.append(f"plan is for user {plan.user_id!r}, the key is {snapshot_now.user_id!r}")
+    if plan.created_at_ms is None:
+        problems.append("plan has no creation time, so its age cannot be checked")
+    elif now_ms - plan.created_at_ms > max_age_ms:
+        age_s = (now_ms - plan.created_at_ms) / 1000
+        problems.append(
+            f"plan is {age_s:.0f} s old, more than the {max_age_ms / 1000:.0f} s allowed"
+        )
+    for symbol in sorted({action.symbol for action in plan.actions}):
+        planned = plan.symbol_fingerprints.get(symbol)
+        if planned is None:
+            problems.append(f"{symbol}: plan has no fingerprint for it")
+        elif planned != snapshot_now.symbol_fingerprint(symbol):
+            problems.append(f"{symbol}: positions or open orders changed since the plan")
+    for symbol, planned_mark in sorted(plan.marks.items()):
+        now = snapshot_now.mark(symbol)
+        if now is None:
+            problems.append(f"{symbol}: no current mark to compare with the plan's {planned_mark}")
+            continue
+        if planned_mark <= 0:
+            continue
+        moved_bps = abs(now - planned_mark) / planned_mark * 10_000
+        if moved_bps > max_price_move_bps:
+            problems.append(
+                f"{symbol}: mark moved {moved_bps:.1f} bps ({planned_mark} -> {now}), "
+                f"more than {max_price_move_bps} bps"
+            )
+    if problems:
+        raise PreconditionFailed("the plan is stale; re-run plan:\n" + "\n".join(problems))
+
+
+# -- entry points ----------------------------------------------------------------------------
+
+
+async def run_apply(
+    plan: Plan,
+    *,
+    client: C,
+    desired: D,
+    read_snapshot: SnapshotReader[C, D],
+    planner: Planner[D] | None = None,
+    state_dir: Path = DEFAULT_STATE_DIR,
+    journal_path: Path | None = None,
+    now_ms: Callable[[], int] = _now_ms,
+    max_age_ms: int = DEFAULT_MAX_AGE_MS,
+    max_price_move_bps: Decimal = DEFAULT_MAX_PRICE_MOVE_BPS,
+    parallelism: int = 4,
+    max_passes: int = 3,
+    progress: ProgressSink | None = None,
+    settle_config: SettleConfig | None = None,
+) -> ApplyReport:
+    """Lock the account, journal, refuse a stale plan, apply. Returns the report.
+
+    Raises `LockHeld` (exit 6) at once if another apply holds the account, and
+    `PreconditionFailed` (exit 3) with nothing sent if the plan is stale. A run that does not
+    converge returns its report; call `report.raise_for_status()` for exit 5.
+    """
+    with AccountLock(plan.user_id, state_dir):
+        journal = (
+            Journal(journal_path, clock=now_ms)
+            if journal_path is not None
+            else Journal.create(state_dir / "journal", user_id=plan.user_id, clock=now_ms)
+        )
+        with journal:
+            engine = _Engine(
+                client=client,
+                journal=journal,
+                progress=progress,
+                parallelism=parallelism,
+                settle_config=settle_config,
+            )
+            engine.record_start(plan, max_passes=max_passes)
+            touched = sorted({action.symbol for action in plan.actions})
+            snapshot = await read_snapshot(client, desired, symbols=touched)
+            try:
+                check_fresh(
+                    plan,
+                    snapshot,
+                    now_ms=now_ms(),
+                    max_age_ms=max_age_ms,
+                    max_price_move_bps=max_price_move_bps,
+                )
+            except PreconditionFailed as exc:
+                journal.write("precondition", ok=False, problems=str(exc).splitlines()[1:])
+                journal.write("end", converged=False, exit_code=exc.exit_code, sent=0)
+                raise
+            journal.write(
+                "precondition",
+                ok=True,
+                problems=[],
+                fingerprints={s: snapshot.symbol_fingerprint(s) for s in touched},
+            )
+            return await engine.run(
+                plan,
+                desired=desired,
+                read_snapshot=read_snapshot,
+                planner=planner,
+                max_passes=max_passes,
+            )
+
+
+async def apply_plan(
+    plan: Plan,
+    *,
+    client: C,
+    desired: D,
+    read_snapshot: SnapshotReader[C, D],
+    journal: Journal,
+    planner: Planner[D] | None = None,
+    parallelism: int = 4,
+    max_passes: int = 3,
+    progress: ProgressSink | None = None,
+    settle_config: SettleConfig | None = None,
+) -> ApplyReport:
+    """Execute `plan`, then re-read and re-plan until converged or out of passes.
+
+    No lock and no freshness check: `run_apply` does those. The planner defaults to
+    `reconciler.planner.plan`; tests inject their own.
+    """
+    engine = _Engine(
+        client=client,
+        journal=journal,
+        progress=progress,
+        parallelism=parallelism,
+        settle_config=settle_config,
+    )
+    engine.record_start(plan, max_passes=max_passes)
+    return await engine.run(
+        plan, desired=desired, read_snapshot=read_snapshot, planner=planner, max_passes=max_passes
+    )
+
+
+# -- the engine ------------------------------------------------------------------------------
+
+
+_CALL_OUTCOMES: dict[CallOutcome, Outcome] = {
+    CallOutcome.ACCEPTED: "accepted",
+    CallOutcome.REJECTED: "rejected",
+    CallOutcome.NOT_SENT: "not_sent",
+    CallOutcome.UNKNOWN: "unknown",
+}
+
+
+class _Engine(Generic[C]):
+    """State of one apply: what was sent, which symbols are stopped, what the account knows."""
+
+    def __init__(
+        self,
+        *,
+        client: C,
+        journal: Journal,
+        progress: ProgressSink | None,
+        parallelism: int,
+        settle_config: SettleConfig | None,
+    ) -> None:
+        if parallelism < 1:
+            raise ValueError("parallelism must be at least 1")
+        self.client = client
+        self.journal = journal
+        self.progress: ProgressSink = progress if progress is not None else NullProgress()
+        self.parallelism = parallelism
+        self.settle_config = settle_config or SettleConfig()
+        self.limiter = anyio.CapacityLimiter(parallelism)
+        # Orders this apply knows the origin of: never mistaken for an unknown call's effect.
+        self.known_order_ids: set[str] = set()
+        # Symbols no later pass may touch: a refusal or an outcome nobody could settle.
+        self.excluded: dict[str, str] = {}
+        self.passes: list[PassReport] = []
+        self._pass_plan: Plan | None = None
+        self._pass_number = 0
+        self._results: dict[int, ActionResult] = {}
+        self._halted: dict[str, str] = {}
+        self._start_plan_recorded = False
+
+    # ---- journal helpers
+
+    def record_start(self, plan: Plan, *, max_passes: int) -> None:
+        """The journal's first record: the plan as given, and how it will be applied."""
+        self.journal.write(
+            "plan",
+            journal_format=JOURNAL_FORMAT,
+            pass_number=1,
+            user_id=plan.user_id,
+            pid=os.getpid(),
+            parallelism=self.parallelism,
+            max_passes=max_passes,
+            plan=plan.model_dump(mode="python"),
+        )
+        self._start_plan_recorded = True
+
+    def _record_result(self, result: ActionResult, *, final: bool = True) -> ActionResult:
+        """Journal a call's result; `final=False` when settlement will decide it."""
+        self._results[result.index] = result
+        self.journal.write(
+            "result",
+            pass_number=result.pass_number,
+            index=result.index,
+            symbol=result.action.symbol,
+            kind=result.action.kind,
+            outcome=result.outcome,
+            status=result.status,
+            code=result.code,
+            detail=result.detail,
+            latency_ms=None if result.latency_ms is None else round(result.latency_ms, 3),
+        )
+        if final:
+            self._announce(result)
+        return result
+
+    def _announce(self, result: ActionResult) -> None:
+        self.progress(
+            ActionFinished(
+                pass_number=result.pass_number,
+                index=result.index,
+                action=result.action,
+                outcome=result.outcome,
+                detail=result.detail,
+                latency_ms=result.latency_ms,
+            )
+        )
+
+    def _not_sent(self, index: int, action: Action, why: str) -> ActionResult:
+        return self._record_result(
+            ActionResult(self._pass_number, index, action, "not_sent", detail=why)
+        )
+
+    # ---- passes
+
+    async def run(
+        self,
+        plan: Plan,
+        *,
+        desired: D,
+        read_snapshot: SnapshotReader[C, D],
+        planner: Planner[D] | None,
+        max_passes: int,
+    ) -> ApplyReport:
+        # The default planner takes the spec's `DesiredState`; tests inject their own.
+        plan_of = planner if planner is not None else cast(Planner[D], planner_module.plan)
+        current = plan
+        remaining: tuple[Action, ...] = plan.actions
+        converged = False
+        problems: list[str] = []
+        try:
+            for number in range(1, max_passes + 2):
+                await self.run_pass(current, number)
+                try:
+                    snapshot = await read_snapshot(self.client, desired)
+                    fresh = plan_of(desired, snapshot)
+                except ReconcilerError as exc:
+                    problems.append(f"verification after pass {number} failed: {exc}")
+                    self.journal.write("verification", pass_number=number, ok=False, error=str(exc))
+                    break
+                remaining = fresh.actions
+                converged = fresh.is_empty
+                actionable = tuple(a for a in fresh.actions if a.symbol not in self.excluded)
+                self.journal.write(
+                    "verification",
+                    pass_number=number,
+                    ok=True,
+                    converged=converged,
+                    fingerprint=fresh.fingerprint,
+                    remaining=[_action_brief(action) for action in fresh.actions],
+                    excluded=dict(self.excluded),
+                    violations=list(fresh.violations),
+                )
+                self.progress(Verified(number, len(fresh.actions), converged))
+                if converged:
+                    break
+                if fresh.violations:
+                    problems.extend(f"re-plan breaks policy: {v}" for v in fresh.violations)
+                    break
+                if not actionable or number > max_passes:
+                    break
+                current = fresh.model_copy(update={"actions": actionable})
+        except (anyio.get_cancelled_exc_class(), KeyboardInterrupt):
+            report = self._finish(False, remaining, problems, interrupted=True)
+            raise ApplyInterrupted(report) from None
+        return self._finish(converged, remaining, problems, interrupted=False)
+
+    def _finish(
+        self,
+        converged: bool,
+        remaining: tuple[Action, ...],
+        problems: list[str],
+        *,
+        interrupted: bool,
+    ) -> ApplyReport:
+        if interrupted:
+            self._close_pass(interrupted=True)
+            self.journal.write("interrupted", pass_number=self._pass_number)
+        report = ApplyReport(
+            user_id=self._pass_plan.user_id if self._pass_plan is not None else "",
+            passes=tuple(self.passes),
+            converged=converged and not interrupted,
+            interrupted=interrupted,
+            remaining=() if converged else remaining,
+            excluded=dict(self.excluded),
+            problems=tuple(problems),
+            journal_path=self.journal.path,
+        )
+        self.journal.write(
+            "end",
+            converged=report.converged,
+            interrupted=interrupted,
+            exit_code=report.exit_code,
+            passes=len(self.passes),
+            counts=report.counts(),
+            excluded=dict(self.excluded),
+            problems=list(problems),
+        )
+        self.progress(
+            ApplyFinished(report.converged, interrupted, len(self.passes), report.summary())
+        )
+        return report
+
+    async def run_pass(self, plan: Plan, number: int) -> None:
+        """One pass: phases in order, symbols concurrently within a phase, calls in order."""
+        self._pass_plan, self._pass_number = plan, number
+        self._results, self._halted = {}, {}
+        if number > 1 or not self._start_plan_recorded:
+            self.journal.write("plan", pass_number=number, plan=plan.model_dump(mode="python"))
+        symbols = tuple(sorted({action.symbol for action in plan.actions}))
+        self.progress(PassStarted(number, len(plan.actions), symbols))
+        for _phase, chains in _by_phase(plan.actions):
+            async with anyio.create_task_group() as group:
+                for chain in chains:
+                    group.start_soon(self._run_chain, chain)
+        self._close_pass(interrupted=False)
+
+    def _close_pass(self, *, interrupted: bool) -> None:
+        """Record the pass; an interrupted pass's unsent calls are journaled as not sent."""
+        plan = self._pass_plan
+        if plan is None or any(report.number == self._pass_number for report in self.passes):
+            return
+        if interrupted:
+            for index, action in enumerate(plan.actions):
+                if index not in self._results:
+                    self._not_sent(index, action, "interrupted before it was sent")
+        results = tuple(self._results[index] for index in sorted(self._results))
+        self.passes.append(PassReport(self._pass_number, plan, results))
+
+    async def _run_chain(self, chain: list[tuple[int, Action]]) -> None:
+        """One symbol's calls of one phase, strictly in order, stopping at the first failure."""
+        async with self.limiter:
+            for index, action in chain:
+                halted = self._halted.get(action.symbol)
+                if halted is not None:
+                    self._not_sent(index, action, halted)
+                    continue
+                result = await self.execute(index, action)
+                if result.outcome != "accepted":
+                    self._halted[action.symbol] = (
+                        f"stopped: earlier {action.kind} on {action.symbol} was {result.outcome}"
+                    )
+
+    # ---- one call
+
+    async def execute(self, index: int, action: Action) -> ActionResult:
+        """Send one planned call exactly as planned and find out what it did."""
+        try:
+            request = await self._resolve(action)
+        except _CannotSend as exc:
+            return self._not_sent(index, action, str(exc))
+        baseline: Baseline | None = None
+        if needs_baseline(action):
+            try:
+                baseline = await take_baseline(self.client, action)
+            except LevretError as exc:
+                return self._not_sent(index, action, f"could not read the state first: {exc}")
+        # From here the call is in flight: cancellation waits for it and its journal records.
+        with anyio.CancelScope(shield=True):
+            result = await self._send(index, action, request, baseline)
+        return result
+
+    async def _resolve(self, action: Action) -> Request:
+        """The request to send: the planned one, with the new position's id filled in."""
+        request = action.request
+        if POSITION_ID_PLACEHOLDER not in request.path:
+            return request
+        try:
+            positions = await self.client.positions(action.symbol)
+        except LevretError as exc:
+            raise _CannotSend(f"could not read the position id: {exc}") from exc
+        position = next((p for p in positions if p.symbol == action.symbol), None)
+        if position is None:
+            raise _CannotSend(f"no open {action.symbol} position to fill the position id with")
+        return request.model_copy(
+            update={"path": request.path.replace(POSITION_ID_PLACEHOLDER, position.id)}
+        )
+
+    async def _send(
+        self, index: int, action: Action, request: Request, baseline: Baseline | None
+    ) -> ActionResult:
+        number = self._pass_number
+        self.journal.write(
+            "intent",
+            pass_number=number,
+            index=index,
+            symbol=action.symbol,
+            kind=action.kind,
+            phase=action.phase.name.lower(),
+            risk=action.risk,
+            reason=action.reason,
+            notional=action.notional,
+            before=action.before,
+            after=action.after,
+            request={"method": request.method, "path": request.path, "body": request.body},
+            baseline=None if baseline is None else baseline.to_record(),
+        )
+        self.progress(ActionStarted(number, index, action, request.path))
+        sent_at_ms = _now_ms()
+        started = time.perf_counter()
+        try:
+            data = await self.client.send(request.method, request.path, request.body)
+        except Exception as exc:
+            latency_ms = (time.perf_counter() - started) * 1000
+            return await self._failed(index, action, request, baseline, exc, sent_at_ms, latency_ms)
+        latency_ms = (time.perf_counter() - started) * 1000
+        self._learn_order_ids(data)
+        detail = _describe_data(data)
+        return self._record_result(
+            ActionResult(
+                number,
+                index,
+                action,
+                "accepted",
+                detail=detail,
+                path=request.path,
+                status=200,
+                latency_ms=latency_ms,
+            )
+        )
+
+    async def _failed(
+        self,
+        index: int,
+        action: Action,
+        request: Request,
+        baseline: Baseline | None,
+        exc: Exception,
+        sent_at_ms: int,
+        latency_ms: float,
+    ) -> ActionResult:
+        number = self._pass_number
+        outcome = _CALL_OUTCOMES[classify(exc)]
+        status = exc.status if isinstance(exc, LevretError) else None
+        code = exc.code if isinstance(exc, LevretError) else None
+        message = str(exc) if isinstance(exc, LevretError) else f"{type(exc).__name__}: {exc}"
+        if outcome == "rejected":
+            self.excluded[action.symbol] = f"{action.kind} refused: {code or message}"
+        elif outcome == "not_sent" and not (isinstance(exc, TransportError) and not exc.sent):
+            self.excluded[action.symbol] = f"{action.kind} could not be sent: {message}"
+        result = self._record_result(
+            ActionResult(
+                number,
+                index,
+                action,
+                outcome,
+                detail=message,
+                path=request.path,
+                status=status,
+                code=code,
+                latency_ms=latency_ms,
+            ),
+            final=outcome != "unknown",
+        )
+        if outcome != "unknown":
+            return result
+        if isinstance(exc, OutcomeUnknown):
+            sent_at_ms = min(sent_at_ms, exc.sent_at_ms)
+        return await self._settle(result, request, baseline, sent_at_ms)
+
+    async def _settle(
+        self, unknown: ActionResult, request: Request, baseline: Baseline | None, sent_at_ms: int
+    ) -> ActionResult:
+        action = unknown.action
+        self.progress(Settling(unknown.pass_number, unknown.index, action))
+        settlement = await settle(
+            self.client,
+            action,
+            request,
+            sent_at_ms=sent_at_ms,
+            baseline=baseline,
+            known_order_ids=self.known_order_ids,
+            config=self.settle_config,
+        )
+        self.known_order_ids |= settlement.order_ids
+        self.journal.write(
+            "settlement",
+            pass_number=unknown.pass_number,
+            index=unknown.index,
+            symbol=action.symbol,
+            kind=action.kind,
+            outcome=settlement.outcome,
+            reads=settlement.reads,
+            sent_at_ms=sent_at_ms,
+            evidence=settlement.evidence,
+        )
+        if settlement.executed is None:
+            self.excluded[action.symbol] = (
+                f"outcome of {action.kind} could not be settled from the account; check it by hand"
+            )
+        detail = {
+            "settled_executed": "the account shows it took effect",
+            "settled_not_executed": "the account shows it did not take effect",
+            "unknown": "the account does not show whether it took effect",
+        }[settlement.outcome]
+        result = ActionResult(
+            unknown.pass_number,
+            unknown.index,
+            action,
+            settlement.outcome,
+            detail=f"{unknown.detail}; {detail}",
+            path=unknown.path,
+            status=unknown.status,
+            code=unknown.code,
+            latency_ms=unknown.latency_ms,
+            settlement=settlement,
+        )
+        self._results[unknown.index] = result
+        self._announce(result)
+        return result
+
+    def _learn_order_ids(self, data: Any) -> None:
+        """Orders the exchange told us about (placed, closing) are ours, not unknown effects."""
+        if isinstance(data, Mapping) and isinstance(data.get("id"), str) and "orderType" in data:
+            self.known_order_ids.add(data["id"])
+
+
+class _CannotSend(Exception):
+    """The call could not be made concrete (e.g. no position to take the id of)."""
+
+
+def _by_phase(actions: Iterable[Action]) -> list[tuple[Phase, list[list[tuple[int, Action]]]]]:
+    """Actions grouped by phase (in `Phase` order), then by symbol (in plan order)."""
+    phases: dict[Phase, dict[str, list[tuple[int, Action]]]] = {}
+    for index, action in enumerate(actions):
+        phases.setdefault(action.phase, {}).setdefault(action.symbol, []).append((index, action))
+    return [(phase, list(phases[phase].values())) for phase in sorted(phases)]
+
+
+def _action_brief(action: Action) -> dict[str, Any]:
+    return {
+        "symbol": action.symbol,
+        "kind": action.kind,
+        "phase": action.phase.name.lower(),
+        "reason": action.reason,
+    }
+
+
+def _describe_data(data: Any) -> str:
+    if data is None:
+        return "already done (a retry found it settled)"
+    if isinstance(data, Mapping):
+        if "orderType" in data:
+            return f"order {data.get('id')} {data.get('status')}"
+        if "cancelled" in data:
+            return f"cancelled {data.get('count')} order(s)"
+        if "marginMode" in data:
+            return f"position {data.get('id')} updated"
+    return ""

@@ -1,0 +1,81 @@
+"""Read the live account into a `Snapshot`: concurrently, and only what the plan needs.
+
+This is the IO edge in front of the pure planner. `snapshot.needs(desired)` decides what to
+read; this module only fetches it. Reads run concurrently in two rounds: specs, positions,
+every page of open orders and (for weights) the account overview first, then market stats
+for the symbols that need a price and hold no position (a position carries its own mark).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from decimal import Decimal
+
+from reconciler.exchange.client import LevretClient
+from reconciler.exchange.models import Order, Position, SymbolSpec
+from reconciler.snapshot import Snapshot, needs
+from reconciler.spec import DesiredState
+
+__all__ = ["read_snapshot"]
+
+
+async def _open_orders(client: LevretClient, symbols: frozenset[str] | None) -> list[Order]:
+    if symbols is not None and len(symbols) == 1:
+        (symbol,) = symbols
+        return [order async for order in client.iter_open_orders(symbol)]
+    return [order async for order in client.iter_open_orders()]
+
+
+async def _positions(client: LevretClient, symbols: frozenset[str] | None) -> list[Position]:
+    if symbols is not None and len(symbols) == 1:
+        (symbol,) = symbols
+        return await client.positions(symbol)
+    return await client.positions()
+
+
+async def _specs(client: LevretClient) -> list[SymbolSpec]:
+    return await client.supported_symbols()
+
+
+async def read_snapshot(
+    client: LevretClient,
+    desired: DesiredState,
+    *,
+    symbols: Iterable[str] | None = None,
+) -> Snapshot:
+    """The account as the plan for `desired` needs it; `symbols` narrows every read."""
+    wanted = frozenset(symbols) if symbols is not None else None
+    reads = needs(desired)
+    async with asyncio.TaskGroup() as group:
+        specs_task = group.create_task(_specs(client))
+        positions_task = group.create_task(_positions(client, wanted))
+        orders_task = group.create_task(_open_orders(client, wanted))
+        overview_task = group.create_task(client.account_overview()) if reads.equity else None
+
+    positions = {
+        position.symbol: position
+        for position in positions_task.result()
+        if wanted is None or position.symbol in wanted
+    }
+    open_orders: dict[str, list[Order]] = {}
+    for order in orders_task.result():
+        if wanted is None or order.symbol in wanted:
+            open_orders.setdefault(order.symbol, []).append(order)
+
+    price_symbols = reads.stats_for(positions)
+    if wanted is not None:
+        price_symbols = price_symbols & wanted
+    specs = {spec.symbol: spec for spec in specs_task.result()}
+    price_symbols = frozenset(symbol for symbol in price_symbols if symbol in specs)
+    stats = await asyncio.gather(*(client.market_stats(symbol) for symbol in sorted(price_symbols)))
+    marks: dict[str, Decimal] = {stat.symbol: stat.markPrice for stat in stats}
+
+    return Snapshot(
+        user_id=client.user_id,
+        specs=specs,
+        positions=positions,
+        open_orders={symbol: tuple(orders) for symbol, orders in open_orders.items()},
+        marks=marks,
+        equity=overview_task.result().equity if overview_task is not None else None,
+    )

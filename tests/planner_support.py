@@ -1,0 +1,126 @@
+"""Builders shared by the planner, render and scenario tests: demo specs, positions, orders."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from reconciler import spec
+from reconciler.exchange.models import Order, Position, SymbolSpec
+from reconciler.snapshot import Snapshot
+
+USER = "demo"
+
+SPECS: dict[str, SymbolSpec] = {
+    "BTC_USDT": SymbolSpec(
+        symbol="BTC_USDT",
+        baseAsset="BTC",
+        tickSize=Decimal("0.1"),
+        stepSize=Decimal("0.001"),
+        minSize=Decimal("0.001"),
+        maxLeverage=125,
+    ),
+    "ETH_USDT": SymbolSpec(
+        symbol="ETH_USDT",
+        baseAsset="ETH",
+        tickSize=Decimal("0.01"),
+        stepSize=Decimal("0.01"),
+        minSize=Decimal("0.01"),
+        maxLeverage=100,
+    ),
+    "SOL_USDT": SymbolSpec(
+        symbol="SOL_USDT",
+        baseAsset="SOL",
+        tickSize=Decimal("0.01"),
+        stepSize=Decimal("0.1"),
+        minSize=Decimal("0.1"),
+        maxLeverage=50,
+    ),
+}
+
+MARKS = {"BTC_USDT": Decimal(45000), "ETH_USDT": Decimal(2500), "SOL_USDT": Decimal(100)}
+
+
+def position(
+    symbol: str,
+    side: str,
+    size: str | Decimal,
+    *,
+    leverage: int = 5,
+    entry: str | Decimal | None = None,
+    mark: str | Decimal | None = None,
+    margin: str | Decimal | None = None,
+    tp: str | Decimal | None = None,
+    sl: str | Decimal | None = None,
+    id: str | None = None,
+) -> Position:
+    entry_price = Decimal(entry) if entry is not None else MARKS[symbol]
+    amount = Decimal(size)
+    return Position(
+        id=id or f"pos-{symbol}",
+        userId=USER,
+        symbol=symbol,
+        side=side,  # type: ignore[arg-type]
+        size=amount,
+        entryPrice=entry_price,
+        markPrice=Decimal(mark) if mark is not None else entry_price,
+        leverage=leverage,
+        margin=Decimal(margin) if margin is not None else entry_price * amount / leverage,
+        takeProfitPrice=Decimal(tp) if tp is not None else None,
+        stopLossPrice=Decimal(sl) if sl is not None else None,
+    )
+
+
+def order(
+    symbol: str,
+    side: str,
+    price: str | Decimal,
+    size: str | Decimal,
+    *,
+    id: str,
+    leverage: int | None = 5,
+    reduce_only: bool = False,
+    filled: str | Decimal = "0",
+    created: int = 0,
+) -> Order:
+    return Order(
+        id=id,
+        userId=USER,
+        symbol=symbol,
+        side=side,  # type: ignore[arg-type]
+        orderType="limit",
+        size=Decimal(size),
+        price=Decimal(price),
+        leverage=leverage,
+        reduce_only=reduce_only,
+        status="partially_filled" if Decimal(filled) else "open",
+        filledSize=Decimal(filled),
+        createdAt=created,
+        updatedAt=created,
+    )
+
+
+def snapshot(
+    positions: list[Position] | None = None,
+    orders: list[Order] | None = None,
+    marks: dict[str, Any] | None = None,
+    equity: str | Decimal | None = None,
+) -> Snapshot:
+    grouped: dict[str, list[Order]] = {}
+    for item in orders or []:
+        grouped.setdefault(item.symbol, []).append(item)
+    return Snapshot(
+        user_id=USER,
+        specs=dict(SPECS),
+        positions={p.symbol: p for p in positions or []},
+        open_orders={symbol: tuple(items) for symbol, items in grouped.items()},
+        marks={k: Decimal(v) for k, v in (marks if marks is not None else MARKS).items()},
+        equity=Decimal(equity) if equity is not None else None,
+    )
+
+
+def desired(text: str) -> spec.DesiredState:
+    """A desired state from YAML text; `version: 1` is added when missing."""
+    if "version:" not in text:
+        text = "version: 1\n" + text
+    return spec.loads(text, "desired.yaml")
