@@ -11,6 +11,7 @@ import sys
 import click
 
 from reconciler import __version__
+from reconciler.commands.apply import apply
 from reconciler.commands.plan import plan
 from reconciler.commands.sandbox import sandbox
 from reconciler.commands.schema import schema
@@ -27,7 +28,7 @@ def cli() -> None:
     """Plan and apply a desired futures portfolio on a Levret account."""
 
 
-for command in (plan, schema, show, validate, sandbox):
+for command in (plan, apply, schema, show, validate, sandbox):
     cli.add_command(command)
 
 

@@ -89,7 +89,7 @@ def live_symbol(draw: st.DrawFn, market: Market) -> dict[str, Any]:
 
 
 @st.composite
-def desired_symbol(draw: st.DrawFn, market: Market) -> dict[str, Any]:
+def desired_symbol(draw: st.DrawFn, market: Market, default_leverage: int) -> dict[str, Any]:
     entry: dict[str, Any] = {}
     kind = draw(st.sampled_from(["absent", "flat", "long", "short"]))
     side_after: str | None = None
@@ -101,18 +101,20 @@ def desired_symbol(draw: st.DrawFn, market: Market) -> dict[str, Any]:
         sizing = draw(st.sampled_from(["size", "size", "notional", "weight"]))
         steps = draw(st.integers(1, market.max_size))
         leverage = draw(st.integers(1, 20))
+        explicit = draw(st.booleans())
+        if explicit:
+            position["leverage"] = leverage
         if sizing == "size":
             position["size"] = steps * market.step
             if draw(st.booleans()):
-                requirement = position["size"] * market.mark / leverage
+                effective = leverage if explicit else default_leverage
+                requirement = position["size"] * market.mark / effective
                 margin = requirement * Decimal(draw(st.sampled_from(["1.2", "1.5", "2"])))
                 position["margin"] = margin.quantize(Decimal("0.01"), rounding=ROUND_UP)
         elif sizing == "notional":
             position["notional"] = (steps * market.step * market.mark).quantize(Decimal(1))
         else:
             position["weight"] = Decimal(draw(st.sampled_from(["0.001", "0.005", "0.01"])))
-        if draw(st.booleans()):
-            position["leverage"] = leverage
         if draw(st.booleans()):
             up, down = _price(market, Decimal("1.3")), _price(market, Decimal("0.7"))
             position["take_profit"], position["stop_loss"] = (
@@ -147,11 +149,15 @@ def desired_symbol(draw: st.DrawFn, market: Market) -> dict[str, Any]:
 def scenario(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
     live = {symbol: draw(live_symbol(market)) for symbol, market in MARKETS.items()}
     managed = draw(st.lists(st.sampled_from(sorted(MARKETS)), unique=True, min_size=1))
+    default_leverage = draw(st.integers(1, 20))
     wanted = {
         "version": 1,
-        "defaults": {"leverage": draw(st.integers(1, 20))},
+        "defaults": {"leverage": default_leverage},
         "policy": {"unmanaged": draw(st.sampled_from(["ignore", "close"]))},
-        "symbols": {symbol: draw(desired_symbol(MARKETS[symbol])) for symbol in sorted(managed)},
+        "symbols": {
+            symbol: draw(desired_symbol(MARKETS[symbol], default_leverage))
+            for symbol in sorted(managed)
+        },
     }
     return live, wanted
 
@@ -198,7 +204,6 @@ def build(exchange: Exchange, live: dict[str, dict[str, Any]]) -> None:
                     "leverage": 5,
                 },
             )
-        exchange.set_prices({symbol: market.mark})  # back to the mark the desired state knows
 
 
 def read(exchange: Exchange, desired: DesiredState, equity: Decimal | None = None) -> Snapshot:

@@ -1,0 +1,64 @@
+"""The journal file itself: ordered, durable records with exact numbers."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from reconciler.journal import Journal, journal_file_name, read_journal
+
+
+def test_records_are_numbered_in_order_with_exact_numbers(tmp_path: Path) -> None:
+    clock = iter(range(1000, 2000))
+    with Journal(tmp_path / "j.jsonl", clock=lambda: next(clock)) as journal:
+        journal.write("plan", plan={"size": Decimal("0.1")})
+        journal.write("intent", request={"method": "POST", "path": "/order", "body": None})
+        journal.write("end", converged=True)
+    assert read_journal(tmp_path / "j.jsonl") == [
+        {"seq": 1, "type": "plan", "time_ms": 1000, "plan": {"size": Decimal("0.1")}},
+        {
+            "seq": 2,
+            "type": "intent",
+            "time_ms": 1001,
+            "request": {"method": "POST", "path": "/order", "body": None},
+        },
+        {"seq": 3, "type": "end", "time_ms": 1002, "converged": True},
+    ]
+    assert b'"size":0.1' in (tmp_path / "j.jsonl").read_bytes()
+
+
+def test_each_record_is_on_disk_before_write_returns(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.jsonl")
+    journal.write("plan", plan={})
+    # Read through a separate handle while the journal is still open: nothing is buffered.
+    assert len(read_journal(tmp_path / "j.jsonl")) == 1
+    journal.close()
+    with pytest.raises(ValueError):
+        journal.write("end")
+
+
+def test_a_torn_last_line_is_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    with Journal(path) as journal:
+        journal.write("plan", plan={})
+    with path.open("ab") as handle:
+        handle.write(b'{"seq":2,"type":"int')
+    assert [r["seq"] for r in read_journal(path)] == [1]
+
+
+def test_an_existing_journal_is_never_overwritten(tmp_path: Path) -> None:
+    Journal(tmp_path / "j.jsonl").close()
+    with pytest.raises(FileExistsError):
+        Journal(tmp_path / "j.jsonl")
+
+
+def test_created_names_sort_by_start_and_are_file_safe(tmp_path: Path) -> None:
+    assert journal_file_name("a/b c", 1_735_732_800_123, 42) == (
+        "20250101T120000.123Z-a_b_c-42.jsonl"
+    )
+    journal = Journal.create(tmp_path / "journal", user_id="demo", clock=lambda: 0)
+    journal.close()
+    assert journal.path.parent == tmp_path / "journal"
+    assert journal.path.name.endswith(".jsonl")
