@@ -12,6 +12,7 @@ import click
 
 from reconciler import __version__
 from reconciler.commands.apply import apply
+from reconciler.commands.import_ import import_
 from reconciler.commands.plan import plan
 from reconciler.commands.sandbox import sandbox
 from reconciler.commands.schema import schema
@@ -28,12 +29,12 @@ def cli() -> None:
     """Plan and apply a desired futures portfolio on a Levret account."""
 
 
-for command in (plan, apply, schema, show, validate, sandbox):
+for command in (plan, apply, import_, schema, show, validate, sandbox):
     cli.add_command(command)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Run the CLI and exit with the project's exit-code contract."""
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI and return the exit code of the project's contract (see README)."""
     try:
         code = cli.main(args=argv, prog_name="reconciler", standalone_mode=False)
     except click.exceptions.Exit as done:
@@ -51,4 +52,8 @@ def main(argv: list[str] | None = None) -> None:
     except ReconcilerError as error:
         click.echo(f"Error: {error}", err=True)
         code = error.exit_code
-    sys.exit(code if isinstance(code, int) else 0)
+    return code if isinstance(code, int) else 0
+
+
+def main() -> None:
+    sys.exit(run())

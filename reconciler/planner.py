@@ -809,12 +809,13 @@ def _feasibility_violations(
     reduce is refused when placed and cancelled by the exchange when resting; a limit order
     that crosses the mark fills at once instead of resting.
     """
-    if holding is not None and holding.margin < holding.requirement:
+    entry = context.desired.symbols.get(symbol)
+    wanted_margin = entry is not None and entry.position is not None and entry.position.margin
+    if holding is not None and wanted_margin and holding.margin < holding.requirement:
         yield (
             f"{symbol}: margin {holding.margin:f} is below the initial requirement "
             f"{holding.requirement:f} at {holding.leverage}x"
         )
-    entry = context.desired.symbols.get(symbol)
     mark = context.snapshot.mark(symbol)
     for order in (entry.orders or ()) if entry is not None else ():
         if order.reduce_only and not _reduces(holding, order.side):

@@ -205,8 +205,8 @@ async def test_stream_delivers_typed_events(sandbox: Any) -> None:
         async with asyncio.timeout(10):
             while mine is None:
                 event = await stream.next_event()
-                if event.name == "orderUpdate" and event.payload.id == order.id:
-                    assert isinstance(event.payload, Order)
+                if isinstance(event.payload, Order) and event.payload.id == order.id:
+                    assert event.name == "orderUpdate"
                     mine = event.payload
         assert mine.price == Decimal(30000) and mine.status == "open"
         positions = await client.positions("BTC_USDT")

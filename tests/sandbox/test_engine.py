@@ -55,7 +55,11 @@ def test_market_order_fills_at_mark_with_taker_fee(exchange: Exchange) -> None:
     assert placed["avgFillPrice"] == D(45000)
     assert placed["price"] is None
     [position] = exchange.positions("u1", None)
-    assert (position["side"], position["size"], position["entryPrice"]) == ("long", D("0.1"), D(45000))
+    assert (position["side"], position["size"], position["entryPrice"]) == (
+        "long",
+        D("0.1"),
+        D(45000),
+    )
     assert position["margin"] == D(450)
     assert position["leverage"] == 10
     overview = exchange.account_overview("u1")
@@ -294,7 +298,9 @@ def test_open_orders_pages_oldest_first(exchange: Exchange, clock: Clock) -> Non
 
 
 def test_orders_with_the_same_time_page_by_id(exchange: Exchange) -> None:
-    ids = [order(exchange, orderType="limit", price=D(40000), size=D("0.01"))["id"] for _ in range(5)]
+    ids = [
+        order(exchange, orderType="limit", price=D(40000), size=D("0.01"))["id"] for _ in range(5)
+    ]
     items = exchange.open_orders("u1", None, 1, 100, None, None)["items"]
     assert [item["id"] for item in items] == ids
     assert [int(i) for i in ids] == sorted(int(i) for i in ids)

@@ -6,6 +6,7 @@ import random
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -161,7 +162,7 @@ def test_books_balance_through_a_long_random_session() -> None:
     for user in USERS:
         assert_books_balance(exchange, user)
     kinds = {entry["type"] for user in USERS for entry in exchange.balance_history(user, 365)}
-    assert {"deposit", "fee", "realized_pnl"} <= kinds
+    assert {"deposit", "fee", "realized_pnl", "liquidation"} <= kinds
 
 
 def test_a_refused_operation_changes_nothing() -> None:
@@ -169,8 +170,6 @@ def test_a_refused_operation_changes_nothing() -> None:
     apply(exchange, ("order", "u1", "BTC_USDT", 1, 1, 100))
     before = (exchange.account_overview("u1"), exchange.positions("u1", None))
     body = {"symbol": "BTC_USDT", "side": "buy", "orderType": "market", "size": D(100)}
-    try:
+    with pytest.raises(Rejection, match="available"):
         exchange.place_order("u1", body)
-    except Rejection as refused:
-        assert refused.code == "INSUFFICIENT_MARGIN"
     assert (exchange.account_overview("u1"), exchange.positions("u1", None)) == before

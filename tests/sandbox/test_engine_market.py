@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from decimal import Decimal
 
 import pytest
@@ -120,7 +121,7 @@ def test_candles_end_at_the_mark(exchange: Exchange, interval: str) -> None:
         assert candle["low"] <= min(candle["open"], candle["close"])
         assert candle["high"] >= max(candle["open"], candle["close"])
         assert candle["volume"] > 0
-    for before, after in zip(series, series[1:], strict=False):
+    for before, after in itertools.pairwise(series):
         assert after["open"] == before["close"]
     assert exchange.candles("ETH_USDT", interval, 50) == series
 

@@ -23,7 +23,9 @@ def exchange() -> Exchange:
     return built
 
 
-def trade(exchange: Exchange, side: str, size: str, user: str = "u1", **body: Any) -> dict[str, Any]:
+def trade(
+    exchange: Exchange, side: str, size: str, user: str = "u1", **body: Any
+) -> dict[str, Any]:
     request = {"symbol": "BTC_USDT", "side": side, "orderType": "market", "size": D(size)}
     request.update(body)
     return exchange.place_order(user, request)
@@ -78,7 +80,11 @@ def test_an_order_through_zero_flips_the_position(exchange: Exchange) -> None:
     trade(exchange, "sell", "1.5", leverage=5, takeProfit=D(40000), stopLoss=D(46000))
     flipped = position(exchange)
     assert flipped["id"] != old_id
-    assert (flipped["side"], flipped["size"], flipped["entryPrice"]) == ("short", D("0.5"), D(44000))
+    assert (flipped["side"], flipped["size"], flipped["entryPrice"]) == (
+        "short",
+        D("0.5"),
+        D(44000),
+    )
     assert flipped["leverage"] == 5
     assert flipped["margin"] == D(4400)
     assert (flipped["takeProfitPrice"], flipped["stopLossPrice"]) == (D(40000), D(46000))
@@ -192,12 +198,14 @@ def test_adjust_margin_adds_and_reduces(exchange: Exchange) -> None:
     assert added["liquidationPrice"] < liquidation
     reduced = exchange.adjust_margin("u1", held["id"], {"mode": "reduce", "amount": D(500)})
     assert reduced["margin"] == D(4500)
-    assert code_of(
-        exchange.adjust_margin, "u1", held["id"], {"mode": "reduce", "amount": D("0.01")}
-    ) == "INSUFFICIENT_MARGIN"
-    assert code_of(
-        exchange.adjust_margin, "u1", held["id"], {"mode": "add", "amount": D(10**6)}
-    ) == "INSUFFICIENT_MARGIN"
+    assert (
+        code_of(exchange.adjust_margin, "u1", held["id"], {"mode": "reduce", "amount": D("0.01")})
+        == "INSUFFICIENT_MARGIN"
+    )
+    assert (
+        code_of(exchange.adjust_margin, "u1", held["id"], {"mode": "add", "amount": D(10**6)})
+        == "INSUFFICIENT_MARGIN"
+    )
     for body in [
         {"mode": "add", "amount": D(0)},
         {"mode": "add", "amount": D(-5)},

@@ -1,0 +1,60 @@
+"""`reconciler import`: write a desired-state file that matches the live account."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import click
+
+from reconciler.commands.options import endpoint_options, write_private
+from reconciler.connection import client_settings, endpoint
+from reconciler.console import Console
+from reconciler.exchange.client import LevretClient
+from reconciler.exchange.settings import ClientSettings
+from reconciler.importer import desired_document, dump_yaml
+from reconciler.reader import read_snapshot
+from reconciler.snapshot import Snapshot
+from reconciler.spec import DesiredState
+
+HEADER = (
+    "# Written by `reconciler import`: the account as it was; edit it to say what you want.\n"
+    "# Editor completion: `reconciler schema > schema.json`, then add the line\n"
+    "# `# yaml-language-server: $schema=./schema.json` at the top of this file.\n"
+)
+
+
+async def _read(settings: ClientSettings, symbols: tuple[str, ...]) -> Snapshot:
+    nothing_wanted = DesiredState(version=1)
+    async with LevretClient(settings) as client:
+        return await read_snapshot(client, nothing_wanted, symbols=symbols or None)
+
+
+@click.command("import")
+@endpoint_options
+@click.option("--symbol", "symbols", multiple=True, metavar="SYMBOL", help="Only these symbols.")
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the file here (default stdout).",
+)
+@click.option("--user-id", help="The account's user id (default $LEVRET_USER_ID, or demo).")
+def import_(
+    sandbox: bool,
+    base_url: str | None,
+    symbols: tuple[str, ...],
+    out: Path | None,
+    user_id: str | None,
+) -> None:
+    """Write a desired-state file that matches the live account."""
+    console = Console()
+    account = DesiredState.model_validate({"version": 1, "account": {"user_id": user_id}})
+    with endpoint(sandbox=sandbox, base_url=base_url) as where:
+        snapshot = asyncio.run(_read(client_settings(where, account), symbols))
+    text = dump_yaml(desired_document(snapshot, symbols or None), header=HEADER)
+    if out is None:
+        console.data(text)
+    else:
+        write_private(out, text)
+        console.note(f"Wrote {out} ({len(snapshot.live_symbols())} live symbol(s)).")
