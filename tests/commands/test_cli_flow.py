@@ -72,7 +72,7 @@ def test_plan_json_is_alone_on_stdout_and_sends_only_reads(cli, sandbox) -> None
     assert result.code == 2, result.err
     plan = json.loads(result.out)
     assert plan["format_version"] == 1
-    assert [a["kind"] for a in plan["actions"]][0] == "cancel_all_orders"
+    assert plan["actions"][0]["kind"] == "cancel_all_orders"
     assert writes(sandbox) == []
 
 
