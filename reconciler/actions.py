@@ -128,6 +128,8 @@ class SymbolChange(Frozen):
     after: PositionView = PositionView()
     orders_before: int = 0
     orders_after: int = 0
+    orders_cancelled: int = 0
+    orders_placed: int = 0
 
 
 class Plan(Frozen):

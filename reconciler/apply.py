@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar, cast
 
 import anyio
+import anyio.lowlevel
 
 from reconciler import planner as planner_module
 from reconciler.actions import POSITION_ID_PLACEHOLDER, Action, Phase, Plan, Request
@@ -417,6 +418,7 @@ class _Engine(Generic[C]):
         # Symbols no later pass may touch: a refusal or an outcome nobody could settle.
         self.excluded: dict[str, str] = {}
         self.passes: list[PassReport] = []
+        self.user_id = ""
         self._pass_plan: Plan | None = None
         self._pass_number = 0
         self._results: dict[int, ActionResult] = {}
@@ -488,6 +490,7 @@ class _Engine(Generic[C]):
     ) -> ApplyReport:
         # The default planner takes the spec's `DesiredState`; tests inject their own.
         plan_of = planner if planner is not None else cast(Planner[D], planner_module.plan)
+        self.user_id = plan.user_id
         current = plan
         remaining: tuple[Action, ...] = plan.actions
         converged = False
@@ -541,7 +544,7 @@ class _Engine(Generic[C]):
             self._close_pass(interrupted=True)
             self.journal.write("interrupted", pass_number=self._pass_number)
         report = ApplyReport(
-            user_id=self._pass_plan.user_id if self._pass_plan is not None else "",
+            user_id=self.user_id,
             passes=tuple(self.passes),
             converged=converged and not interrupted,
             interrupted=interrupted,
@@ -609,6 +612,8 @@ class _Engine(Generic[C]):
 
     async def execute(self, index: int, action: Action) -> ActionResult:
         """Send one planned call exactly as planned and find out what it did."""
+        # The last point where Ctrl-C stops this call: the send below is shielded.
+        await anyio.lowlevel.checkpoint_if_cancelled()
         try:
             request = await self._resolve(action)
         except _CannotSend as exc:
@@ -616,7 +621,9 @@ class _Engine(Generic[C]):
         baseline: Baseline | None = None
         if needs_baseline(action):
             try:
-                baseline = await take_baseline(self.client, action)
+                baseline = await take_baseline(
+                    self.client, action, now_ms=_now_ms(), config=self.settle_config
+                )
             except LevretError as exc:
                 return self._not_sent(index, action, f"could not read the state first: {exc}")
         # From here the call is in flight: cancellation waits for it and its journal records.

@@ -925,6 +925,8 @@ def _change(context: Context, sp: SymbolPlan) -> SymbolChange:
         after=_view(sp.after, mark),
         orders_before=orders_before,
         orders_after=orders_before - cancelled + placed,
+        orders_cancelled=cancelled,
+        orders_placed=placed,
     )
 
 

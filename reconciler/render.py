@@ -26,7 +26,7 @@ __all__ = [
 
 MARKDOWN_LIMIT = 65_536
 _MARKDOWN_BUDGET = 60_000  # leave room for the closing lines and a host's own framing
-_CALLS_SHOWN = 20
+_CALLS_SHOWN = (20, 8, 3, 0)  # calls listed per symbol, tried in turn until the text fits
 
 _RESET = "\x1b[0m"
 _STYLES = {
@@ -72,13 +72,22 @@ def _leverage(view: PositionView) -> str:
 def _rows(change: SymbolChange) -> list[tuple[str, str, str]]:
     """(field, before, after) for every field a reviewer checks, changed or not."""
     before, after = change.before, change.after
+    churn = f" (-{change.orders_cancelled} +{change.orders_placed})"
+    moved = change.orders_cancelled or change.orders_placed
+    orders = (
+        "orders",
+        str(change.orders_before),
+        str(change.orders_after) + (churn if moved else ""),
+    )
+    if before.side == after.side == "flat":
+        return [("position", "flat", "flat"), orders]
     return [
         ("position", _position(before), _position(after)),
         ("notional", _money(before.notional), _money(after.notional)),
         ("leverage", _leverage(before), _leverage(after)),
         ("margin", _money(before.margin), _money(after.margin)),
         ("TP / SL", _tpsl(before), _tpsl(after)),
-        ("orders", str(change.orders_before), str(change.orders_after)),
+        orders,
     ]
 
 
@@ -173,20 +182,24 @@ def _md(text: str) -> str:
     return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _md_symbol(change: SymbolChange, calls: list[tuple[int, Action]]) -> str:
+def _md_symbol(change: SymbolChange, calls: list[tuple[int, Action]], shown: int) -> str:
     out = [f"#### `{change.symbol}`", "", "| | before | after |", "| --- | --- | --- |"]
     for name, before, after in _rows(change):
         marker = "**" if before != after else ""
         out.append(f"| {name} | {_md(before)} | {marker}{_md(after)}{marker} |")
     out.append("")
+    if not shown:
+        out.append(f"{len(calls)} call{'s' * (len(calls) != 1)}: see the JSON plan.")
+        out.append("")
+        return "\n".join(out)
     out.append(f"<details><summary>{len(calls)} call{'s' * (len(calls) != 1)}</summary>")
     out.append("")
-    for number, action in calls[:_CALLS_SHOWN]:
+    for number, action in calls[:shown]:
         out.append(
             f"{number}. `{action.phase.label}` {_md(action.reason)} — `{_request_text(action)}`"
         )
-    if len(calls) > _CALLS_SHOWN:
-        out.append(f"\n... and {len(calls) - _CALLS_SHOWN} more")
+    if len(calls) > shown:
+        out.append(f"\n... and {len(calls) - shown} more")
     out.extend(["", "</details>", ""])
     return "\n".join(out)
 
@@ -212,18 +225,27 @@ def render_markdown(plan: Plan) -> str:
             tail[-1] += f" ... and {len(unchanged) - 100} more"
     tail.append(f"\n<sub>state `{plan.fingerprint[:12]}`</sub>")
     budget = _MARKDOWN_BUDGET - sum(len(line) + 1 for line in head + tail)
-    numbered = _numbered(plan)
-    sections: list[str] = []
-    changes = _changes(plan)
-    for index, change in enumerate(changes):
-        section = _md_symbol(change, numbered.get(change.symbol, []))
-        if len(section) + 1 > budget:
-            sections.append(f"... and {len(changes) - index} more symbols (see the JSON plan)\n")
-            break
-        sections.append(section)
-        budget -= len(section) + 1
+    sections = _md_sections(plan, budget)
     text = "\n".join([*head, *sections, *tail]) + "\n"
     return text[: MARKDOWN_LIMIT - 1] if len(text) >= MARKDOWN_LIMIT else text
+
+
+def _md_sections(plan: Plan, budget: int) -> list[str]:
+    """Symbol sections within `budget`: fewer calls listed per symbol first, then fewer symbols."""
+    numbered = _numbered(plan)
+    changes = _changes(plan)
+    for shown in _CALLS_SHOWN:
+        sections = [_md_symbol(c, numbered.get(c.symbol, []), shown) for c in changes]
+        if sum(len(section) + 1 for section in sections) <= budget:
+            return sections
+    kept: list[str] = []
+    for index, section in enumerate(sections):
+        if len(section) + 1 > budget - 80:
+            kept.append(f"... and {len(changes) - index} more symbols (see the JSON plan)\n")
+            break
+        kept.append(section)
+        budget -= len(section) + 1
+    return kept
 
 
 # -- json ------------------------------------------------------------------------------------

@@ -85,15 +85,20 @@ class SettleConfig:
 
 @dataclass(frozen=True)
 class Baseline:
-    """The symbol as read just before an unsafe call, to tell the call's effect from the past."""
+    """The symbol as read just before an unsafe call, to tell the call's effect from the past.
+
+    `old_order_ids` are orders that existed before the call: open ones, and ones with recent
+    fills (a closing order whose answer was lost is known to nobody else). With one call in
+    flight per symbol, any other order that appears afterwards is the call's, or unexplained.
+    """
 
     position: Position | None
-    open_order_ids: frozenset[str] = frozenset()
+    old_order_ids: frozenset[str] = frozenset()
 
     def to_record(self) -> dict[str, Any]:
         return {
             "position": _position_record(self.position),
-            "open_order_ids": sorted(self.open_order_ids),
+            "old_order_ids": sorted(self.old_order_ids),
         }
 
 
@@ -126,13 +131,18 @@ def needs_baseline(action: Action) -> bool:
     return action.kind in ("place_order", "adjust_margin")
 
 
-async def take_baseline(client: SettleClient, action: Action) -> Baseline:
-    """Read what settlement of `action` would compare against; call it before sending."""
+async def take_baseline(
+    client: SettleClient, action: Action, *, now_ms: int, config: SettleConfig | None = None
+) -> Baseline:
+    """Read what settlement of `action` would compare against; call it just before sending."""
+    config = config or SettleConfig()
     position = await _position_of(client, action.symbol)
     if action.kind != "place_order":
         return Baseline(position=position)
-    ids = frozenset([order.id async for order in client.iter_open_orders(action.symbol)])
-    return Baseline(position=position, open_order_ids=ids)
+    ids = {order.id async for order in client.iter_open_orders(action.symbol)}
+    since = now_ms - 2 * config.clock_skew_ms
+    ids |= {t.orderId async for t in client.iter_user_trades(action.symbol, start_time=since)}
+    return Baseline(position=position, old_order_ids=frozenset(ids))
 
 
 async def settle(
@@ -229,7 +239,7 @@ async def _observe_order(
     config: SettleConfig,
 ) -> _Observation:
     since = sent_at_ms - config.clock_skew_ms
-    old = known | (baseline.open_order_ids if baseline is not None else frozenset())
+    old = known | (baseline.old_order_ids if baseline is not None else frozenset())
     open_orders = [order async for order in client.iter_open_orders(action.symbol)]
     new_open = {o.id: o for o in open_orders if o.id not in old and o.createdAt >= since}
     fills = [t async for t in client.iter_user_trades(action.symbol, start_time=since)]

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -31,6 +33,7 @@ from pydantic import (
 
 from reconciler.errors import SpecError
 from reconciler.exchange.models import SymbolSpec
+from reconciler.windows import check_cron
 from reconciler.yamlsource import PathKey, SourceDocument, YamlProblem, load_text, load_yaml
 
 __all__ = [
@@ -43,6 +46,7 @@ __all__ = [
     "DesiredSymbol",
     "Policy",
     "Tolerance",
+    "Windows",
     "check_against_specs",
     "format_path",
     "json_schema",
@@ -149,6 +153,17 @@ class DesiredSymbol(_Model):
     protect: StrictBool = False
 
 
+CronExpression = Annotated[StrictStr, AfterValidator(check_cron)]
+
+
+class Windows(_Model):
+    """When `watch --self-heal` may change the account (cron, UTC); see `reconciler.windows`."""
+
+    allow: tuple[CronExpression, ...] = ()
+    deny: tuple[CronExpression, ...] = ()
+    pause_until: AwareDatetime | None = None
+
+
 class DesiredState(_Model):
     """The whole file. `symbols` lists the managed symbols; any other symbol is unmanaged."""
 
@@ -157,6 +172,7 @@ class DesiredState(_Model):
     defaults: Defaults = Defaults()
     policy: Policy = Policy()
     symbols: dict[SymbolName, DesiredSymbol] = Field(default_factory=dict)
+    windows: Windows | None = None
 
     _source: SourceDocument | None = PrivateAttr(default=None)
 
@@ -224,7 +240,10 @@ def loads(text: str, filename: str = "<string>") -> DesiredState:
 def from_source(source: SourceDocument) -> DesiredState:
     if not isinstance(source.data, dict):
         kind = type(source.data).__name__ if source.data is not None else "nothing"
-        raise SpecError([f"{source.filename}:1:1: (document): must be a mapping, not {kind}"])
+        line, column = source.where(())
+        raise SpecError(
+            [f"{source.filename}:{line}:{column}: (document): must be a mapping, not {kind}"]
+        )
     try:
         desired = DesiredState.model_validate(source.data)
     except ValidationError as error:
@@ -267,6 +286,7 @@ def _pydantic_problems(source: SourceDocument, error: ValidationError) -> list[s
         loc = tuple(item["loc"])
         kind = item["type"]
         # A dict key that failed its own validation appears as `[key-name, "[key]"]`.
+        on_key = kind == "extra_forbidden" or (bool(loc) and loc[-1] == "[key]")
         if loc and loc[-1] == "[key]":
             loc = loc[:-1]
         path: PathKey = tuple(part for part in loc if isinstance(part, str | int))
@@ -278,7 +298,7 @@ def _pydantic_problems(source: SourceDocument, error: ValidationError) -> list[s
             message = str(context.get("error", item["msg"]))
         else:
             message = item["msg"][:1].lower() + item["msg"][1:]
-        line, column = source.where(path, key=kind == "extra_forbidden")
+        line, column = source.where(path, key=on_key)
         problems.append(f"{source.filename}:{line}:{column}: {format_path(path)}: {message}")
     return problems
 

@@ -1,21 +1,29 @@
-"""The steps every command shares: narrow the desired state, read the account, plan.
+"""The steps every command shares: narrow the desired state, read the account, plan, apply.
 
-Commands stay thin by calling these; tests call them directly against a sandbox.
+Commands stay thin by calling these; tests call them directly against a sandbox. The
+multi-account commands (`reconciler.accounts`) call the same functions once per account, so
+one file and many files go through exactly the same steps.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
 
 from reconciler.actions import Plan
+from reconciler.apply import DEFAULT_MAX_PRICE_MOVE_BPS, ApplyReport, run_apply
+from reconciler.connection import STATE_DIR
 from reconciler.errors import SpecError
 from reconciler.exchange.client import LevretClient
 from reconciler.exchange.settings import ClientSettings
 from reconciler.planner import plan
+from reconciler.progress import ProgressSink
 from reconciler.reader import read_snapshot
 from reconciler.spec import DesiredState
 
-__all__ = ["narrow", "plan_account"]
+__all__ = ["ApplyOptions", "apply_account", "narrow", "plan_account"]
 
 
 def narrow(desired: DesiredState, targets: Sequence[str]) -> DesiredState:
@@ -45,3 +53,40 @@ async def plan_account(
     if now_ms is not None:
         result = result.model_copy(update={"created_at_ms": now_ms})
     return result
+
+
+@dataclass(frozen=True)
+class ApplyOptions:
+    """How apply runs: the safety limits on a saved plan and the pace of execution."""
+
+    max_plan_age_ms: int = 15 * 60_000
+    max_price_move_bps: Decimal = DEFAULT_MAX_PRICE_MOVE_BPS
+    parallelism: int = 4
+    max_passes: int = 3
+    state_dir: Path = STATE_DIR
+
+
+async def apply_account(
+    settings: ClientSettings,
+    desired: DesiredState,
+    planned: Plan,
+    *,
+    progress: ProgressSink,
+    journal: Path | None = None,
+    options: ApplyOptions = ApplyOptions(),
+) -> ApplyReport:
+    """Execute `planned` on the account (locked, journalled, freshness-checked, verified)."""
+    async with LevretClient(settings) as client:
+        return await run_apply(
+            planned,
+            client=client,
+            desired=desired,
+            read_snapshot=read_snapshot,
+            state_dir=options.state_dir,
+            journal_path=journal,
+            max_age_ms=options.max_plan_age_ms,
+            max_price_move_bps=options.max_price_move_bps,
+            parallelism=options.parallelism,
+            max_passes=options.max_passes,
+            progress=progress,
+        )

@@ -27,11 +27,14 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 class RunningSandbox:
-    """A started `SandboxServer` plus control-API helpers for tests."""
+    """A started `SandboxServer` plus control-API helpers for tests.
+
+    `http` is a plain (unsigned) client with `base_url` set, for public and control calls.
+    """
 
     def __init__(self, server: SandboxServer) -> None:
         self.server = server
-        self._http = httpx.Client(base_url=server.base_url, timeout=30)
+        self.http = httpx.Client(base_url=server.base_url, timeout=30, verify=False)
 
     @property
     def base_url(self) -> str:
@@ -52,7 +55,7 @@ class RunningSandbox:
     def control(self, method: str, path: str, body: Any = None) -> Any:
         """Call `/_sandbox/<path>` and return `data`; fail the test on an error envelope."""
         content = None if body is None else jsonnum.dumps(body)
-        response = self._http.request(method, "/_sandbox/" + path.lstrip("/"), content=content)
+        response = self.http.request(method, "/_sandbox/" + path.lstrip("/"), content=content)
         payload = jsonnum.loads(response.content)
         assert response.status_code == 200 and payload["success"], payload
         return payload["data"]
@@ -97,7 +100,7 @@ class RunningSandbox:
         )
 
     def close(self) -> None:
-        self._http.close()
+        self.http.close()
         self.server.stop()
 
 

@@ -21,7 +21,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from reconciler.actions import POSITION_ID_PLACEHOLDER, Action, Phase, Plan, Request
+from reconciler.actions import POSITION_ID_PLACEHOLDER, Action, ActionKind, Phase, Plan, Request
 from reconciler.apply import (
     ApplyFailed,
     ApplyInterrupted,
@@ -35,7 +35,7 @@ from reconciler.exchange.errors import NotFound, OrderNotOpen, OutcomeUnknown, e
 from reconciler.exchange.models import Order, Position, SymbolSpec, Trade
 from reconciler.journal import Journal, read_journal
 from reconciler.lock import AccountLock
-from reconciler.progress import ApplyEvent, PlainProgress
+from reconciler.progress import ApplyEvent, PlainProgress, RichProgress
 from reconciler.settle import Baseline, SettleConfig, settle, take_baseline
 from reconciler.snapshot import Snapshot
 
@@ -101,7 +101,9 @@ class FakeExchange:
             if fault == "lose":
                 raise unknown
             if fault.startswith("reject:"):
-                raise error_for_code(fault.split(":", 1)[1], 400, "refused", method=method, path=path)
+                raise error_for_code(
+                    fault.split(":", 1)[1], 400, "refused", method=method, path=path
+                )
             if fault == "twist":
                 twisted = dict(body or {})
                 twisted["size"] = Decimal(twisted["size"]) + 1
@@ -324,7 +326,9 @@ def order_action(symbol: str, side: str, size: Decimal, phase: Phase, **extra: A
     )
 
 
-def position_action(kind: str, symbol: str, position_id: str, body: dict[str, Any]) -> Action:
+def position_action(
+    kind: ActionKind, symbol: str, position_id: str, body: dict[str, Any]
+) -> Action:
     suffix, phase = {
         "set_leverage": ("leverage", Phase.LEVERAGE),
         "adjust_margin": ("margin", Phase.MARGIN),
@@ -332,7 +336,7 @@ def position_action(kind: str, symbol: str, position_id: str, body: dict[str, An
         "close_position": ("close", Phase.REDUCE),
     }[kind]
     return Action(
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         symbol=symbol,
         phase=phase,
         request=Request(
@@ -347,6 +351,11 @@ def position_action(kind: str, symbol: str, position_id: str, body: dict[str, An
 def make_plan(actions: Iterable[Action], snapshot: Snapshot | None = None) -> Plan:
     actions = tuple(actions)
     touched = sorted({action.symbol for action in actions})
+    marks: dict[str, Decimal] = {}
+    for symbol in touched:
+        mark = snapshot.mark(symbol) if snapshot is not None else None
+        if mark is not None:
+            marks[symbol] = mark
     return Plan(
         user_id=USER,
         created_at_ms=now_ms(),
@@ -354,7 +363,7 @@ def make_plan(actions: Iterable[Action], snapshot: Snapshot | None = None) -> Pl
         symbol_fingerprints={
             s: snapshot.symbol_fingerprint(s) if snapshot else "f" for s in touched
         },
-        marks={s: snapshot.mark(s) for s in touched if snapshot and snapshot.mark(s)},  # type: ignore[misc]
+        marks=marks,
         actions=actions,
     )
 
@@ -621,9 +630,7 @@ async def test_not_converged_after_the_pass_limit_is_exit_5(tmp_path: Path) -> N
     exchange = FakeExchange()
     exchange.fill_ratio["AAA_USDT"] = Decimal("0.5")
     desired = {"AAA_USDT": Decimal(8)}
-    report = await run(
-        exchange, await planned(exchange, desired), desired, tmp_path, max_passes=1
-    )
+    report = await run(exchange, await planned(exchange, desired), desired, tmp_path, max_passes=1)
     assert len(report.passes) == 2
     assert [body["size"] for _, _, body in exchange.writes() if body] == [8, 4]
     assert not report.converged and report.exit_code == 5
@@ -674,6 +681,34 @@ async def test_cancel_waits_for_the_call_in_flight_and_journals_it(tmp_path: Pat
     assert records[3]["outcome"] == "not_sent"
 
 
+@pytest.mark.anyio
+async def test_cancel_stops_the_same_symbols_next_call(tmp_path: Path) -> None:
+    exchange = FakeExchange()
+    exchange.move("AAA_USDT", Decimal(1))
+    position_id = exchange.positions_by_symbol["AAA_USDT"].id
+    actions = [
+        position_action("set_leverage", "AAA_USDT", position_id, {"leverage": 3}),
+        position_action("set_leverage", "AAA_USDT", position_id, {"leverage": 4}),
+    ]
+    exchange.faults[0] = "block"
+    reports: list[ApplyReport] = []
+
+    async def apply() -> None:
+        with pytest.raises(ApplyInterrupted) as interrupted:
+            await run(exchange, make_plan(actions), {"AAA_USDT": Decimal(1)}, tmp_path)
+        reports.append(interrupted.value.report)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(apply)
+        await exchange.entered.wait()
+        group.cancel_scope.cancel()
+        exchange.release.set()
+
+    assert [r.outcome for r in reports[0].results] == ["accepted", "not_sent"]
+    assert len(exchange.writes()) == 1
+    assert exchange.positions_by_symbol["AAA_USDT"].leverage == 3
+
+
 # -- journal and progress ---------------------------------------------------------------------
 
 
@@ -700,7 +735,7 @@ async def test_journal_records_every_step_in_order(tmp_path: Path) -> None:
         "path": "/order",
         "body": plan.actions[0].request.body,
     }
-    assert intent["baseline"] == {"position": None, "open_order_ids": []}
+    assert intent["baseline"] == {"position": None, "old_order_ids": []}
     assert result["outcome"] == "unknown" and result["latency_ms"] >= 0
     assert settlement["outcome"] == "settled_executed"
     assert settlement["evidence"]["matching_orders"][0]["size"] == Decimal(2)
@@ -729,6 +764,20 @@ async def test_plain_progress_writes_one_line_per_event(tmp_path: Path) -> None:
     assert all(line.isprintable() for line in lines)
 
 
+@pytest.mark.anyio
+async def test_rich_progress_draws_a_pass_and_reports_failures(tmp_path: Path) -> None:
+    exchange = FakeExchange()
+    desired = {"AAA_USDT": Decimal(2), "BBB_USDT": Decimal(1)}
+    exchange.faults[0] = "reject:VALIDATION_ERROR"
+    stream = io.StringIO()
+    with RichProgress(stream) as progress:
+        await run(exchange, await planned(exchange, desired), desired, tmp_path, progress=progress)
+    text = stream.getvalue()
+    assert "pass 1" in text
+    assert "AAA_USDT place_order" in text and "rejected" in text
+    assert "not converged (1 action(s) still planned) after 1 pass" in text
+
+
 # -- settlement rules -------------------------------------------------------------------------
 
 
@@ -736,7 +785,7 @@ async def test_plain_progress_writes_one_line_per_event(tmp_path: Path) -> None:
 async def test_settle_waits_a_window_between_reads_before_believing_absence() -> None:
     exchange = FakeExchange()
     action = order_action("AAA_USDT", "buy", Decimal(1), Phase.INCREASE)
-    baseline = await take_baseline(exchange, action)
+    baseline = await take_baseline(exchange, action, now_ms=now_ms())
     waits: list[float] = []
 
     async def sleep(seconds: float) -> None:
@@ -749,6 +798,22 @@ async def test_settle_waits_a_window_between_reads_before_believing_absence() ->
     )  # fmt: skip
     assert result.executed is False and result.reads == 2
     assert waits == [0.75]
+
+
+@pytest.mark.anyio
+async def test_baseline_counts_recently_filled_orders_as_old() -> None:
+    exchange = FakeExchange()
+    exchange.move("AAA_USDT", Decimal(2))
+    closing = exchange._execute(
+        f"/positions/{exchange.positions_by_symbol['AAA_USDT'].id}/close", {}
+    )  # its answer was lost: apply never learnt this order's id
+    action = order_action("AAA_USDT", "sell", Decimal(2), Phase.INCREASE)
+    baseline = await take_baseline(exchange, action, now_ms=now_ms())
+    assert closing["id"] in baseline.old_order_ids
+    result = await settle(
+        exchange, action, action.request, sent_at_ms=now_ms(), baseline=baseline, config=QUICK
+    )
+    assert result.executed is False  # the closing order is not mistaken for this one
 
 
 @pytest.mark.anyio

@@ -47,7 +47,10 @@ def test_rule1_absent_position_and_orders_leave_the_symbol_alone() -> None:
     want = desired("symbols:\n  BTC_USDT: {}\n")
     live = snapshot(
         [position("BTC_USDT", "short", "2", leverage=3)],
-        [order("BTC_USDT", "buy", "40000", "1", id="a"), order("BTC_USDT", "buy", "1", "1", id="b")],
+        [
+            order("BTC_USDT", "buy", "40000", "1", id="a"),
+            order("BTC_USDT", "buy", "1", "1", id="b"),
+        ],
     )
     assert plan(want, live).is_empty
 
@@ -159,7 +162,9 @@ def test_rule3_nothing_but_the_close_on_a_closing_position() -> None:
 
 
 def test_rule3_margin_on_new_position_uses_placeholder_only_when_prediction_differs() -> None:
-    predicted = desired("symbols:\n  BTC_USDT:\n    position: {side: long, size: 1, margin: 9000}\n")
+    predicted = desired(
+        "symbols:\n  BTC_USDT:\n    position: {side: long, size: 1, margin: 9000}\n"
+    )
     assert [a.kind for a in plan(predicted, snapshot()).actions] == ["place_order"]
     extra = desired("symbols:\n  BTC_USDT:\n    position: {side: long, size: 1, margin: 9500}\n")
     open_, margin = plan(extra, snapshot()).actions
@@ -232,7 +237,10 @@ symbols:
 def test_rule4_all_of_two_or_more_go_in_one_cancel_all() -> None:
     want = desired("symbols:\n  SOL_USDT:\n    orders: []\n")
     live = snapshot(
-        orders=[order("SOL_USDT", "buy", "90", "1", id="a"), order("SOL_USDT", "buy", "80", "1", id="b")]
+        orders=[
+            order("SOL_USDT", "buy", "90", "1", id="a"),
+            order("SOL_USDT", "buy", "80", "1", id="b"),
+        ]
     )
     (action,) = plan(want, live).actions
     assert action.kind == "cancel_all_orders"
@@ -255,13 +263,18 @@ symbols:
     orders: [{side: buy, price: 95, size: 1}]
 """)
     live = snapshot(
-        orders=[order("SOL_USDT", "buy", "90", "1", id="a"), order("SOL_USDT", "buy", "80", "1", id="b")]
+        orders=[
+            order("SOL_USDT", "buy", "90", "1", id="a"),
+            order("SOL_USDT", "buy", "80", "1", id="b"),
+        ]
     )
     assert [a.kind for a in plan(want, live).actions] == ["place_order"]
 
 
 def test_rule4_leverage_is_part_of_the_match() -> None:
-    want = desired("symbols:\n  SOL_USDT:\n    orders: [{side: buy, price: 90, size: 1, leverage: 3}]\n")
+    want = desired(
+        "symbols:\n  SOL_USDT:\n    orders: [{side: buy, price: 90, size: 1, leverage: 3}]\n"
+    )
     live = snapshot(orders=[order("SOL_USDT", "buy", "90", "1", id="a", leverage=5)])
     assert [a.kind for a in plan(want, live).actions] == ["cancel_order", "place_order"]
 
@@ -329,7 +342,10 @@ symbols:
 """)
     live = snapshot(
         [position("BTC_USDT", "long", "0.3"), position("SOL_USDT", "short", "5")],
-        [order("SOL_USDT", "buy", "90", "1", id="s1"), order("SOL_USDT", "buy", "91", "1", id="s2")],
+        [
+            order("SOL_USDT", "buy", "90", "1", id="s1"),
+            order("SOL_USDT", "buy", "91", "1", id="s2"),
+        ],
     )
     result = plan(want, live)
     assert [a.phase for a in result.actions] == sorted(a.phase for a in result.actions)
@@ -402,7 +418,9 @@ def test_rule7_max_leverage_violation_without_the_spec_check() -> None:
 
 
 def test_rule7_unmanaged_ignore_never_touches_and_close_closes() -> None:
-    text = "symbols:\n  BTC_USDT: {{position: {{side: long, size: 1}}}}\npolicy: {{unmanaged: {}}}\n"
+    text = (
+        "symbols:\n  BTC_USDT: {{position: {{side: long, size: 1}}}}\npolicy: {{unmanaged: {}}}\n"
+    )
     live = snapshot(
         [position("BTC_USDT", "long", "1"), position("ETH_USDT", "long", "1")],
         [order("SOL_USDT", "buy", "90", "1", id="x")],

@@ -265,7 +265,9 @@ def apply(exchange: Exchange, actions: tuple[Action, ...]) -> None:
 
 
 def _describe(result: Plan) -> str:
-    return "\n".join(f"{a.kind} {a.symbol} {a.request.path} {a.request.body}" for a in result.actions)
+    return "\n".join(
+        f"{a.kind} {a.symbol} {a.request.path} {a.request.body}" for a in result.actions
+    )
 
 
 @settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -7,6 +7,7 @@ from that line instead of guessing or waiting.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import click
@@ -72,8 +73,7 @@ def serve(
         click.echo(f"API: {running.api_url}  (demo keys: demo-key/demo-secret, demo-read)")
         click.echo("Press Ctrl-C to stop.")
 
-    try:
+    # uvicorn re-raises the SIGINT it handled; by then the shutdown was already graceful.
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever(on_ready=announce)
-    except KeyboardInterrupt:
-        pass  # uvicorn re-raises the SIGINT it handled; the shutdown was already graceful
     click.echo("Sandbox stopped.")

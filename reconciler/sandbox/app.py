@@ -527,6 +527,7 @@ class Sandbox:
 
     def __init__(self, exchange: Exchange, settings: SandboxSettings) -> None:
         self.exchange = exchange
+        exchange.drain_events()  # what happened before serving (seeding) has no audience
         self.settings = settings
         self.faults = FaultInjector(on_partial_fills=self._set_partial_fills)
         self.clock = self.faults.now_ms

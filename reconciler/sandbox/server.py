@@ -11,6 +11,7 @@ a fault may skew. Access logs are off by default; they are noise in test output.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import threading
@@ -40,8 +41,24 @@ class _Uvicorn(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         self.loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
         await super().startup(sockets)
         self._on_started()
+
+    async def main_loop(self) -> None:
+        """uvicorn's tick loop, but a stop request from another thread wakes it at once."""
+        counter = 0
+        while not await self.on_tick(counter):
+            counter = (counter + 1) % 864_000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), 0.1)
+
+    def request_exit(self) -> None:
+        """Thread-safe stop: the same flag uvicorn's signal handler sets, plus a wake-up."""
+        self.should_exit = True
+        if self.loop is not None and not self.loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed in between
+                self.loop.call_soon_threadsafe(self._wake.set)
 
 
 class _QuietCut(logging.Filter):
@@ -142,7 +159,7 @@ class SandboxServer:
                     future.result(timeout=5)
                 except Exception:  # stopping anyway; a stuck client must not block the stop
                     logging.getLogger(__name__).warning("stream shutdown failed", exc_info=True)
-            server.should_exit = True
+            server.request_exit()
             self._thread.join()
         self._socket.close()
         self.exchange.store.close()

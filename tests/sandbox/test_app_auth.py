@@ -6,7 +6,6 @@ import time
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import httpx
 import pytest
 
 from reconciler.sandbox.app import API_PREFIX
@@ -27,7 +26,7 @@ DOC_ORDER = {
 
 
 def send(sandbox: RunningSandbox, method: str, target: str, body: bytes, headers: Any) -> Any:
-    return httpx.request(method, sandbox.base_url + target, content=body, headers=headers)
+    return sandbox.http.request(method, target, content=body, headers=headers)
 
 
 def test_unknown_key(sandbox: RunningSandbox) -> None:
@@ -43,7 +42,7 @@ def test_missing_auth_header(sandbox: RunningSandbox, missing: str) -> None:
 
 
 def test_no_headers_at_all(sandbox: RunningSandbox) -> None:
-    expect_error(httpx.get(sandbox.base_url + OVERVIEW), 401, "INVALID_API_KEY")
+    expect_error(sandbox.http.get(OVERVIEW), 401, "INVALID_API_KEY")
 
 
 def test_wrong_secret_header_and_absent_secret_header(sandbox: RunningSandbox) -> None:
@@ -106,9 +105,9 @@ def test_read_only_key_cannot_trade(sandbox: RunningSandbox) -> None:
         sandbox.base_url, "POST", ORDER, DOC_ORDER, key="demo-read", secret="demo-read-secret"
     )
     expect_error(response, 403, "FORBIDDEN_SCOPE")
-    assert data_of(signed_request(sandbox.base_url, "GET", API_PREFIX + "/order/open"))[
-        "total"
-    ] == 3  # the demo's resting orders, nothing added
+    assert (
+        data_of(signed_request(sandbox.base_url, "GET", API_PREFIX + "/order/open"))["total"] == 3
+    )  # the demo's resting orders, nothing added
 
 
 def test_trade_only_key_cannot_read(sandbox: RunningSandbox) -> None:
@@ -195,12 +194,12 @@ def test_malformed_private_queries(sandbox: RunningSandbox, target: str) -> None
     ],
 )
 def test_malformed_public_queries(sandbox: RunningSandbox, target: str) -> None:
-    expect_error(httpx.get(sandbox.api_url + target), 400, "VALIDATION_ERROR")
+    expect_error(sandbox.http.get(API_PREFIX + target), 400, "VALIDATION_ERROR")
 
 
 def test_unknown_symbol_is_not_found(sandbox: RunningSandbox) -> None:
     expect_error(
-        httpx.get(sandbox.api_url + "/market/market-stats?symbol=NOPE_USDT"), 404, "NOT_FOUND"
+        sandbox.http.get(API_PREFIX + "/market/market-stats?symbol=NOPE_USDT"), 404, "NOT_FOUND"
     )
 
 
@@ -223,9 +222,11 @@ def test_rate_limit_rolling_window(sandbox_factory: SandboxFactory) -> None:
 
     # Another key has its own budget; a public endpoint has none.
     sandbox.create_account("other")
-    other = signed_request(sandbox.base_url, "GET", OVERVIEW, key="other-key", secret="other-secret")
+    other = signed_request(
+        sandbox.base_url, "GET", OVERVIEW, key="other-key", secret="other-secret"
+    )
     assert data_of(other)["userId"] == "other"
-    assert "X-RateLimit-Limit" not in httpx.get(sandbox.api_url + "/market/market-stats").headers
+    assert "X-RateLimit-Limit" not in sandbox.http.get(API_PREFIX + "/market/market-stats").headers
 
     time.sleep(retry_after)  # the window itself is what is under test: let it roll
     assert data_of(signed_request(sandbox.base_url, "GET", OVERVIEW))["userId"] == "demo"
@@ -244,7 +245,7 @@ def test_refused_requests_count_against_the_budget(sandbox_factory: SandboxFacto
 def test_date_header_follows_the_skewed_clock(sandbox: RunningSandbox) -> None:
     skew = 3_600_000
     sandbox.set_faults({"clock_skew_ms": skew})
-    response = httpx.get(sandbox.api_url + "/market/supported-symbols")
+    response = sandbox.http.get(API_PREFIX + "/market/supported-symbols")
     server_ms = parsedate_to_datetime(response.headers["date"]).timestamp() * 1000
     assert abs(server_ms - (now_ms() + skew)) < 5_000
 

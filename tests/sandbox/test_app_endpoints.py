@@ -9,8 +9,6 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-import httpx
-
 from reconciler import jsonnum
 from reconciler.sandbox.app import API_PREFIX, ENDPOINTS
 from tests.conftest import RunningSandbox
@@ -31,7 +29,7 @@ def post(sandbox: RunningSandbox, path: str, body: bytes | Any = b"", **options:
 
 
 def public(sandbox: RunningSandbox, path: str) -> Any:
-    return data_of(httpx.get(sandbox.api_url + path))
+    return data_of(sandbox.http.get(API_PREFIX + path))
 
 
 def test_public_market_endpoints(sandbox: RunningSandbox) -> None:
@@ -62,9 +60,10 @@ def test_documented_order_example_round_trip(sandbox: RunningSandbox) -> None:
     assert get(sandbox, f"/order/{order['id']}")["id"] == order["id"]
     fills = get(sandbox, f"/trade/order/{order['id']}?page=1&pageSize=10")
     assert set(fills) == {"items", "page", "pageSize", "total"}
-    assert sum(f["size"] for f in fills["items"]) == get(sandbox, f"/order/{order['id']}")[
-        "filledSize"
-    ]
+    assert (
+        sum(f["size"] for f in fills["items"])
+        == get(sandbox, f"/order/{order['id']}")["filledSize"]
+    )
 
 
 def test_open_orders_cancel_and_cancel_all(sandbox: RunningSandbox) -> None:
@@ -146,10 +145,10 @@ def test_unknown_order_and_position_are_not_found(sandbox: RunningSandbox) -> No
 
 
 def test_unknown_routes_and_verbs_use_the_error_envelope(sandbox: RunningSandbox) -> None:
-    expect_error(httpx.get(sandbox.api_url + "/no/such/route"), 404, "NOT_FOUND")
-    expect_error(httpx.get(sandbox.base_url + "/elsewhere"), 404, "NOT_FOUND")
-    expect_error(httpx.get(sandbox.api_url + "/order/"), 404, "NOT_FOUND")
-    response = httpx.delete(sandbox.api_url + "/order/open")
+    expect_error(sandbox.http.get(API_PREFIX + "/no/such/route"), 404, "NOT_FOUND")
+    expect_error(sandbox.http.get("/elsewhere"), 404, "NOT_FOUND")
+    expect_error(sandbox.http.get(API_PREFIX + "/order/"), 404, "NOT_FOUND")
+    response = sandbox.http.delete(API_PREFIX + "/order/open")
     expect_error(response, 405, "METHOD_NOT_ALLOWED")
     assert "GET" in response.headers["allow"]
 
@@ -166,17 +165,17 @@ def test_unexpected_exception_is_internal_error(sandbox: RunningSandbox) -> None
 
 def test_every_response_is_dated(sandbox: RunningSandbox) -> None:
     for response in (
-        httpx.get(sandbox.api_url + "/market/supported-symbols"),
-        httpx.get(sandbox.api_url + "/nowhere"),
+        sandbox.http.get(API_PREFIX + "/market/supported-symbols"),
+        sandbox.http.get(API_PREFIX + "/nowhere"),
         signed_request(sandbox.base_url, "GET", API_PREFIX + "/positions"),
-        httpx.get(sandbox.base_url + "/_sandbox/faults"),
+        sandbox.http.get("/_sandbox/faults"),
     ):
         assert response.headers["date"].endswith(" GMT")
         assert response.headers.get_list("date") == [response.headers["date"]]
 
 
 def test_openapi_document_lists_every_endpoint(sandbox: RunningSandbox) -> None:
-    response = httpx.get(sandbox.api_url + "/openapi.json")
+    response = sandbox.http.get(API_PREFIX + "/openapi.json")
     document = jsonnum.loads(response.content)
     assert document["openapi"].startswith("3.")
     served = {(e.method.lower(), e.path) for e in ENDPOINTS}

@@ -1,0 +1,47 @@
+"""Golden scenarios: `tests/scenarios/<name>/{desired.yaml, live.json}` -> `plan.json`, `plan.txt`.
+
+Each folder is collected automatically. Set `RECONCILER_UPDATE_GOLDEN=1` to rewrite the
+expected files after a deliberate change, then review the diff like any other code.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from reconciler import spec
+from reconciler.jsonnum import loads
+from reconciler.planner import plan
+from reconciler.render import load_plan, render_json, render_text
+from reconciler.snapshot import needs, snapshot_from_data
+
+SCENARIOS = Path(__file__).parent / "scenarios"
+UPDATE = os.environ.get("RECONCILER_UPDATE_GOLDEN") == "1"
+NAMES = sorted(path.name for path in SCENARIOS.iterdir() if (path / "desired.yaml").is_file())
+
+
+def test_the_corpus_covers_every_kind_of_change() -> None:
+    assert len(NAMES) >= 16
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_scenario(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = SCENARIOS / name
+    monkeypatch.chdir(folder)  # file names in messages stay relative, as a user would see
+    desired = spec.load("desired.yaml")
+    live = snapshot_from_data(loads((folder / "live.json").read_bytes()))
+    result = plan(desired, live)
+    rendered = {"plan.json": render_json(result), "plan.txt": render_text(result)}
+    if UPDATE:
+        for file_name, text in rendered.items():
+            (folder / file_name).write_text(text, encoding="utf-8")
+    for file_name, text in rendered.items():
+        expected = (folder / file_name).read_text(encoding="utf-8")
+        assert text == expected, f"{name}/{file_name} differs; RECONCILER_UPDATE_GOLDEN=1 rewrites"
+    assert load_plan(rendered["plan.json"]) == result
+    # the live file is exactly what the reader would have fetched for this desired state
+    read = needs(desired)
+    assert set(live.marks) >= read.stats_for(live.positions)
+    assert (live.equity is not None) == read.equity
