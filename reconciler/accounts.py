@@ -32,13 +32,14 @@ import io
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from reconciler.actions import Plan
 from reconciler.apply import ApplyReport
 from reconciler.connection import Endpoint, client_settings
-from reconciler.errors import ReconcilerError, SpecError
+from reconciler.errors import PreconditionFailed, ReconcilerError, SpecError
 from reconciler.exchange.settings import ClientSettings
+from reconciler.jsonnum import dumps
 from reconciler.progress import PlainProgress
 from reconciler.render import MARKDOWN_LIMIT, load_plan
 from reconciler.spec import DesiredState, load
@@ -51,14 +52,16 @@ __all__ = [
     "apply_all",
     "declined",
     "expand_files",
+    "group_json",
+    "header",
     "is_multi",
-    "join_sections",
     "load_accounts",
     "load_saved_plans",
     "most_severe",
     "needs_apply",
     "plan_all",
     "plan_file_name",
+    "render_group",
     "with_saved_plans",
 ]
 
@@ -253,7 +256,16 @@ def with_saved_plans(
     outcomes = []
     for outcome in _resolve(accounts, where):
         planned = plans[outcome.account.label]
-        outcomes.append(replace(outcome, plan=planned, code=4 if planned.violations else 0))
+        if outcome.settings is not None and planned.user_id != outcome.settings.user_id:
+            outcome = outcome.failed(
+                PreconditionFailed(
+                    f"the saved plan is for account {planned.user_id}, "
+                    f"{outcome.account.label} for {outcome.settings.user_id}: nothing was sent"
+                )
+            )
+        elif outcome.error is None:
+            outcome = replace(outcome, plan=planned, code=4 if planned.violations else 0)
+        outcomes.append(outcome)
     return outcomes
 
 
@@ -315,26 +327,69 @@ async def apply_all(
     return await _each(outcomes, one)
 
 
-def join_sections(sections: Sequence[tuple[str, str]], output_format: str) -> str:
-    """Per-account bodies under one header each; markdown stays under GitHub's limit."""
-    if output_format == "json":
-        return "".join(body for _, body in sections)
+def header(outcome: Outcome) -> str:
+    """The section title of one account: its file, its user and its exit code."""
+    return f"{outcome.account.label} (account {outcome.user_id}, exit {outcome.code})"
+
+
+def render_group(
+    outcomes: Sequence[Outcome], body: Callable[[Outcome], str], output_format: str
+) -> str:
+    """Per-account bodies under one header each; markdown stays under GitHub's limit.
+
+    `body` renders what the account produced; an account's error is added under it here, so
+    every command shows failures the same way, in the account's own section.
+    """
+
+    def full(outcome: Outcome) -> str:
+        text = body(outcome).rstrip()
+        if outcome.error is not None:
+            prefix = "**Error:** " if output_format == "markdown" else "Error: "
+            text = (text + "\n\n" if text else "") + prefix + outcome.error
+        return text
+
+    sections = [(header(outcome), full(outcome)) for outcome in outcomes]
     if output_format == "markdown":
-        return _join_markdown(sections)
+        return _join_markdown(outcomes, sections)
     rule = "=" * 8
-    return "\n".join(f"{rule} {header} {rule}\n{body.rstrip()}\n" for header, body in sections)
+    return "\n".join(f"{rule} {title} {rule}\n{text}\n" for title, text in sections)
 
 
-def _join_markdown(sections: Sequence[tuple[str, str]]) -> str:
-    parts = [f"## {header}\n\n{body.rstrip()}\n" for header, body in sections]
-    text = "\n".join(parts)
+def group_json(outcomes: Sequence[Outcome], data: Callable[[Outcome], Any], code: int) -> str:
+    """`{"exit_code": N, "accounts": [{"file", "user_id", "exit_code", "error", ...}]}`."""
+    document = {
+        "exit_code": code,
+        "accounts": [
+            {
+                "file": outcome.account.label,
+                "user_id": outcome.user_id,
+                "exit_code": outcome.code,
+                "error": outcome.error,
+                **data(outcome),
+            }
+            for outcome in outcomes
+        ],
+    }
+    return dumps(document).decode("utf-8") + "\n"
+
+
+def _join_markdown(outcomes: Sequence[Outcome], sections: Sequence[tuple[str, str]]) -> str:
+    table = ["| file | account | exit |", "| --- | --- | --- |"]
+    table.extend(
+        f"| `{outcome.account.label}` | `{outcome.user_id}` | {outcome.code} |"
+        for outcome in outcomes
+    )
+    head = "\n".join(table) + "\n"
+    parts = [f"## {title}\n\n{text}\n" for title, text in sections]
+    text = "\n".join([head, *parts])
     if len(text) < MARKDOWN_LIMIT:
         return text
-    share = (MARKDOWN_LIMIT - 2_000) // max(len(parts), 1)
-    note = "\n\n... (cut to fit one comment; the full output is in the JSON artifact)\n"
+    share = (MARKDOWN_LIMIT - len(head) - 2_000) // max(len(parts), 1)
+    note = "\n\n... (cut to fit one comment; the JSON output has everything)\n"
     cut = []
     for part in parts:
         if len(part) > share:
-            part = part[: part.rfind("\n", 0, share - len(note))] + note
+            end = part.rfind("\n", 0, share - len(note))
+            part = part[: end if end > 0 else share - len(note)] + note
         cut.append(part)
-    return "\n".join(cut)
+    return "\n".join([head, *cut])

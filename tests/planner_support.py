@@ -60,7 +60,7 @@ def position(
         id=id or f"pos-{symbol}",
         userId=USER,
         symbol=symbol,
-        side=side,  # type: ignore[arg-type]
+        side=side,
         size=amount,
         entryPrice=entry_price,
         markPrice=Decimal(mark) if mark is not None else entry_price,
@@ -87,7 +87,7 @@ def order(
         id=id,
         userId=USER,
         symbol=symbol,
-        side=side,  # type: ignore[arg-type]
+        side=side,
         orderType="limit",
         size=Decimal(size),
         price=Decimal(price),

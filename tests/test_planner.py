@@ -167,7 +167,7 @@ def test_rule3_margin_on_new_position_uses_placeholder_only_when_prediction_diff
     )
     assert [a.kind for a in plan(predicted, snapshot()).actions] == ["place_order"]
     extra = desired("symbols:\n  BTC_USDT:\n    position: {side: long, size: 1, margin: 9500}\n")
-    open_, margin = plan(extra, snapshot()).actions
+    _, margin = plan(extra, snapshot()).actions
     assert margin.request.path == f"/positions/{POSITION_ID_PLACEHOLDER}/margin"
     assert margin.request.body == {"mode": "add", "amount": Decimal(500)}
     assert margin.phase == Phase.MARGIN and margin.on_new_position
@@ -444,7 +444,9 @@ def test_rule7_infeasible_plans_are_violations_too() -> None:
 symbols:
   BTC_USDT:
     position: {side: long, size: 1, margin: 100}
-    orders: [{side: buy, price: 50000, size: 0.1}, {side: buy, price: 1000, size: 0.1, reduce_only: true}]
+    orders:
+      - {side: buy, price: 50000, size: 0.1}
+      - {side: buy, price: 1000, size: 0.1, reduce_only: true}
 """)
     text = "\n".join(plan(want, snapshot()).violations)
     assert "below the initial requirement" in text

@@ -186,10 +186,12 @@ def test_cancel_and_place_counts_equal_what_a_maximum_matching_leaves(
         if entry.orders is None:
             continue
         live_orders = live.orders(symbol)
-        wanted = Counter(
+        wanted: Counter[tuple[str, Decimal | None, Decimal, int | None]] = Counter(
             (o.side, o.price, o.size, desired.order_leverage(symbol, o)) for o in entry.orders
         )
-        have = Counter((o.side, o.price, o.remaining, o.leverage) for o in live_orders)
+        have: Counter[tuple[str, Decimal | None, Decimal, int | None]] = Counter(
+            (o.side, o.price, o.remaining, o.leverage) for o in live_orders
+        )
         matched = sum((wanted & have).values())
         actions = grouped.get(symbol, [])
         placed = sum(

@@ -7,7 +7,7 @@ from decimal import Decimal
 from planner_support import SPECS, USER, desired, order, position, snapshot
 
 from reconciler.actions import Plan
-from reconciler.exchange.models import SymbolSpec
+from reconciler.exchange.models import Order, SymbolSpec
 from reconciler.planner import plan
 from reconciler.render import MARKDOWN_LIMIT, load_plan, render_json, render_markdown, render_text
 from reconciler.snapshot import Snapshot
@@ -101,7 +101,7 @@ def _wide() -> tuple[DesiredState, Snapshot]:
     specs = dict(SPECS)
     symbols: dict[str, object] = {}
     positions = []
-    orders = []
+    orders: list[Order] = []
     for index in range(50):
         name = f"S{index:02d}_USDT"
         specs[name] = SymbolSpec(
@@ -133,14 +133,14 @@ def _wide() -> tuple[DesiredState, Snapshot]:
             for i in range(30)
         )
     want = DesiredState.model_validate({"version": 1, "symbols": symbols})
-    grouped: dict[str, list[object]] = {}
+    grouped: dict[str, list[Order]] = {}
     for item in orders:
         grouped.setdefault(item.symbol, []).append(item)
     live = Snapshot(
         user_id=USER,
         specs=specs,
         positions={p.symbol: p for p in positions},
-        open_orders={k: tuple(v) for k, v in grouped.items()},  # type: ignore[misc]
+        open_orders={k: tuple(v) for k, v in grouped.items()},
     )
     return want, live
 

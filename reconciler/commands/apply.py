@@ -2,6 +2,12 @@
 
 `apply -f FILE` plans now and asks for `yes`; `apply PLAN.json` executes a plan reviewed
 earlier (for example in a pull request) only if the account still looks as it did then.
+
+Several files (or a directory) apply every account: all are planned concurrently and shown
+one section per account; without `--auto-approve` each account with changes is asked for
+`yes` in turn (a `no` declines that account only, exit 7); the approved accounts are then
+applied concurrently. `apply PLAN_DIR -f DIR` applies the saved plans `plan -f DIR --out
+PLAN_DIR` wrote, each checked for freshness against its own account.
 """
 
 from __future__ import annotations
@@ -14,23 +20,29 @@ from pathlib import Path
 
 import click
 
-from reconciler.actions import Plan
-from reconciler.apply import (
-    DEFAULT_MAX_PRICE_MOVE_BPS,
-    ApplyReport,
-    run_apply,
+from reconciler.accounts import (
+    Outcome,
+    apply_all,
+    declined,
+    header,
+    is_multi,
+    load_accounts,
+    load_saved_plans,
+    needs_apply,
+    plan_all,
+    with_saved_plans,
 )
+from reconciler.actions import Plan
+from reconciler.apply import DEFAULT_MAX_PRICE_MOVE_BPS
+from reconciler.commands.many import files_option, finish, show_plans, single_file
 from reconciler.commands.options import endpoint_options, format_option, now_ms, render
-from reconciler.connection import STATE_DIR, client_settings, endpoint
+from reconciler.connection import client_settings, endpoint
 from reconciler.console import Console
 from reconciler.errors import Declined, PolicyViolation, ReconcilerError
-from reconciler.exchange.client import LevretClient
-from reconciler.exchange.settings import ClientSettings
 from reconciler.progress import PlainProgress, ProgressSink, RichProgress
-from reconciler.reader import read_snapshot
 from reconciler.render import load_plan
-from reconciler.spec import DesiredState, load
-from reconciler.workflow import narrow, plan_account
+from reconciler.spec import load
+from reconciler.workflow import ApplyOptions, apply_account, narrow, plan_account
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
@@ -45,9 +57,10 @@ def parse_duration_ms(text: str) -> int:
     return int(Decimal(value) * _UNIT_MS[unit or "s"])
 
 
-def _confirm(console: Console, plan: Plan) -> None:
+def _confirm(console: Console, plan: Plan, *, where: str = "") -> None:
     console.note(
-        f"\nDo you want to make these {len(plan.actions)} call(s) on account {plan.user_id}?\n"
+        f"\nDo you want to make these {len(plan.actions)} call(s) on account "
+        f"{plan.user_id}{where}?\n"
         "Only 'yes' will be accepted."
     )
     try:
@@ -58,34 +71,6 @@ def _confirm(console: Console, plan: Plan) -> None:
         raise Declined("apply cancelled: nothing was sent")
 
 
-async def _apply(
-    settings: ClientSettings,
-    desired: DesiredState,
-    plan: Plan,
-    *,
-    progress: ProgressSink,
-    journal: Path | None,
-    max_plan_age_ms: int,
-    max_price_move_bps: Decimal,
-    parallelism: int,
-    max_passes: int,
-) -> ApplyReport:
-    async with LevretClient(settings) as client:
-        return await run_apply(
-            plan,
-            client=client,
-            desired=desired,
-            read_snapshot=read_snapshot,
-            state_dir=STATE_DIR,
-            journal_path=journal,
-            max_age_ms=max_plan_age_ms,
-            max_price_move_bps=max_price_move_bps,
-            parallelism=parallelism,
-            max_passes=max_passes,
-            progress=progress,
-        )
-
-
 def _saved_plan(plan_file: Path) -> Plan:
     try:
         return load_plan(plan_file.read_bytes())
@@ -94,16 +79,8 @@ def _saved_plan(plan_file: Path) -> Plan:
 
 
 @click.command("apply")
-@click.argument(
-    "plan_file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
-)
-@click.option(
-    "-f",
-    "--file",
-    "file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Desired-state YAML file (with a saved plan: the file it was planned from).",
-)
+@click.argument("plan_file", required=False, type=click.Path(exists=True, path_type=Path))
+@files_option("Desired-state YAML file (with a saved plan: the file it was planned from).")
 @endpoint_options
 @format_option
 @click.option("--auto-approve", is_flag=True, help="Skip the `yes` prompt (for CI).")
@@ -130,7 +107,7 @@ def _saved_plan(plan_file: Path) -> Plan:
 )
 def apply(
     plan_file: Path | None,
-    file: Path | None,
+    files: tuple[Path, ...],
     sandbox: bool,
     base_url: str | None,
     output_format: str,
@@ -142,12 +119,34 @@ def apply(
     max_passes: int,
     journal: Path | None,
 ) -> None:
-    """Make the account match FILE, or execute the saved PLAN_FILE."""
+    """Make the account match FILE, or execute the saved PLAN_FILE (or plan directory)."""
     console = Console()
-    if file is None:
+    if not files:
         raise click.UsageError("give the desired-state file with -f (also for a saved plan)")
-    max_age_ms = parse_duration_ms(max_plan_age)
-    desired = narrow(load(file), target)  # a bad file stops here: nothing is read or sent
+    options = ApplyOptions(
+        max_plan_age_ms=parse_duration_ms(max_plan_age),
+        max_price_move_bps=max_price_move_bps,
+        parallelism=parallelism,
+        max_passes=max_passes,
+    )
+    if is_multi(files):
+        if journal is not None:
+            raise click.UsageError("--journal names one file: not with several accounts")
+        _apply_many(
+            console,
+            files,
+            plan_file,
+            sandbox=sandbox,
+            base_url=base_url,
+            output_format=output_format,
+            auto_approve=auto_approve,
+            target=target,
+            options=options,
+        )
+        return
+    if plan_file is not None and plan_file.is_dir():
+        raise click.UsageError("a plan directory goes with several files or a directory in -f")
+    desired = narrow(load(single_file(files)), target)  # a bad file stops here: nothing sent
     saved = _saved_plan(plan_file) if plan_file is not None else None
 
     with endpoint(sandbox=sandbox, base_url=base_url) as where:
@@ -172,18 +171,63 @@ def apply(
             else:
                 progress = PlainProgress(console.err)
             report = asyncio.run(
-                _apply(
-                    settings,
-                    desired,
-                    plan,
-                    progress=progress,
-                    journal=journal,
-                    max_plan_age_ms=max_age_ms,
-                    max_price_move_bps=max_price_move_bps,
-                    parallelism=parallelism,
-                    max_passes=max_passes,
+                apply_account(
+                    settings, desired, plan, progress=progress, journal=journal, options=options
                 )
             )
     if report.exit_code != 0:
         report.raise_for_status()
     console.note("Apply complete: converged.")
+
+
+def _apply_many(
+    console: Console,
+    files: tuple[Path, ...],
+    plan_dir: Path | None,
+    *,
+    sandbox: bool,
+    base_url: str | None,
+    output_format: str,
+    auto_approve: bool,
+    target: tuple[str, ...],
+    options: ApplyOptions,
+) -> None:
+    accounts = load_accounts(files, target)  # every file valid, or nothing is read or sent
+    if plan_dir is not None and not plan_dir.is_dir():
+        raise click.UsageError("with several accounts, give the directory `plan --out` wrote")
+    saved = load_saved_plans(plan_dir, accounts) if plan_dir is not None else None
+    with endpoint(sandbox=sandbox, base_url=base_url) as where:
+        if saved is None:
+            outcomes = asyncio.run(plan_all(accounts, where, now_ms=now_ms()))
+            show_plans(console, outcomes, output_format)
+        else:
+            outcomes = with_saved_plans(accounts, where, saved)
+            console.note(f"Applying the saved plans in {plan_dir}.")
+        if saved is None and not auto_approve:
+            outcomes = [
+                outcome
+                if not needs_apply(outcome) or _approved(console, outcome)
+                else declined(outcome)
+                for outcome in outcomes
+            ]
+        outcomes = asyncio.run(apply_all(outcomes, options=options, log=console.err))
+    for outcome in outcomes:
+        if outcome.report is not None:
+            console.note(f"{header(outcome)}: {outcome.report.summary()}")
+            if outcome.report.exit_code != 0:
+                console.note(outcome.report.table())
+        elif outcome.error is not None:
+            console.note(f"{header(outcome)}: {outcome.error}")
+        elif outcome.plan is not None and outcome.plan.violations:
+            console.note(f"{header(outcome)}: policy violation, nothing was sent")
+    finish(console, outcomes, [outcome.code for outcome in outcomes])
+    console.note("Apply complete: every account converged.")
+
+
+def _approved(console: Console, outcome: Outcome) -> bool:
+    assert outcome.plan is not None
+    try:
+        _confirm(console, outcome.plan, where=f" ({outcome.account.label})")
+    except Declined:
+        return False
+    return True

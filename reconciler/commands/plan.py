@@ -1,4 +1,9 @@
-"""`reconciler plan`: read the account, diff it against the file, print the calls."""
+"""`reconciler plan`: read the account, diff it against the file, print the calls.
+
+With several files (or a directory) every account is read and planned concurrently, the
+plans are printed one section per account, `--out` names a directory that receives one
+`<file stem>.json` per account, and the exit code is the most severe of the accounts'.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,15 @@ from pathlib import Path
 
 import click
 
+from reconciler.accounts import (
+    Outcome,
+    is_multi,
+    load_accounts,
+    most_severe,
+    plan_all,
+    plan_file_name,
+)
+from reconciler.commands.many import files_option, finish, show_plans, single_file
 from reconciler.commands.options import (
     endpoint_options,
     format_option,
@@ -16,7 +30,7 @@ from reconciler.commands.options import (
 )
 from reconciler.connection import client_settings, endpoint
 from reconciler.console import Console
-from reconciler.errors import PolicyViolation
+from reconciler.errors import PolicyViolation, ReconcilerError
 from reconciler.render import render_json
 from reconciler.spec import load
 from reconciler.workflow import narrow, plan_account
@@ -25,23 +39,20 @@ EXIT_CHANGES = 2
 
 
 @click.command("plan")
-@click.option(
-    "-f",
-    "--file",
-    "file",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Desired-state YAML file.",
-)
+@files_option("Desired-state YAML file.")
 @endpoint_options
 @format_option
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Save the plan.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Save the plan (several accounts: a directory receiving <file stem>.json each).",
+)
 @click.option("--target", multiple=True, metavar="SYMBOL", help="Plan only these symbols.")
 @click.option(
     "--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has changes (0 when none)."
 )
 def plan(
-    file: Path,
+    files: tuple[Path, ...],
     sandbox: bool,
     base_url: str | None,
     output_format: str,
@@ -51,7 +62,10 @@ def plan(
 ) -> None:
     """Show the calls that would make the account match FILE."""
     console = Console()
-    desired = narrow(load(file), target)  # a bad file stops here: nothing is read or sent
+    if is_multi(files):
+        _plan_many(console, files, sandbox, base_url, output_format, out, target, detailed_exitcode)
+        return
+    desired = narrow(load(single_file(files)), target)  # a bad file stops here: nothing sent
     with endpoint(sandbox=sandbox, base_url=base_url) as where:
         settings = client_settings(where, desired)
         result = asyncio.run(plan_account(settings, desired, now_ms=now_ms()))
@@ -63,3 +77,34 @@ def plan(
         raise PolicyViolation(list(result.violations))
     if detailed_exitcode and result.actions:
         raise click.exceptions.Exit(EXIT_CHANGES)
+
+
+def _plan_many(
+    console: Console,
+    files: tuple[Path, ...],
+    sandbox: bool,
+    base_url: str | None,
+    output_format: str,
+    out: Path | None,
+    target: tuple[str, ...],
+    detailed_exitcode: bool,
+) -> None:
+    accounts = load_accounts(files, target)  # every file valid, or nothing is read
+    if out is not None and out.exists() and not out.is_dir():
+        raise ReconcilerError(f"--out {out}: with several accounts, give a directory")
+    with endpoint(sandbox=sandbox, base_url=base_url) as where:
+        outcomes = asyncio.run(plan_all(accounts, where, now_ms=now_ms()))
+    if out is not None:
+        for outcome in outcomes:
+            if outcome.plan is not None:
+                write_private(out / plan_file_name(outcome.account), render_json(outcome.plan))
+        console.note(f"Saved the plans to {out}/.")
+    codes = [_code(outcome, detailed_exitcode) for outcome in outcomes]
+    show_plans(console, outcomes, output_format, code=most_severe(codes))
+    finish(console, outcomes, codes)
+
+
+def _code(outcome: Outcome, detailed_exitcode: bool) -> int:
+    if outcome.code == 0 and detailed_exitcode and outcome.plan and outcome.plan.actions:
+        return EXIT_CHANGES
+    return outcome.code
