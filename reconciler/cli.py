@@ -12,12 +12,14 @@ import click
 
 from reconciler import __version__
 from reconciler.commands.apply import apply
+from reconciler.commands.drift import drift
 from reconciler.commands.import_ import import_
 from reconciler.commands.plan import plan
 from reconciler.commands.sandbox import sandbox
 from reconciler.commands.schema import schema
 from reconciler.commands.show import show
 from reconciler.commands.validate import validate
+from reconciler.commands.watch import watch
 from reconciler.errors import ReconcilerError, SpecError
 
 EXIT_ERROR = 1
@@ -29,7 +31,7 @@ def cli() -> None:
     """Plan and apply a desired futures portfolio on a Levret account."""
 
 
-for command in (plan, apply, import_, schema, show, validate, sandbox):
+for command in (plan, apply, drift, import_, schema, show, validate, sandbox, watch):
     cli.add_command(command)
 
 

@@ -26,6 +26,7 @@ __all__ = ["LOG_FORMATS", "EventLog", "Level", "LogFormat", "LoggingBridge"]
 LogFormat = Literal["text", "json"]
 Level = Literal["debug", "info", "warning", "error"]
 LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
+_RANK: dict[Level, int] = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 
 
 def _utc_now() -> datetime:
@@ -69,15 +70,19 @@ class EventLog:
         *,
         stream: TextIO | None = None,
         clock: Callable[[], datetime] = _utc_now,
+        min_level: Level = "info",
     ) -> None:
         if output_format not in LOG_FORMATS:
             raise ValueError(f"unknown log format {output_format!r}")
         self.format = output_format
         self._stream = stream
         self._clock = clock
+        self._min_rank = _RANK[min_level]
 
     def emit(self, level: Level, event: str, **fields: Any) -> None:
         """Write one event; a field named like a reserved key is prefixed with `field_`."""
+        if _RANK[level] < self._min_rank:
+            return
         clean = {
             (f"field_{k}" if k in ("time", "level", "event") else k): v for k, v in fields.items()
         }

@@ -351,7 +351,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             "required": ["mode", "amount"],
             "properties": {
                 "mode": {"type": "string", "enum": ["add", "reduce"]},
-                "amount": {"type": "number", "exclusiveMinimum": 0},
+                "amount": {"type": "number", "minimum": 0, "exclusiveMinimum": True},
             },
         },
         data=_ref("Position"),
@@ -365,8 +365,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         body={
             "type": "object",
             "properties": {
-                "takeProfitPrice": {"type": ["number", "null"]},
-                "stopLossPrice": {"type": ["number", "null"]},
+                "takeProfitPrice": _NULLABLE_NUMBER,
+                "stopLossPrice": _NULLABLE_NUMBER,
             },
         },
         data=_ref("Position"),
@@ -639,15 +639,23 @@ class Sandbox:
                 scope, "INTERNAL_ERROR", "service unavailable (injected fault)", 503, headers
             )
         call = Call(self.exchange, user_id, dict(request.path_params), query, body)
+        events: list[tuple[str, str | None, Any]] = []
+
+        def execute() -> Any:
+            """The engine call, then its events (and any a concurrent call left), in one hop."""
+            try:
+                return endpoint.handler(call)
+            finally:
+                events.extend(self.exchange.drain_events())
+
         outcome: Response
         try:
-            data = await run_in_threadpool(endpoint.handler, call)
+            data = await run_in_threadpool(execute)
             outcome = self.envelopes.success(data, headers=headers)
         except Rejection as rejection:
             outcome = self.envelopes.rejection(scope, rejection, headers)
         finally:
-            if endpoint.mutating:
-                await self.publish_events()
+            await self.stream.publish(events)
         if endpoint.scope is not None and endpoint.mutating:
             after = self.faults.after_commit()
             if after is AfterCommit.CUT:
@@ -780,7 +788,7 @@ def create_app(exchange: Exchange, settings: SandboxSettings | None = None) -> A
 # --- OpenAPI ---------------------------------------------------------------------------------
 
 _NUMBER = {"type": "number"}
-_NULLABLE_NUMBER = {"type": ["number", "null"]}
+_NULLABLE_NUMBER = {"type": "number", "nullable": True}
 _INT = {"type": "integer"}
 _STR = {"type": "string"}
 
@@ -814,7 +822,7 @@ _SCHEMAS: dict[str, Any] = {
             "volume24h": _NUMBER,
             "change24h": _NUMBER,
             "fundingRate": _NUMBER,
-            "nextFundingTime": {"type": ["integer", "null"]},
+            "nextFundingTime": {"type": "integer", "nullable": True},
         },
     ),
     "OrderBook": _object(
@@ -844,8 +852,8 @@ _SCHEMAS: dict[str, Any] = {
             "symbol": _STR,
             "side": {"type": "string", "enum": ["buy", "sell"]},
             "orderType": {"type": "string", "enum": ["market", "limit"]},
-            "size": {"type": "number", "exclusiveMinimum": 0},
-            "price": {"type": "number", "exclusiveMinimum": 0},
+            "size": {"type": "number", "minimum": 0, "exclusiveMinimum": True},
+            "price": {"type": "number", "minimum": 0, "exclusiveMinimum": True},
             "leverage": {"type": "integer", "minimum": 1},
             "reduce_only": {"type": "boolean"},
             "takeProfit": _NULLABLE_NUMBER,
@@ -920,7 +928,7 @@ _SCHEMAS: dict[str, Any] = {
             "type": {"type": "string", "enum": ["deposit", "fee", "realized_pnl", "liquidation"]},
             "amount": _NUMBER,
             "balance": _NUMBER,
-            "symbol": {"type": ["string", "null"]},
+            "symbol": {"type": "string", "nullable": True},
         },
     ),
     "Trade": _object(
@@ -1016,7 +1024,7 @@ def _operation(endpoint: Endpoint) -> dict[str, Any]:
 
 
 def openapi() -> dict[str, Any]:
-    """The OpenAPI 3.1 document of the served `/api/v1`, built from `ENDPOINTS`."""
+    """The OpenAPI 3.0 document of the served `/api/v1`, built from `ENDPOINTS`."""
     paths: dict[str, Any] = {}
     for endpoint in ENDPOINTS:
         paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = _operation(endpoint)
@@ -1027,7 +1035,7 @@ def openapi() -> dict[str, Any]:
         )
     }
     return {
-        "openapi": "3.1.0",
+        "openapi": "3.0.3",
         "info": {
             "title": "Levret futures API (reconciler sandbox)",
             "version": "1",
