@@ -217,7 +217,10 @@ class Portfolio:
                 next_id += 1
             if orders:
                 open_orders[case.symbol] = tuple(orders)
-        return Snapshot(user_id=USER_ID, specs=specs, positions=positions, open_orders=open_orders)
+        marks = {case.symbol: case.mark for case in self.cases if case.needs_price}
+        return Snapshot(
+            user_id=USER_ID, specs=specs, positions=positions, open_orders=open_orders, marks=marks
+        )
 
 
 def min_cancel_calls(live: int, cancelled: int) -> int:

@@ -74,10 +74,12 @@ class IgnoreRule:
 
 def parse_ignore(text: str) -> IgnoreRule:
     """Parse `SYMBOL[:ASPECT[,ASPECT...]]`; `ValueError` names what is wrong."""
-    symbol, _, aspects_text = text.strip().partition(":")
+    symbol, colon, aspects_text = text.strip().partition(":")
     if not symbol:
         raise ValueError(f"{text!r}: give a symbol or a pattern such as '*' before the ':'")
-    if not aspects_text or aspects_text.strip() == "*":
+    if colon and not aspects_text.strip():
+        raise ValueError(f"{text!r}: name the aspects after the ':' (or leave out the ':')")
+    if not colon or aspects_text.strip() == "*":
         return IgnoreRule(symbol, frozenset(ASPECTS), text)
     aspects: set[Aspect] = set()
     for part in aspects_text.split(","):

@@ -68,7 +68,7 @@ WATCHED_EVENTS = frozenset({"orderUpdate", "positionUpdate", "marketData"})
 
 EventSource = Callable[[], AbstractAsyncContextManager[AsyncIterable[StreamEvent]]]
 Clock = Callable[[], datetime]
-CycleResult = Literal["in_sync", "drift", "healed", "not_converged", "held", "error"]
+CycleResult = Literal["in_sync", "healed", "not_converged", "held", "error", "interrupted"]
 
 
 def _utc_now() -> datetime:
@@ -469,7 +469,13 @@ class Watcher:
             )
         except ApplyInterrupted as exc:
             self._account(exc.report)
-            self.log.warning("heal_interrupted", cycle=number, summary=exc.report.summary())
+            summary = exc.report.summary()
+            self.log.warning("heal_interrupted", cycle=number, summary=summary)
+            await self._publish(
+                CycleReport(
+                    number, triggers, started, "interrupted", drift, None, summary, exc.report
+                )
+            )
             raise asyncio.CancelledError from None
         except LockHeld as exc:
             self.metrics.heal_held.labels(reason="lock").inc()

@@ -8,6 +8,7 @@ enough: drift plans (GET requests only) and describes the plan instead of execut
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -98,7 +99,11 @@ def _drift_many(
         for outcome in outcomes
         if outcome.plan is not None
     }
-    codes = [_code(outcome, reports.get(outcome.account.label)) for outcome in outcomes]
+    outcomes = [
+        replace(outcome, code=_code(outcome, reports.get(outcome.account.label)))
+        for outcome in outcomes
+    ]
+    codes = [outcome.code for outcome in outcomes]
     if output_format == "json":
         console.data(
             group_json(

@@ -8,6 +8,7 @@ plans are printed one section per account, `--out` names a directory that receiv
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -99,7 +100,8 @@ def _plan_many(
             if outcome.plan is not None:
                 write_private(out / plan_file_name(outcome.account), render_json(outcome.plan))
         console.note(f"Saved the plans to {out}/.")
-    codes = [_code(outcome, detailed_exitcode) for outcome in outcomes]
+    outcomes = [replace(outcome, code=_code(outcome, detailed_exitcode)) for outcome in outcomes]
+    codes = [outcome.code for outcome in outcomes]
     show_plans(console, outcomes, output_format, code=most_severe(codes))
     finish(console, outcomes, codes)
 

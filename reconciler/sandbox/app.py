@@ -6,12 +6,12 @@ the single list of what is served; the routes and the OpenAPI document are both 
 so the two cannot disagree.
 
 Per private request, in order: latency fault, rate-limit count (refused requests count too),
-signature, scope, `userId` ownership, query validation, `fail_before` fault, the engine call in
-the thread pool (the engine is synchronous and serialises its own transactions), publishing
-the engine's events, `drop_after_commit` fault. Every answer is an envelope: success
-`{"success", "data", "timestamp"}`, error `{"success", "error": {"code", "message"}, "path",
-"timestamp"}`, including 404 on unknown routes, 405 (code `METHOD_NOT_ALLOWED`, the one code
-the documentation's table lacks) and 500 `INTERNAL_ERROR`.
+signature, scope, `userId` ownership, JSON body, `fail_before` fault, the handler in the thread
+pool (it validates the query and calls the engine, which is synchronous and serialises its own
+transactions), publishing the engine's events on the stream, `drop_after_commit` fault.
+Every answer is an envelope: success `{"success", "data", "timestamp"}`, error `{"success",
+"error": {"code", "message"}, "path", "timestamp"}`, including 404 on unknown routes, 405 (code
+`METHOD_NOT_ALLOWED`, the one code the documentation's table lacks) and 500 `INTERNAL_ERROR`.
 """
 
 from __future__ import annotations
@@ -173,6 +173,12 @@ class Endpoint:
     @property
     def mutating(self) -> bool:
         return self.method == "POST"
+
+
+_NUMBER = {"type": "number"}
+_NULLABLE_NUMBER = {"type": "number", "nullable": True}
+_INT = {"type": "integer"}
+_STR = {"type": "string"}
 
 
 def _ref(name: str) -> dict[str, Any]:
@@ -786,11 +792,6 @@ def create_app(exchange: Exchange, settings: SandboxSettings | None = None) -> A
 
 
 # --- OpenAPI ---------------------------------------------------------------------------------
-
-_NUMBER = {"type": "number"}
-_NULLABLE_NUMBER = {"type": "number", "nullable": True}
-_INT = {"type": "integer"}
-_STR = {"type": "string"}
 
 
 def _object(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,8 @@ Kinds, and where they strike:
 
 - `fail_before` (probability): a private mutating request (`POST /api/v1/...`) is answered
   503 `INTERNAL_ERROR` before anything executes.
-- `drop_after_commit` (probability): the request executes and commits, then the answer is lost.
+- `drop_after_commit` (probability): the request executes and commits, then the answer (success
+  or refusal alike) is lost.
   Half of the drops (seeded) answer 502 `INTERNAL_ERROR`; the other half *cut* the connection:
   the server writes a 502 status line and headers announcing a body, then closes the socket
   without sending it, so an HTTP client reports a transport error (httpx:
