@@ -1,0 +1,152 @@
+"""The workflows, the composite action and the pre-commit hook are valid and safe to copy.
+
+Each workflow must pass the GitHub schemas (`check-jsonschema`, offline: the schemas ship in
+the package) and `zizmor --offline` with no finding of medium or high severity. Both tools
+are test dependencies: a missing tool fails these tests instead of skipping them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from reconciler.cli import run
+from tests.commands.cli_support import EXAMPLES, REPO
+
+WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml")) + sorted(
+    (EXAMPLES / "workflows").glob("*.yml")
+)
+ACTION = REPO / "action.yml"
+ALL = [*WORKFLOWS, ACTION]
+SHA_PIN = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
+
+
+def tool(name: str) -> str:
+    """The tool installed beside this interpreter (the venv), else on PATH; never skipped."""
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else shutil.which(name)
+    assert found, f"{name} is a test dependency: install the package's test extra"
+    return found
+
+
+def ids(paths: list[Path]) -> list[str]:
+    return [path.relative_to(REPO).as_posix() for path in paths]
+
+
+def test_the_expected_workflows_exist() -> None:
+    names = {path.name for path in (EXAMPLES / "workflows").glob("*.yml")}
+    assert names >= {
+        "reconciler-plan.yml",
+        "reconciler-apply.yml",
+        "reconciler-rebalance.yml",
+        "reconciler-drift.yml",
+    }
+
+
+@pytest.mark.parametrize("path", ALL, ids=ids(ALL))
+def test_schema(path: Path) -> None:
+    schema = "vendor.github-actions" if path == ACTION else "vendor.github-workflows"
+    done = subprocess.run(
+        [tool("check-jsonschema"), "--builtin-schema", schema, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_zizmor_finds_nothing_of_medium_or_high_severity() -> None:
+    done = subprocess.run(
+        [tool("zizmor"), "--offline", "--format", "json", *map(str, ALL)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    findings: list[dict[str, Any]] = json.loads(done.stdout)
+    serious = [
+        (finding["ident"], finding["determinations"]["severity"], finding["desc"])
+        for finding in findings
+        if finding["determinations"]["severity"] not in ("Unknown", "Informational", "Low")
+    ]
+    assert serious == [], serious
+
+
+def _steps(document: dict[str, Any]) -> list[dict[str, Any]]:
+    if "runs" in document:
+        steps: list[dict[str, Any]] = document["runs"]["steps"]
+        return steps
+    return [step for job in document["jobs"].values() for step in job.get("steps", [])]
+
+
+@pytest.mark.parametrize("path", ALL, ids=ids(ALL))
+def test_actions_are_pinned_and_checkout_keeps_no_credentials(path: Path) -> None:
+    text = path.read_text()
+    document = yaml.safe_load(text)
+    for step in _steps(document):
+        uses = step.get("uses")
+        if uses is None or uses.startswith("./"):
+            continue
+        assert SHA_PIN.match(uses), f"{uses} is not pinned to a full commit"
+        line = next(line for line in text.splitlines() if uses in line)
+        assert re.search(r"#\s*v\d", line), f"{uses}: say the version in a comment"
+        if uses.startswith("actions/checkout@"):
+            assert step.get("with", {}).get("persist-credentials") is False
+
+
+@pytest.mark.parametrize("path", ALL, ids=ids(ALL))
+def test_no_expression_inside_a_script(path: Path) -> None:
+    """`${{ }}` in `run:` or a github-script `script:` is template injection waiting to happen."""
+    for step in _steps(yaml.safe_load(path.read_text())):
+        assert "${{" not in step.get("run", ""), step.get("name")
+        assert "${{" not in step.get("with", {}).get("script", ""), step.get("name")
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=ids(WORKFLOWS))
+def test_least_privilege(path: Path) -> None:
+    document = yaml.safe_load(path.read_text())
+    top = document.get("permissions")
+    assert top is not None, "set workflow-level permissions"
+    assert top in ({}, {"contents": "read"})
+    for name, job in document["jobs"].items():
+        granted = job.get("permissions", top)
+        assert isinstance(granted, dict), name
+        assert all(level in ("read", "write", "none") for level in granted.values())
+        assert "write-all" not in str(granted)
+        assert set(granted) <= {"contents", "pull-requests", "issues", "actions"}, name
+        if granted.get("contents") == "write":
+            pytest.fail(f"{name}: no workflow here pushes")
+
+
+def test_apply_workflows_share_one_concurrency_group_per_account() -> None:
+    apply = yaml.safe_load((EXAMPLES / "workflows" / "reconciler-apply.yml").read_text())
+    rebalance = yaml.safe_load((EXAMPLES / "workflows" / "reconciler-rebalance.yml").read_text())
+    assert apply["concurrency"]["group"] == rebalance["concurrency"]["group"]
+    assert apply["concurrency"]["cancel-in-progress"] is False
+
+
+def test_precommit_hook() -> None:
+    hooks = yaml.safe_load((REPO / ".pre-commit-hooks.yaml").read_text())
+    (hook,) = [hook for hook in hooks if hook["id"] == "reconciler-validate"]
+    assert hook["entry"] == "reconciler validate --offline"
+    assert hook["language"] == "python"
+    pattern = re.compile(hook["files"])
+    assert pattern.search("examples/desired-state.yaml")
+    assert pattern.search("accounts/alpha.yml")
+    assert not pattern.search(".github/workflows/ci.yml")
+    assert not pattern.search("action.yml")
+
+
+def test_precommit_entry_runs_on_the_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    files = [str(path) for path in sorted(EXAMPLES.rglob("*.yaml"))]
+    argv = ["validate", "--offline", *files]
+    assert run(argv) == 0, capsys.readouterr().err
