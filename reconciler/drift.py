@@ -145,12 +145,16 @@ def detect(plan: Plan, rules: Sequence[IgnoreRule] = (), *, source: str = "") ->
         )
         hidden = any(rule.hides(difference.symbol, difference.aspect) for rule in rules)
         (ignored if hidden else kept).append(difference)
+
+    def order(difference: Difference) -> tuple[str, int]:
+        return difference.symbol, ASPECTS.index(difference.aspect)
+
     return DriftReport(
         source=source or plan.user_id,
         user_id=plan.user_id,
         fingerprint=plan.fingerprint,
-        differences=tuple(kept),
-        ignored=tuple(ignored),
+        differences=tuple(sorted(kept, key=order)),  # stable: the plan's order within a symbol
+        ignored=tuple(sorted(ignored, key=order)),
         violations=plan.violations,
     )
 

@@ -79,7 +79,7 @@ class EventLog:
         self._clock = clock
         self._min_rank = _RANK[min_level]
 
-    def emit(self, level: Level, event: str, **fields: Any) -> None:
+    def emit(self, level: Level, event: str, /, **fields: Any) -> None:
         """Write one event; a field named like a reserved key is prefixed with `field_`."""
         if _RANK[level] < self._min_rank:
             return
@@ -98,16 +98,16 @@ class EventLog:
         stream.write(line + "\n")
         stream.flush()
 
-    def debug(self, event: str, **fields: Any) -> None:
+    def debug(self, event: str, /, **fields: Any) -> None:
         self.emit("debug", event, **fields)
 
-    def info(self, event: str, **fields: Any) -> None:
+    def info(self, event: str, /, **fields: Any) -> None:
         self.emit("info", event, **fields)
 
-    def warning(self, event: str, **fields: Any) -> None:
+    def warning(self, event: str, /, **fields: Any) -> None:
         self.emit("warning", event, **fields)
 
-    def error(self, event: str, **fields: Any) -> None:
+    def error(self, event: str, /, **fields: Any) -> None:
         self.emit("error", event, **fields)
 
 

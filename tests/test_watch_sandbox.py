@@ -146,6 +146,9 @@ async def watching(
         try:
             async with asyncio.timeout(WAIT_S):
                 yield watcher, captured
+        except BaseException as exc:
+            exc.add_note("watch log:\n" + "\n".join(json.dumps(e) for e in captured.events))
+            raise
         finally:
             watcher.stop("test over")
             async with asyncio.timeout(WAIT_S):

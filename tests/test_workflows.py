@@ -150,3 +150,22 @@ def test_precommit_entry_runs_on_the_examples(capsys: pytest.CaptureFixture[str]
     files = [str(path) for path in sorted(EXAMPLES.rglob("*.yaml"))]
     argv = ["validate", "--offline", *files]
     assert run(argv) == 0, capsys.readouterr().err
+
+
+def test_the_audit_would_catch_an_unsafe_workflow(tmp_path: Path) -> None:
+    """A control: the same check fails on injection, an unpinned action and a risky trigger."""
+    bad = tmp_path / "bad.yml"
+    bad.write_text(
+        "name: bad\non: pull_request_target\npermissions: {}\njobs:\n  x:\n"
+        "    runs-on: ubuntu-latest\n    steps:\n      - uses: actions/checkout@v4\n"
+        '      - run: echo "${{ github.event.pull_request.title }}"\n'
+    )
+    done = subprocess.run(
+        [tool("zizmor"), "--offline", "--format", "json", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    found = {finding["ident"] for finding in json.loads(done.stdout)}
+    assert {"template-injection", "unpinned-uses", "dangerous-triggers"} <= found

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from email.utils import formatdate
@@ -35,6 +36,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reconciler import jsonnum
+from reconciler.sandbox import faults as fault_effects
 from reconciler.sandbox.auth import Authenticator, KeyRecord, require_own_user, require_scope
 from reconciler.sandbox.control import (
     CUT_STATUS,
@@ -85,6 +87,7 @@ class Query:
     """The query string, parsed once; each accessor raises `VALIDATION_ERROR` when malformed."""
 
     def __init__(self, raw: str) -> None:
+        self.raw = raw
         self._params = QueryParams(raw)
 
     def __contains__(self, name: str) -> bool:
@@ -611,6 +614,7 @@ class Sandbox:
     async def _serve(
         self, endpoint: Endpoint, request: Request, headers: dict[str, str]
     ) -> Response:
+        self.faults.count_request()
         delay = self.faults.latency_s()
         if delay:
             await asyncio.sleep(delay)
@@ -626,6 +630,9 @@ class Sandbox:
                 raise Rejection(
                     "RATE_LIMITED", f"over {decision.limit} requests per rolling window"
                 )
+            if self.faults.throttle():
+                headers.update({"Retry-After": "0", "X-RateLimit-Remaining": "0"})
+                raise Rejection("RATE_LIMITED", "rate limit storm (injected fault)")
             raw_body = await self._body(request)
             key = await self.auth.authenticate(
                 request.method, raw_target(scope), request.headers, raw_body
@@ -644,13 +651,20 @@ class Sandbox:
             return self.envelopes.error(
                 scope, "INTERNAL_ERROR", "service unavailable (injected fault)", 503, headers
             )
+        private_write = endpoint.scope is not None and endpoint.mutating
+        if private_write and self.faults.drop_before():
+            self.faults.record("drop_before", path=endpoint.path)
+            return CutResponse(scope)
+        if private_write and self.faults.should_hold(endpoint.path, "before"):
+            await self.faults.hold_here(endpoint.path, "before")
+            return CutResponse(scope)  # released unexecuted: the client is gone or gives up
         call = Call(self.exchange, user_id, dict(request.path_params), query, body)
         events: list[tuple[str, str | None, Any]] = []
 
         def execute() -> Any:
             """The engine call, then its events (and any a concurrent call left), in one hop."""
             try:
-                return endpoint.handler(call)
+                return self._faulted(endpoint, call, private_write)
             finally:
                 events.extend(self.exchange.drain_events())
 
@@ -662,15 +676,53 @@ class Sandbox:
             outcome = self.envelopes.rejection(scope, rejection, headers)
         finally:
             await self.stream.publish(events)
-        if endpoint.scope is not None and endpoint.mutating:
+        if private_write and self.faults.should_hold(endpoint.path, "after"):
+            await self.faults.hold_here(endpoint.path, "after")
+        if private_write:
             after = self.faults.after_commit()
+            if after is not AfterCommit.DELIVER:
+                self.faults.record(after.value, path=endpoint.path)
             if after is AfterCommit.CUT:
                 return CutResponse(scope)
             if after is AfterCommit.BAD_GATEWAY:
                 return self.envelopes.error(
                     scope, "INTERNAL_ERROR", "bad gateway (injected fault)", 502, headers
                 )
+            if after is AfterCommit.GARBAGE_500:
+                return Response(b"<html><body>500 oops</body></html>", 500, media_type="text/html")
+            if after is AfterCommit.TRUNCATED_200:
+                return Response(bytes(outcome.body)[:17], 200, media_type="application/json")
         return outcome
+
+    def _faulted(self, endpoint: Endpoint, call: Call, private_write: bool) -> Any:
+        """The handler with the engine-side faults around it (in the engine's thread)."""
+        faults, exchange = self.faults, self.exchange
+        if private_write:
+            fault_effects.before_execute(
+                faults, exchange, call.user_id, endpoint.path, call.path_params, call.body
+            )
+            if not faults.profile.instant_fills:
+                return endpoint.handler(call)
+            with exchange._unit():  # placement and instant fill: one transaction
+                data = endpoint.handler(call)
+                return fault_effects.after_execute(
+                    faults, exchange, call.user_id, endpoint.path, data
+                )
+        data = endpoint.handler(call)
+        if endpoint.scope is None:
+            return data
+        try:
+            data = fault_effects.hide_recent(faults, exchange, endpoint.path, data)
+        except LookupError as hidden:
+            raise Rejection("NOT_FOUND", f"no order {hidden}") from None
+        page = call.query.integer("page", 1, 1, 10**9) or 1
+        paged = isinstance(data, dict) and "items" in data
+        if page >= 2 and paged and faults.page_shift():
+            raw = re.sub(r"(^|&)page=\d+", rf"\g<1>page={page + 1}", call.query.raw)
+            later = endpoint.handler(replace(call, query=Query(raw)))
+            data = fault_effects.shift_page(data, later)
+            faults.record("page_shift", path=endpoint.path, page=page)
+        return data
 
     async def _body(self, request: Request) -> bytes:
         chunks: list[bytes] = []

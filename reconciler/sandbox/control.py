@@ -118,6 +118,10 @@ class ControlApi:
             ControlRoute("POST", "/_sandbox/symbols", self.add_symbols),
             ControlRoute("POST", "/_sandbox/faults", self.set_faults),
             ControlRoute("GET", "/_sandbox/faults", self.get_faults),
+            ControlRoute("GET", "/_sandbox/faults/log", self.fault_log),
+            ControlRoute("DELETE", "/_sandbox/faults/log", self.clear_fault_log),
+            ControlRoute("POST", "/_sandbox/held", self.held),
+            ControlRoute("POST", "/_sandbox/release", self.release),
             ControlRoute("POST", "/_sandbox/reset", self.reset),
             ControlRoute("POST", "/_sandbox/rate-limit", self.set_rate_limit),
         ]
@@ -182,6 +186,25 @@ class ControlApi:
 
     async def get_faults(self, body: Any) -> Any:
         return self.faults.profile.as_dict()
+
+    async def fault_log(self, body: Any) -> Any:
+        """Every fault that struck since the profile was last cleared, oldest first."""
+        return self.faults.log()
+
+    async def clear_fault_log(self, body: Any) -> Any:
+        self.faults.clear_log()
+        return None
+
+    async def held(self, body: Any) -> Any:
+        """Wait (up to `timeout` seconds, default 10) until a `hold` fault holds a request."""
+        timeout = _object(body).get("timeout", 10)
+        if isinstance(timeout, bool) or not isinstance(timeout, int | Decimal) or timeout < 0:
+            raise Rejection("VALIDATION_ERROR", "timeout must be a number of seconds")
+        return await self.faults.wait_held(float(min(timeout, 120)))
+
+    async def release(self, body: Any) -> Any:
+        """Let every held request go on; returns how many there were."""
+        return {"released": self.faults.release_all()}
 
     async def reset(self, body: Any) -> Any:
         """Back to a fresh demo sandbox: state, log, faults, rate-limit budget and windows."""

@@ -2,12 +2,16 @@
 
 A profile is set through `POST /_sandbox/faults` and applies until cleared (`{}`) or reset.
 Every random draw comes from one `random.Random(seed)`, so a test that sends the same requests
-in the same order sees the same faults.
+in the same order sees the same faults. Each fault ends with exactly one net effect (the
+request executed once, or not at all), and every one that strikes is written to the fault log
+(`GET /_sandbox/faults/log`), so a checker can count them and account for what they did.
 
-Kinds, and where they strike:
+Kinds, and where they strike ("mutating" means a private `POST /api/v1/...`):
 
-- `fail_before` (probability): a private mutating request (`POST /api/v1/...`) is answered
-  503 `INTERNAL_ERROR` before anything executes.
+- `fail_before` (probability): a mutating request is answered 503 `INTERNAL_ERROR` before
+  anything executes.
+- `drop_before` (probability): a mutating request's connection is cut before anything
+  executes (the client sees a transport error after sending: outcome unknown, not executed).
 - `drop_after_commit` (probability): the request executes and commits, then the answer (success
   or refusal alike) is lost.
   Half of the drops (seeded) answer 502 `INTERNAL_ERROR`; the other half *cut* the connection:
@@ -15,10 +19,37 @@ Kinds, and where they strike:
   without sending it, so an HTTP client reports a transport error (httpx:
   `RemoteProtocolError`). This is as close to "the connection died after the commit" as an
   ASGI application can get without reaching into the server's transport.
+- `garbage_after_commit` (probability): the request executes, then the answer is garbage:
+  half (seeded) a 500 with an HTML body, half a 200 whose JSON is cut off mid-way.
 - `latency_ms` `[lo, hi]`: every `/api/v1` request waits a uniform draw first.
 - `clock_skew_ms`: the server's clock runs this far ahead (negative: behind) of the wall clock;
   it drives signature windows, the `Date` header, envelope timestamps and rate-limit resets.
+- `clock_jump_ms` with `clock_jump_after` (requests): after that many `/api/v1` requests the
+  server's clock jumps by `clock_jump_ms` (on top of any skew), mid-run.
 - `partial_fills`: the engine fills marketable orders only halfway (`partial_fill_ratio` 0.5).
+- `instant_fills`: a limit order that would rest fills at once, in full, at its own price as
+  a maker, in the same transaction: it is never seen open.
+- `fill_before_cancel` (probability): a cancel of an open order loses the race against a
+  fill: the order fills in full at its own price just before the cancel, which then answers
+  `ORDER_NOT_OPEN`.
+- `invisible_ms`: orders, fills and positions created less than this long ago are missing
+  from reads (`/order/open`, `/order/:id` answers `NOT_FOUND`, `/trade/...`, `/positions`),
+  as on an exchange whose read replicas lag.
+- `storm_429` (probability) with `storm_length`: a private request starts a storm: it and the
+  next `storm_length - 1` private requests are refused 429 `RATE_LIMITED` with
+  `Retry-After: 0` and `X-RateLimit-*` headers (remaining 0); nothing executes.
+- `page_shift` (probability): a paged read of page 2 or later is served as if the set's first
+  item had left between the page reads: the items move back by one and `total` drops by one.
+- `mark_jump` (probability) with `mark_jump_bps`: just before a mutating request on a symbol
+  executes, the symbol's mark jumps by that many basis points, up or down (seeded), with every
+  consequence of a mark move (resting fills, TP/SL, liquidation).
+- `liquidate` (probability): just before a mutating request on a symbol executes, the user's
+  position on it is liquidated from outside (its margin lost, no order or fill, a ledger line).
+- `hold` `{"when": "before"|"after", "path": "/order", "count": 1}`: the next `count`
+  mutating requests on that path wait until `POST /_sandbox/release`; `before` ones never
+  execute (released, their connection is cut), `after` ones execute first and are answered on
+  release. `POST /_sandbox/held` waits until one is held: a test synchronises on it (e.g. to
+  kill a client mid-call) without sleeping.
 
 New kinds add a field to `FaultProfile`, a parser entry in `_FIELDS` and a hook on
 `FaultInjector` that the app calls at the right moment.
@@ -26,6 +57,7 @@ New kinds add a field to `FaultProfile`, a parser entry in `_FIELDS` and a hook 
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import random
 import threading
@@ -33,9 +65,20 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["AfterCommit", "FaultInjector", "FaultProfile", "wall_clock_ms"]
+if TYPE_CHECKING:
+    from reconciler.sandbox.engine import Exchange
+
+__all__ = [
+    "AfterCommit",
+    "FaultInjector",
+    "FaultProfile",
+    "Hold",
+    "fill_resting_order",
+    "liquidate_position",
+    "wall_clock_ms",
+]
 
 
 def wall_clock_ms() -> int:
@@ -48,24 +91,58 @@ class AfterCommit(enum.Enum):
     DELIVER = "deliver"
     BAD_GATEWAY = "bad_gateway"
     CUT = "cut"
+    GARBAGE_500 = "garbage_500"
+    TRUNCATED_200 = "truncated_200"
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Which mutating requests wait for `POST /_sandbox/release`, and on which side of execution."""
+
+    when: str = "after"
+    path: str = "/order"
+    count: int = 1
 
 
 @dataclass(frozen=True)
 class FaultProfile:
     seed: int = 0
     fail_before: float = 0.0
+    drop_before: float = 0.0
     drop_after_commit: float = 0.0
+    garbage_after_commit: float = 0.0
     latency_ms: tuple[int, int] = (0, 0)
     clock_skew_ms: int = 0
+    clock_jump_ms: int = 0
+    clock_jump_after: int = 0
     partial_fills: bool = False
+    instant_fills: bool = False
+    fill_before_cancel: float = 0.0
+    invisible_ms: int = 0
+    storm_429: float = 0.0
+    storm_length: int = 3
+    page_shift: float = 0.0
+    mark_jump: float = 0.0
+    mark_jump_bps: int = 200
+    liquidate: float = 0.0
+    hold: Hold | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
-        """The profile in the shape it is set with."""
+        """The profile in the shape it is set with.
+
+        The original kinds are always listed; later ones only when set, so tools that compare
+        the whole answer with what they set keep working.
+        """
         data = asdict(self)
         data.pop("extra")
         data["latency_ms"] = list(self.latency_ms)
-        return data
+        defaults = asdict(FaultProfile())
+        return {
+            key: value
+            for key, value in data.items()
+            if key in _ALWAYS_SHOWN or value != defaults[key]
+        }
 
     @classmethod
     def parse(cls, body: Mapping[str, Any]) -> FaultProfile:
@@ -79,6 +156,11 @@ class FaultProfile:
         return profile
 
 
+_ALWAYS_SHOWN = frozenset(
+    {"seed", "fail_before", "drop_after_commit", "latency_ms", "clock_skew_ms", "partial_fills"}
+)
+
+
 def _probability(name: str, value: Any) -> float:
     number = _number(name, value)
     if not 0 <= number <= 1:
@@ -90,6 +172,16 @@ def _integer(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{name} must be an integer")
     return value
+
+
+def _bounded(low: int, high: int) -> Callable[[str, Any], int]:
+    def parse(name: str, value: Any) -> int:
+        number = _integer(name, value)
+        if not low <= number <= high:
+            raise ValueError(f"{name} must be between {low} and {high}")
+        return number
+
+    return parse
 
 
 def _boolean(name: str, value: Any) -> bool:
@@ -109,6 +201,19 @@ def _latency(name: str, value: Any) -> tuple[int, int]:
     return low, high
 
 
+def _hold(name: str, value: Any) -> Hold | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) - {"when", "path", "count"}:
+        raise ValueError(f'{name} must be {{"when": "before"|"after", "path": ..., "count": n}}')
+    when = value.get("when", "after")
+    path = value.get("path", "/order")
+    count = _bounded(1, 1000)(name, value.get("count", 1))
+    if when not in ("before", "after") or not isinstance(path, str) or not path.startswith("/"):
+        raise ValueError(f'{name}: "when" is before or after, "path" starts with /')
+    return Hold(when, path, count)
+
+
 def _number(name: str, value: Any) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, int | Decimal | float):
         raise ValueError(f"{name} must be a number")
@@ -118,11 +223,32 @@ def _number(name: str, value: Any) -> Decimal:
 _FIELDS: dict[str, Callable[[str, Any], Any]] = {
     "seed": _integer,
     "fail_before": _probability,
+    "drop_before": _probability,
     "drop_after_commit": _probability,
+    "garbage_after_commit": _probability,
     "latency_ms": _latency,
     "clock_skew_ms": _integer,
+    "clock_jump_ms": _integer,
+    "clock_jump_after": _bounded(0, 10**9),
     "partial_fills": _boolean,
+    "instant_fills": _boolean,
+    "fill_before_cancel": _probability,
+    "invisible_ms": _bounded(0, 600_000),
+    "storm_429": _probability,
+    "storm_length": _bounded(1, 100),
+    "page_shift": _probability,
+    "mark_jump": _probability,
+    "mark_jump_bps": _bounded(1, 5_000),
+    "liquidate": _probability,
+    "hold": _hold,
 }
+
+
+@dataclass
+class _Held:
+    path: str
+    when: str
+    released: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class FaultInjector:
@@ -142,6 +268,12 @@ class FaultInjector:
         self._lock = threading.Lock()
         self._profile = FaultProfile()
         self._rng = random.Random(0)
+        self._requests = 0
+        self._storm_left = 0
+        self._holds_left = 0
+        self._held: list[_Held] = []
+        self._held_changed: asyncio.Event | None = None
+        self._log: list[dict[str, Any]] = []
 
     @property
     def profile(self) -> FaultProfile:
@@ -151,14 +283,64 @@ class FaultInjector:
         with self._lock:
             self._profile = profile
             self._rng = random.Random(profile.seed)
+            self._requests = 0
+            self._storm_left = 0
+            self._holds_left = profile.hold.count if profile.hold is not None else 0
         self._on_partial_fills(profile.partial_fills)
 
     def clear(self) -> None:
         self.set(FaultProfile())
+        self.release_all()
+        with self._lock:
+            self._log.clear()
+
+    # --- the fault log ---
+
+    def record(self, kind: str, **detail: Any) -> None:
+        """Note one fault that struck (the checker accounts for its effect from here)."""
+        with self._lock:
+            self._log.append({"kind": kind, "time": self._wall_clock(), **detail})
+
+    def log(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._log)
+
+    def clear_log(self) -> None:
+        with self._lock:
+            self._log.clear()
+
+    # --- clock ---
 
     def now_ms(self) -> int:
-        """The server's clock: the wall clock plus the configured skew."""
-        return self._wall_clock() + self._profile.clock_skew_ms
+        """The server's clock: the wall clock plus the configured skew (and a jump, once due)."""
+        profile = self._profile
+        jump = profile.clock_jump_ms if self._clock_jumped(profile) else 0
+        return self._wall_clock() + profile.clock_skew_ms + jump
+
+    def _clock_jumped(self, profile: FaultProfile) -> bool:
+        return profile.clock_jump_ms != 0 and self._requests >= profile.clock_jump_after
+
+    def count_request(self) -> None:
+        """One more `/api/v1` request arrived (drives `clock_jump_after`)."""
+        with self._lock:
+            before = self._clock_jumped(self._profile)
+            self._requests += 1
+            if not before and self._clock_jumped(self._profile):
+                self._log.append(
+                    {
+                        "kind": "clock_jump",
+                        "time": self._wall_clock(),
+                        "ms": self._profile.clock_jump_ms,
+                    }
+                )
+
+    # --- draws ---
+
+    def _draw(self, chance: float) -> bool:
+        if chance <= 0:
+            return False
+        with self._lock:
+            return self._rng.random() < chance
 
     def latency_s(self) -> float:
         low, high = self._profile.latency_ms
@@ -169,18 +351,278 @@ class FaultInjector:
 
     def fail_before(self) -> bool:
         """Whether this mutating request is refused with a 5xx before it executes."""
-        chance = self._profile.fail_before
-        if chance <= 0:
-            return False
-        with self._lock:
-            return self._rng.random() < chance
+        return self._draw(self._profile.fail_before)
+
+    def drop_before(self) -> bool:
+        """Whether this mutating request's connection is cut before it executes."""
+        return self._draw(self._profile.drop_before)
 
     def after_commit(self) -> AfterCommit:
-        """Whether the answer of this executed mutating request is delivered, 502'd or cut."""
-        chance = self._profile.drop_after_commit
-        if chance <= 0:
+        """Whether the answer of this executed mutating request is delivered, lost or garbled."""
+        profile = self._profile
+        if profile.drop_after_commit <= 0 and profile.garbage_after_commit <= 0:
             return AfterCommit.DELIVER
         with self._lock:
-            if self._rng.random() >= chance:
-                return AfterCommit.DELIVER
-            return AfterCommit.CUT if self._rng.random() < 0.5 else AfterCommit.BAD_GATEWAY
+            if profile.drop_after_commit > 0 and self._rng.random() < profile.drop_after_commit:
+                return AfterCommit.CUT if self._rng.random() < 0.5 else AfterCommit.BAD_GATEWAY
+            if (
+                profile.garbage_after_commit > 0
+                and self._rng.random() < profile.garbage_after_commit
+            ):
+                half = self._rng.random() < 0.5
+                return AfterCommit.GARBAGE_500 if half else AfterCommit.TRUNCATED_200
+        return AfterCommit.DELIVER
+
+    def throttle(self) -> bool:
+        """Whether this private request is refused by a 429 storm (one starting or under way)."""
+        profile = self._profile
+        with self._lock:
+            if self._storm_left > 0:
+                self._storm_left -= 1
+                return True
+            if profile.storm_429 > 0 and self._rng.random() < profile.storm_429:
+                self._storm_left = profile.storm_length - 1
+                self._log.append(
+                    {
+                        "kind": "storm_429",
+                        "time": self._wall_clock(),
+                        "length": profile.storm_length,
+                    }
+                )
+                return True
+        return False
+
+    def page_shift(self) -> bool:
+        return self._draw(self._profile.page_shift)
+
+    def fill_before_cancel(self) -> bool:
+        return self._draw(self._profile.fill_before_cancel)
+
+    def liquidate(self) -> bool:
+        return self._draw(self._profile.liquidate)
+
+    def mark_jump(self) -> Decimal | None:
+        """The factor the mark is multiplied by before this mutating request, or None."""
+        profile = self._profile
+        if profile.mark_jump <= 0:
+            return None
+        with self._lock:
+            if self._rng.random() >= profile.mark_jump:
+                return None
+            sign = 1 if self._rng.random() < 0.5 else -1
+        return 1 + Decimal(sign * profile.mark_jump_bps) / 10_000
+
+    def invisible_before(self, now_ms: int) -> int | None:
+        """Records created after this engine time are hidden from reads; None: all visible."""
+        window = self._profile.invisible_ms
+        return None if window <= 0 else now_ms - window
+
+    # --- holds (async: they run on the server's event loop) ---
+
+    def should_hold(self, path: str, when: str) -> bool:
+        hold = self._profile.hold
+        if hold is None or hold.when != when or hold.path != path:
+            return False
+        with self._lock:
+            if self._holds_left <= 0:
+                return False
+            self._holds_left -= 1
+            return True
+
+    async def hold_here(self, path: str, when: str) -> None:
+        """Wait until released; `POST /_sandbox/held` callers learn that this request waits."""
+        held = _Held(path, when)
+        with self._lock:
+            self._held.append(held)
+            self._log.append({"kind": f"hold_{when}", "time": self._wall_clock(), "path": path})
+        self._changed().set()
+        await held.released.wait()
+
+    def _changed(self) -> asyncio.Event:
+        if self._held_changed is None:
+            self._held_changed = asyncio.Event()
+        return self._held_changed
+
+    async def wait_held(self, timeout_s: float) -> list[dict[str, str]]:
+        """The requests held now, waiting up to `timeout_s` for the first one."""
+        loop_deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            with self._lock:
+                waiting = [{"path": h.path, "when": h.when} for h in self._held]
+            remaining = loop_deadline - asyncio.get_running_loop().time()
+            if waiting or remaining <= 0:
+                return waiting
+            event = self._changed()
+            event.clear()
+            try:
+                await asyncio.wait_for(event.wait(), remaining)
+            except TimeoutError:
+                continue
+
+    def release_all(self) -> int:
+        with self._lock:
+            held, self._held = self._held, []
+            self._holds_left = 0
+        for item in held:
+            item.released.set()
+        return len(held)
+
+
+# --- engine-side effects of faults -------------------------------------------------------------
+#
+# These act inside the engine's transaction (`Exchange._unit`, joined when already inside one),
+# through the same matching functions a mark move uses, so their accounting is the engine's own.
+
+
+def fill_resting_order(exchange: Exchange, user_id: str, order_id: str) -> bool:
+    """Fill the rest of an open order of `user_id` at its own price as a maker (a lost race)."""
+    from reconciler.sandbox import matching
+    from reconciler.sandbox.accounting import ZERO
+
+    with exchange._unit() as session:
+        order = session.order(order_id)
+        if order is None or order.user_id != user_id or not order.is_open or order.price is None:
+            return False
+        order.reserved_margin = ZERO
+        if matching.execute_fill(session, order, order.remaining, order.price, "maker"):
+            order.status = "filled"
+            session.save_order(order)
+        else:
+            matching.cancel(session, order)
+        matching.cancel_stale_reduce_only(session, order.user_id, order.symbol)
+        return True
+
+
+def liquidate_position(exchange: Exchange, user_id: str, symbol: str) -> dict[str, Any] | None:
+    """Liquidate `user_id`'s position on `symbol` as the mark would: the margin is lost.
+
+    Returns what the checker needs (the position and the last fill id before it), or None when
+    there is no position.
+    """
+    from reconciler.sandbox import matching
+    from reconciler.sandbox.accounting import ZERO
+
+    with exchange._unit() as session:
+        position = session.position(user_id, symbol)
+        if position is None:
+            return None
+        row = session.execute("SELECT MAX(id) AS last FROM fills").fetchone()
+        detail = {
+            "symbol": symbol,
+            "position_id": str(position.id),
+            "side": position.side,
+            "size": str(position.size),
+            "last_fill_id": None if row is None or row["last"] is None else str(row["last"]),
+        }
+        session.book(user_id, "liquidation", -position.margin, symbol)
+        position.size = ZERO
+        session.save_position(position)
+        matching.cancel_stale_reduce_only(session, user_id, symbol)
+        return detail
+
+
+def symbol_of(
+    exchange: Exchange, user_id: str, path_params: Mapping[str, str], body: Mapping[str, Any]
+) -> str | None:
+    """The symbol a mutating request acts on, when it names one (body or position path)."""
+    symbol = body.get("symbol")
+    if isinstance(symbol, str):
+        return symbol
+    position_id = path_params.get("position_id")
+    if position_id is not None:
+        with exchange._unit() as session:
+            for position in session.positions(user_id, None):
+                if str(position.id) == position_id:
+                    return position.symbol
+    order_id = body.get("orderId")
+    if isinstance(order_id, str):
+        with exchange._unit() as session:
+            order = session.order(order_id)
+            if order is not None and order.user_id == user_id:
+                return order.symbol
+    return None
+
+
+def before_execute(
+    injector: FaultInjector,
+    exchange: Exchange,
+    user_id: str,
+    path: str,
+    path_params: Mapping[str, str],
+    body: Mapping[str, Any],
+) -> None:
+    """Faults that strike a mutating request just before it executes (in the engine thread)."""
+    profile = injector.profile
+    if path == "/order/cancel" and profile.fill_before_cancel > 0:
+        order_id = body.get("orderId")
+        struck = isinstance(order_id, str) and injector.fill_before_cancel()
+        if struck and fill_resting_order(exchange, user_id, str(order_id)):
+            injector.record("fill_before_cancel", order_id=order_id)
+    if profile.mark_jump <= 0 and profile.liquidate <= 0:
+        return
+    symbol = symbol_of(exchange, user_id, path_params, body)
+    if symbol is None:
+        return
+    factor = injector.mark_jump()
+    if factor is not None:
+        with exchange._unit() as session:
+            spec = session.require_symbol(symbol)
+            old = session.mark(symbol)
+            price = (old * factor / spec.tick_size).to_integral_value() * spec.tick_size
+        if price > 0:
+            exchange.set_prices({symbol: price})
+            injector.record("mark_jump", symbol=symbol, old=str(old), new=str(price))
+    if injector.liquidate():
+        detail = liquidate_position(exchange, user_id, symbol)
+        if detail is not None:
+            injector.record("liquidate", **detail)
+
+
+def after_execute(
+    injector: FaultInjector, exchange: Exchange, user_id: str, path: str, data: Any
+) -> Any:
+    """Faults that change what a request did before its answer is written (same transaction)."""
+    if not injector.profile.instant_fills or path != "/order" or not isinstance(data, dict):
+        return data
+    if data.get("status") not in ("open", "partially_filled") or data.get("price") is None:
+        return data
+    order_id = str(data.get("id"))
+    if not fill_resting_order(exchange, user_id, order_id):
+        return data
+    injector.record("instant_fill", order_id=order_id)
+    return exchange.get_order(user_id, order_id)
+
+
+def hide_recent(injector: FaultInjector, exchange: Exchange, path: str, data: Any) -> Any:
+    """`invisible_ms`: drop what was created too recently from a read's answer.
+
+    Raises `LookupError` when the one record a read names is hidden (the app answers 404).
+    """
+    cutoff = injector.invisible_before(exchange.clock())
+    if cutoff is None:
+        return data
+
+    def visible(item: Any, stamp: str) -> bool:
+        return not (isinstance(item, dict) and int(item.get(stamp, 0)) > cutoff)
+
+    stamp = "timestamp" if path.startswith("/trade/") else "createdAt"
+    if path == "/order/{order_id}":
+        if not visible(data, stamp):
+            raise LookupError(str(data.get("id")))
+        return data
+    if path == "/positions" and isinstance(data, list):
+        return [item for item in data if visible(item, stamp)]
+    paged = ("/order/open", "/trade/user/{user_id}", "/trade/order/{order_id}")
+    if path in paged and isinstance(data, dict) and isinstance(data.get("items"), list):
+        items = [item for item in data["items"] if visible(item, stamp)]
+        hidden = len(data["items"]) - len(items)
+        return {**data, "items": items, "total": data["total"] - hidden}
+    return data
+
+
+def shift_page(data: Any, next_page: Any) -> Any:
+    """`page_shift`: this page as it reads once the set's first item has left."""
+    if not (isinstance(data, dict) and isinstance(next_page, dict)):
+        return data
+    items = [*data["items"][1:], *next_page["items"][:1]]
+    return {**data, "items": items, "total": max(0, data["total"] - 1)}
