@@ -297,8 +297,10 @@ class Watcher:
                     async for event in stream:
                         self._on_event(event)
                 self.log.warning("stream_ended")
-            except (LevretError, OSError, EOFError) as exc:
-                self.log.warning("stream_failed", error=str(exc), attempt=attempt + 1)
+            except Exception as exc:  # the stream is a hint; losing it must not stop the reads
+                self.log.warning(
+                    "stream_failed", error=f"{type(exc).__name__}: {exc}", attempt=attempt + 1
+                )
             finally:
                 self.stream_ready.clear()
                 self.metrics.stream_connected.set(0)

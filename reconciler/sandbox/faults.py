@@ -269,6 +269,7 @@ class FaultInjector:
         self._profile = FaultProfile()
         self._rng = random.Random(0)
         self._requests = 0
+        self._set_at = 0
         self._storm_left = 0
         self._holds_left = 0
         self._held: list[_Held] = []
@@ -283,6 +284,7 @@ class FaultInjector:
         with self._lock:
             self._profile = profile
             self._rng = random.Random(profile.seed)
+            self._set_at = self._wall_clock()
             self._requests = 0
             self._storm_left = 0
             self._holds_left = profile.hold.count if profile.hold is not None else 0
@@ -412,10 +414,14 @@ class FaultInjector:
             sign = 1 if self._rng.random() < 0.5 else -1
         return 1 + Decimal(sign * profile.mark_jump_bps) / 10_000
 
-    def invisible_before(self, now_ms: int) -> int | None:
-        """Records created after this engine time are hidden from reads; None: all visible."""
+    def invisible_since(self, now_ms: int) -> int | None:
+        """Records created after this engine time are hidden from reads; None: all visible.
+
+        Only records created since the profile was set lag: what existed before was already
+        visible, so turning the fault on never hides old state.
+        """
         window = self._profile.invisible_ms
-        return None if window <= 0 else now_ms - window
+        return None if window <= 0 else max(now_ms - window, self._set_at - 1)
 
     # --- holds (async: they run on the server's event loop) ---
 
@@ -598,7 +604,7 @@ def hide_recent(injector: FaultInjector, exchange: Exchange, path: str, data: An
 
     Raises `LookupError` when the one record a read names is hidden (the app answers 404).
     """
-    cutoff = injector.invisible_before(exchange.clock())
+    cutoff = injector.invisible_since(exchange.clock())
     if cutoff is None:
         return data
 
