@@ -38,6 +38,7 @@ _STYLES = {
     "cyan": "\x1b[36m",
 }
 _RISK_STYLE = {"reduce": "green", "increase": "red", "neutral": "yellow"}
+_RISK_WORDS = {"reduce": "risk down", "increase": "risk up", "neutral": "risk unchanged"}
 
 
 # -- shared wording --------------------------------------------------------------------------
@@ -155,8 +156,8 @@ def render_text(plan: Plan, *, color: bool = False) -> str:
             else:
                 lines.append(f"  {name:<10} {before} -> " + paint(after, "bold"))
         for number, action in numbered.get(change.symbol, []):
-            risk = paint(f"{action.risk} risk", _RISK_STYLE[action.risk])
-            lines.append(f"  {number:>3}. {action.reason}  [{action.phase.label}, {risk}]")
+            risk = paint(_RISK_WORDS[action.risk], _RISK_STYLE[action.risk])
+            lines.append(f"  {number:>3}. {action.reason}  [phase {action.phase.label}; {risk}]")
             lines.append(paint(f"       {_request_text(action)}", "dim"))
     lines.append("")
     unchanged = plan.summary.symbols_unchanged
