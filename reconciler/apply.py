@@ -258,13 +258,17 @@ def check_fresh(
         problems.append(
             f"plan is {age_s:.0f} s old, more than the {max_age_ms / 1000:.0f} s allowed"
         )
-    for symbol in sorted({action.symbol for action in plan.actions}):
+    touched = sorted({action.symbol for action in plan.actions})
+    for symbol in touched:
         planned = plan.symbol_fingerprints.get(symbol)
         if planned is None:
             problems.append(f"{symbol}: plan has no fingerprint for it")
         elif planned != snapshot_now.symbol_fingerprint(symbol):
             problems.append(f"{symbol}: positions or open orders changed since the plan")
-    for symbol, planned_mark in sorted(plan.marks.items()):
+    for symbol in touched:  # an untouched symbol's price cannot make these calls wrong
+        planned_mark = plan.marks.get(symbol)
+        if planned_mark is None:
+            continue
         now = snapshot_now.mark(symbol)
         if now is None:
             problems.append(f"{symbol}: no current mark to compare with the plan's {planned_mark}")
