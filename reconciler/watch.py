@@ -495,6 +495,7 @@ class Watcher:
             self._failed(number, str(exc), [], tripped)
             return CycleReport(number, triggers, started, "error", drift, detail=str(exc))
         tripped = self._account(applied)
+        self.metrics.drift_actions.set(0 if applied.converged else len(applied.remaining))
         if applied.converged:
             self._converged(self._clock())
             self.log.info("healed", cycle=number, summary=applied.summary())

@@ -1,12 +1,14 @@
-"""The watcher's pure parts: change windows, the circuit breaker, structured log lines."""
+"""The watcher's parts that need no exchange: windows, breaker, log lines, the file re-read."""
 
 from __future__ import annotations
 
 import io
 import json
 import logging
+import os
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +16,7 @@ from reconciler.breaker import CircuitBreaker
 from reconciler.errors import SpecError
 from reconciler.eventlog import EventLog, LoggingBridge
 from reconciler.spec import Windows, loads
+from reconciler.watch import DesiredFile
 from reconciler.windows import change_allowed, check_cron, cron_matches
 
 T0 = datetime(2030, 1, 7, 10, 30, 15, tzinfo=UTC)  # a Monday
@@ -179,3 +182,30 @@ def test_logging_records_become_log_events() -> None:
     event = json.loads(out.getvalue())
     assert event["event"] == "log" and event["level"] == "warning"
     assert event["message"] == "stream: dropped 3"
+
+
+# -- the desired-state file, re-read when it changes ---------------------------------------------
+
+
+def test_desired_file_is_reread_on_change_and_a_bad_edit_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "desired.yaml"
+    path.write_text("version: 1\n")
+    source = DesiredFile(path)
+    assert source().windows is None
+    path.write_text("version: 1\nwindows: {pause_until: 2030-01-01T00:00:00Z}\n")
+    os.utime(path, ns=(1, 1))  # a new stamp even on a coarse-grained file system
+    paused = source()
+    assert paused.windows is not None and paused.windows.pause_until is not None
+    assert source() is paused  # unchanged on disk: not parsed again
+    path.write_text("version: 1\nwindows: {pause_until: soon}\n")
+    os.utime(path, ns=(2, 2))
+    with pytest.raises(SpecError):
+        source()
+    with pytest.raises(SpecError):
+        source()  # still bad: still refused, so the watcher keeps saying so
+
+
+def test_desired_file_narrows_to_targets(tmp_path: Path) -> None:
+    path = tmp_path / "desired.yaml"
+    path.write_text("version: 1\nsymbols:\n  BTC_USDT: {orders: []}\n  ETH_USDT: {orders: []}\n")
+    assert list(DesiredFile(path, ["ETH_USDT"])().symbols) == ["ETH_USDT"]

@@ -25,6 +25,7 @@ from pydantic import SecretStr
 from reconciler.breaker import CircuitBreaker
 from reconciler.eventlog import EventLog
 from reconciler.exchange.client import LevretClient
+from reconciler.exchange.errors import TransportError
 from reconciler.exchange.models import Order
 from reconciler.exchange.settings import ClientSettings
 from reconciler.exchange.stream import LevretStream, StreamEvent
@@ -116,7 +117,7 @@ async def watching(
     desired: str = DESIRED,
     config: WatchConfig | None = None,
     breaker: CircuitBreaker | None = None,
-    events: str = "stream",
+    events: str | EventSource = "stream",
     clock: Callable[[], datetime] | None = None,
     client_settings: ClientSettings | None = None,
 ) -> AsyncIterator[tuple[Watcher, Captured]]:
@@ -124,7 +125,9 @@ async def watching(
     state: DesiredState = loads(desired)
     base = settings(sandbox)
     source: EventSource | None = None
-    if events == "stream":
+    if callable(events):
+        source = events
+    elif events == "stream":
         source = lambda: LevretStream(base)  # noqa: E731
     elif events == "dropping":
         source = lambda: DroppingStream(LevretStream(base))  # noqa: E731
@@ -210,6 +213,8 @@ def test_out_of_band_order_is_seen_through_events_and_cancelled(
             assert healed.triggers == ("event",), healed
             assert elapsed < 2.0, elapsed
             assert healed.drift == 1
+            metrics = watcher.metrics.exposition().decode()
+            assert sample(metrics, "reconciler_drift_actions") == 0
             async with LevretClient(settings(sandbox)) as client:
                 assert (await client.get_order(order.id)).status == "cancelled"
             cancels = [p for p in await asyncio.to_thread(posts, sandbox) if "cancel" in p["path"]]
@@ -404,5 +409,33 @@ def test_stop_lets_the_call_in_flight_finish_and_journals_it(
         records = [json.loads(line) for line in journals[0].read_text().splitlines()]
         types = [record["type"] for record in records]
         assert "result" in types and types[-1] == "end", types
+
+    asyncio.run(scenario())
+
+
+# -- the stream's reconnects -----------------------------------------------------------------
+
+
+def test_a_failing_stream_is_retried_with_backoff_and_reads_go_on(
+    sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    opened: list[int] = []
+
+    def flaky() -> Any:
+        """Refuses twice, as an exchange whose stream is down would, then connects."""
+        opened.append(1)
+        if len(opened) <= 2:
+            raise TransportError("the stream could not connect", sent=False)
+        return LevretStream(settings(sandbox))
+
+    async def scenario() -> None:
+        config = WatchConfig(reconnect_initial=0.01, reconnect_max=0.02)
+        async with watching(sandbox, tmp_path, config=config, events=flaky) as (watcher, log):
+            await ready(watcher)
+            assert watcher.reports[0].triggers == ("start",)  # reads did not wait for the stream
+        failures = log.named("stream_failed")
+        assert [f["attempt"] for f in failures] == [1, 2]
+        assert "TransportError" in failures[0]["error"]
+        assert len(log.named("stream_reconnecting")) == 2
 
     asyncio.run(scenario())

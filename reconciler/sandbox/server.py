@@ -204,7 +204,10 @@ def _install_quiet_cut() -> None:
 def _bind(host: str, port: int) -> socket.socket:
     """A bound, not yet listening, TCP socket; uvicorn's `create_server` starts listening."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio turns Nagle off (TCP_NODELAY) only on sockets whose
+    # `proto` says TCP, and accepted sockets inherit 0 from a plain `socket()`. With Nagle on,
+    # every keep-alive answer waits ~40 ms for the client's delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
