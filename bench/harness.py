@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import httpx
 
@@ -31,11 +29,8 @@ from reconciler.apply import run_apply
 from reconciler.exchange.client import LevretClient
 from reconciler.exchange.settings import ClientSettings
 from reconciler.reader import read_snapshot
-from reconciler.sandbox import server as sandbox_server
 from reconciler.sandbox.engine import Exchange
 from reconciler.sandbox.server import SandboxServer
-from reconciler.snapshot import Snapshot
-from reconciler.spec import DesiredState
 from reconciler.workflow import plan_account
 
 __all__ = [
@@ -79,33 +74,10 @@ class Control:
         self._http.close()
 
 
-def _bind_tcp(host: str, port: int) -> socket.socket:
-    """`reconciler.sandbox.server._bind`, but the socket is created with `IPPROTO_TCP`.
-
-    asyncio turns Nagle's algorithm off (`TCP_NODELAY`) only on sockets whose `proto` is
-    `IPPROTO_TCP`; the sandbox binds with proto 0, so every response (headers, then body, in
-    two writes) waits out the client's delayed ACK: about 40 ms per call on Linux loopback,
-    ten times the real work. The benchmarks measure the reconciler, not that stall, so they
-    serve with this binding; docs/BENCHMARKS.md gives the one-line fix for the sandbox, after
-    which this patch changes nothing.
-    """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
 @contextmanager
 def serve(db_path: Path, rate_limit: int) -> Iterator[tuple[SandboxServer, Control]]:
     """A sandbox on `db_path` (created and demo-seeded if new) with its control client."""
-    with mock.patch.object(sandbox_server, "_bind", _bind_tcp):
-        server = SandboxServer(db_path, rate_limit=rate_limit)
-    server.start()
+    server = SandboxServer(db_path, rate_limit=rate_limit).start()
     control = Control(server.base_url)
     try:
         yield server, control
@@ -267,28 +239,13 @@ def measure_plan_apply(
 
 
 async def _apply(settings: ClientSettings, plan: Plan, portfolio: Portfolio, work: Path) -> bool:
-    """`workflow.apply_account` with its defaults, but with the freshness read widened.
-
-    `run_apply` reads only the symbols the plan acts on, yet `check_fresh` compares the mark
-    of every symbol in `plan.marks`, which also lists sized symbols that need no call; their
-    mark is then missing and the plan is refused as stale. Adding those symbols to the read
-    is the fix proposed in docs/BENCHMARKS.md; it costs no extra call here (a read of more
-    than one symbol fetches all positions and orders anyway) and is a no-op once fixed.
-    """
-    marked = frozenset(plan.marks)
-
-    async def reader(
-        client: LevretClient, desired: DesiredState, *, symbols: Iterable[str] | None = None
-    ) -> Snapshot:
-        wanted = None if symbols is None else sorted(set(symbols) | marked)
-        return await read_snapshot(client, desired, symbols=wanted)
-
+    """`workflow.apply_account` with its defaults (and no progress output)."""
     async with LevretClient(settings) as client:
         report = await run_apply(
             plan,
             client=client,
             desired=portfolio.desired(),
-            read_snapshot=reader,
+            read_snapshot=read_snapshot,
             state_dir=work / "state",
         )
     return report.converged

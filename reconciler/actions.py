@@ -138,6 +138,9 @@ class Plan(Frozen):
     created_at_ms: int | None = None  # stamped by the command, the planner has no clock
     fingerprint: str
     symbol_fingerprints: dict[str, str]
+    # The desired state the plan was made for: a saved plan must be applied with the same
+    # file, since the verification passes after it re-plan from that file.
+    desired_fingerprint: str | None = None
     marks: dict[str, Decimal]
     actions: tuple[Action, ...]
     violations: tuple[str, ...] = ()

@@ -42,7 +42,13 @@ from reconciler.actions import (
 from reconciler.errors import PolicyViolation, SpecError
 from reconciler.exchange.models import Order, Position
 from reconciler.snapshot import Snapshot
-from reconciler.spec import DesiredOrder, DesiredPosition, DesiredState, check_against_specs
+from reconciler.spec import (
+    DesiredOrder,
+    DesiredPosition,
+    DesiredState,
+    check_against_specs,
+)
+from reconciler.spec import fingerprint as desired_fingerprint
 
 __all__ = ["TAKER_FEE_RATE", "enforce", "plan"]
 
@@ -157,6 +163,7 @@ def plan(desired: DesiredState, snapshot: Snapshot) -> Plan:
     return Plan(
         user_id=snapshot.user_id,
         fingerprint=snapshot.fingerprint(),
+        desired_fingerprint=desired_fingerprint(desired),
         symbol_fingerprints={
             symbol: snapshot.symbol_fingerprint(symbol)
             for symbol in _fingerprinted(context, actions)

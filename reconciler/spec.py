@@ -12,6 +12,8 @@ boolean is expected (no YAML 1.1 `yes`/`on` surprises).
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -48,6 +50,7 @@ __all__ = [
     "Tolerance",
     "Windows",
     "check_against_specs",
+    "fingerprint",
     "format_path",
     "json_schema",
     "load",
@@ -453,3 +456,9 @@ def json_schema() -> dict[str, Any]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "Levret reconciler desired state"
     return schema
+
+
+def fingerprint(desired: DesiredState) -> str:
+    """SHA-256 of what the file asks for, not how it is written (comments, order, spelling)."""
+    canonical = json.dumps(desired.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

@@ -15,13 +15,14 @@ from pathlib import Path
 from reconciler.actions import Plan
 from reconciler.apply import DEFAULT_MAX_PRICE_MOVE_BPS, ApplyReport, run_apply
 from reconciler.connection import STATE_DIR
-from reconciler.errors import SpecError
+from reconciler.errors import PreconditionFailed, SpecError
 from reconciler.exchange.client import LevretClient
 from reconciler.exchange.settings import ClientSettings
 from reconciler.planner import plan
 from reconciler.progress import ProgressSink
 from reconciler.reader import read_snapshot
 from reconciler.spec import DesiredState
+from reconciler.spec import fingerprint as desired_fingerprint
 
 __all__ = ["ApplyOptions", "apply_account", "narrow", "plan_account"]
 
@@ -76,6 +77,12 @@ async def apply_account(
     options: ApplyOptions = ApplyOptions(),
 ) -> ApplyReport:
     """Execute `planned` on the account (locked, journalled, freshness-checked, verified)."""
+    wanted = desired_fingerprint(desired)
+    if planned.desired_fingerprint is not None and planned.desired_fingerprint != wanted:
+        raise PreconditionFailed(
+            f"{desired.filename} asks for something else than when the plan was made "
+            "(the file or --target changed); re-run plan"
+        )
     async with LevretClient(settings) as client:
         return await run_apply(
             planned,

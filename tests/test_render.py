@@ -81,12 +81,13 @@ def test_json_has_the_documented_top_level_fields() -> None:
     import json
 
     data = json.loads(render_json(_sample()))
-    assert list(data)[:7] == [
+    assert list(data)[:8] == [
         "format_version",
         "user_id",
         "created_at_ms",
         "fingerprint",
         "symbol_fingerprints",
+        "desired_fingerprint",
         "marks",
         "actions",
     ]

@@ -193,3 +193,13 @@ def test_embedded_sandbox_keeps_state_across_runs(tmp_path, monkeypatch, capsys)
     assert run(["plan", "--sandbox", "-f", "desired.yaml", "--detailed-exitcode"]) == 0
     assert "No changes" in capsys.readouterr().out
     assert (tmp_path / ".reconciler" / "sandbox.db").exists()
+
+
+def test_saved_plan_with_another_file_is_refused_with_exit_3(cli, sandbox, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    assert cli("plan", "-f", "desired.yaml", "--out", "plan.json").code == 0
+    (tmp_path / "desired.yaml").write_text(DESIRED.replace("size: 0.5", "size: 0.7"))
+    sandbox.clear_requests()
+    result = cli("apply", "plan.json", "-f", "desired.yaml")
+    assert result.code == 3, result.err
+    assert "re-run plan" in result.err
+    assert writes(sandbox) == []
