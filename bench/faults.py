@@ -369,6 +369,7 @@ async def run_scenario(sandbox: CampaignSandbox, scenario: Scenario, work: Path)
         order_mark = _max_id(sandbox, "orders")
         start = {p.symbol: _signed(p.side, p.size) for p in await client.positions()}
         sandbox.control("DELETE", "requests")
+        sandbox.control("DELETE", "faults/log")
         sandbox.control("POST", "faults", scenario.faults)
         try:
             plan = planner.plan(desired, await read_snapshot(client, desired))

@@ -630,6 +630,9 @@ class _Engine(Generic[C]):
                 )
             except LevretError as exc:
                 return self._not_sent(index, action, f"could not read the state first: {exc}")
+            moved = _moved_since_plan(action, baseline)
+            if moved is not None:
+                return self._not_sent(index, action, moved)
         # From here the call is in flight: cancellation waits for it and its journal records.
         with anyio.CancelScope(shield=True):
             result = await self._send(index, action, request, baseline)
@@ -792,6 +795,29 @@ class _Engine(Generic[C]):
 
 class _CannotSend(Exception):
     """The call could not be made concrete (e.g. no position to take the id of)."""
+
+
+def _moved_since_plan(action: Action, baseline: Baseline) -> str | None:
+    """Why a market order must not go out: its position is no longer what it was sized from.
+
+    A market order's size is the difference between the position the plan saw (`before`) and
+    the target. If the position moved in between (liquidated, closed by TP/SL, changed by
+    someone else), that size would carry the position past its target, so the order is not
+    sent and the next pass re-plans from the account. The baseline is read just before the
+    send, with one mutation in flight per symbol, so only an outside change can trip this.
+    """
+    body = action.request.body or {}
+    side, size = action.before.get("side"), action.before.get("size")
+    if action.kind != "place_order" or body.get("orderType") != "market" or side is None:
+        return None
+    position = baseline.position
+    now_side, now_size = ("flat", Decimal(0)) if position is None else (position.side, position.size)
+    if now_side == side and (side == "flat" or now_size == Decimal(str(size))):
+        return None
+    return (
+        f"position is now {now_side} {now_size}, the order was sized from {side} {size}: "
+        "left for the next pass to re-plan"
+    )
 
 
 def _by_phase(actions: Iterable[Action]) -> list[tuple[Phase, list[list[tuple[int, Action]]]]]:

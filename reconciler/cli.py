@@ -6,6 +6,7 @@ exit code, click's own usage errors exit 1 like any other error (2 means "change
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import click
@@ -27,8 +28,23 @@ EXIT_ERROR = 1
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="reconciler")
-def cli() -> None:
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="Log to stderr: -v what is done, -vv every request attempt (never a secret).",
+)
+def cli(verbose: int) -> None:
     """Plan and apply a desired futures portfolio on a Levret account."""
+    if verbose:
+        # Only our own loggers get louder: a transport library's debug lines are not ours
+        # to vouch for, and must never be the place a header or a secret slips out.
+        logging.basicConfig(
+            stream=sys.stderr,
+            level=logging.WARNING,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        logging.getLogger("reconciler").setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
 
 
 for command in (plan, apply, drift, import_, schema, show, validate, sandbox, watch):

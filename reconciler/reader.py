@@ -47,11 +47,16 @@ async def read_snapshot(
     """The account as the plan for `desired` needs it; `symbols` narrows every read."""
     wanted = frozenset(symbols) if symbols is not None else None
     reads = needs(desired)
-    async with asyncio.TaskGroup() as group:
-        specs_task = group.create_task(_specs(client))
-        positions_task = group.create_task(_positions(client, wanted))
-        orders_task = group.create_task(_open_orders(client, wanted))
-        overview_task = group.create_task(client.account_overview()) if reads.equity else None
+    try:
+        async with asyncio.TaskGroup() as group:
+            specs_task = group.create_task(_specs(client))
+            positions_task = group.create_task(_positions(client, wanted))
+            orders_task = group.create_task(_open_orders(client, wanted))
+            overview_task = group.create_task(client.account_overview()) if reads.equity else None
+    except ExceptionGroup as failed:
+        # Concurrent reads fail together; the caller wants the first cause, as one error
+        # of its own kind (an auth refusal, a rate limit), not a group of them.
+        raise failed.exceptions[0] from None
 
     positions = {
         position.symbol: position

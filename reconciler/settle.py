@@ -40,6 +40,7 @@ __all__ = [
     "SettleConfig",
     "Settlement",
     "needs_baseline",
+    "recent_fill_order_ids",
     "settle",
     "take_baseline",
 ]
@@ -143,6 +144,23 @@ async def take_baseline(
     since = now_ms - 2 * config.clock_skew_ms
     ids |= {t.orderId async for t in client.iter_user_trades(action.symbol, start_time=since)}
     return Baseline(position=position, old_order_ids=frozenset(ids))
+
+
+async def recent_fill_order_ids(
+    client: SettleClient, *, now_ms: int, config: SettleConfig | None = None
+) -> dict[str, frozenset[str]]:
+    """Orders with fills in the last `2 x clock_skew_ms`, by symbol: one read for the account.
+
+    The part of a baseline that open orders cannot give: orders that already filled out (a
+    closing order whose answer was lost is known to nobody else). `take_baseline` reads it per
+    symbol; apply reads it once per pass and takes the rest from the pass's snapshot.
+    """
+    config = config or SettleConfig()
+    since = now_ms - 2 * config.clock_skew_ms
+    ids: dict[str, set[str]] = {}
+    async for trade in client.iter_user_trades(start_time=since):
+        ids.setdefault(trade.symbol, set()).add(trade.orderId)
+    return {symbol: frozenset(order_ids) for symbol, order_ids in ids.items()}
 
 
 async def settle(

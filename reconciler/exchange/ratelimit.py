@@ -4,9 +4,11 @@ Two layers, because each one alone is not enough:
 
 1. A leaky bucket (`aiolimiter.AsyncLimiter`) paces this client below its budget. A leaky
    bucket of capacity `c` draining at `r` can pass `c + r*T` requests in a rolling window of
-   `T` seconds, so the capacity is a tenth of the budget and the drain rate the rest: the
-   client never exceeds `budget * headroom` in any window the exchange measures, yet a small
-   burst (a snapshot's reads) starts without waiting.
+   `T` seconds, so the capacity is a fortieth of the budget and the drain rate the rest: the
+   client never exceeds `budget * headroom` in any window the exchange measures, a small
+   burst (a snapshot's first reads) starts without waiting, and a long run is paced at
+   nearly the whole budget (at 1140 per 60 s: a burst of 28, then 18.5 per s; a tenth would
+   leave only 17.1 per s once the burst is spent).
 2. The exchange's headers: when `X-RateLimit-Remaining` reaches 0 every request waits until
    `X-RateLimit-Reset` (epoch seconds, read on the server clock); a 429's `Retry-After` blocks
    all requests of this client for that long. These cover other clients of the same key.
@@ -67,7 +69,7 @@ class RateLimiter:
         clock: ServerClock,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
-        burst = max(1, budget // 10)
+        burst = max(1, budget // 40)
         drain_per_window = budget - burst
         if drain_per_window <= 0:
             # A budget of one: drain half a request per window so two never share one.

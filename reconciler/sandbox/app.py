@@ -631,7 +631,10 @@ class Sandbox:
                     "RATE_LIMITED", f"over {decision.limit} requests per rolling window"
                 )
             if self.faults.throttle():
-                headers.update({"Retry-After": "0", "X-RateLimit-Remaining": "0"})
+                reset = str(self.clock() // 1000)  # the storm is over as soon as it ends
+                headers.update(
+                    {"Retry-After": "0", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset}
+                )
                 raise Rejection("RATE_LIMITED", "rate limit storm (injected fault)")
             raw_body = await self._body(request)
             key = await self.auth.authenticate(

@@ -203,3 +203,25 @@ def test_saved_plan_with_another_file_is_refused_with_exit_3(cli, sandbox, tmp_p
     assert result.code == 3, result.err
     assert "re-run plan" in result.err
     assert writes(sandbox) == []
+
+
+def test_verbose_run_never_shows_the_secret(cli, sandbox, tmp_path, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
+    caplog.set_level("DEBUG")
+    secret = "S3CRET-zq81-never-print-me"
+    sandbox.create_account(user_id="leaky", key_id="leaky-key", secret=secret, balance=50000)
+    monkeypatch.setenv("LEVRET_API_KEY_ID", "leaky-key")
+    monkeypatch.setenv("LEVRET_API_KEY_SECRET", secret)
+    (tmp_path / "leaky.yaml").write_text(DESIRED.replace("user_id: demo", "user_id: leaky"))
+    outputs = [
+        cli("-vv", "plan", "-f", "leaky.yaml", "--out", "plan.json"),
+        cli("-vv", "apply", "-f", "leaky.yaml", "--auto-approve"),
+        cli("-vv", "plan", "-f", "desired.yaml"),  # another user's account: refused
+    ]
+    assert [result.code for result in outputs] == [0, 0, 1]
+    for result in outputs:
+        assert secret not in result.out + result.err
+    assert "POST /api/v1/order" in caplog.text  # the request log lines were written...
+    assert secret not in caplog.text  # ...and none of them holds the secret
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and ".db" not in path.name:  # the exchange's own store holds keys
+            assert secret.encode() not in path.read_bytes(), path
