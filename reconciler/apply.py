@@ -14,9 +14,11 @@ Reading order:
    concurrently (at most `parallelism` at once); within a symbol calls run strictly one after
    another. A call that is not plainly accepted stops that symbol's later calls in the pass,
    never another symbol's.
-4. `_Engine.execute` — one call: resolve the position-id placeholder, read a baseline when the
-   call is unsafe, send exactly the planned request, classify the outcome, and settle an
-   unknown outcome from reads (`reconciler.settle`) — never by sending it again.
+4. `_Engine.execute` — one call: resolve the position-id placeholder, take a baseline when the
+   call is unsafe (`_Engine.baseline`: an order's from the pass's snapshot and one read of
+   recent fills per pass, a margin move's from a read just before it), send exactly the
+   planned request, classify the outcome, and settle an unknown outcome from reads
+   (`reconciler.settle`) — never by sending it again.
 
 Apply prints nothing: it reports through a `ProgressSink` and the journal. Cancellation
 (Ctrl-C) stops scheduling, lets calls already in flight finish and be journaled (sends are
@@ -60,6 +62,8 @@ from reconciler.settle import (
     SettleConfig,
     Settlement,
     needs_baseline,
+    read_position,
+    recent_fill_order_ids,
     settle,
     take_baseline,
 )
@@ -352,6 +356,7 @@ async def run_apply(
                 read_snapshot=read_snapshot,
                 planner=planner,
                 max_passes=max_passes,
+                snapshot=snapshot,
             )
 
 
@@ -428,6 +433,11 @@ class _Engine(Generic[C]):
         self._results: dict[int, ActionResult] = {}
         self._halted: dict[str, str] = {}
         self._start_plan_recorded = False
+        # Settlement baselines of the current pass (see `baseline`).
+        self._pass_snapshot: Snapshot | None = None
+        self._recent_fills: dict[str, frozenset[str]] | None = None
+        self._recent_fills_lock = anyio.Lock()
+        self._baselines: dict[str, Baseline] = {}
 
     # ---- journal helpers
 
@@ -491,7 +501,9 @@ class _Engine(Generic[C]):
         read_snapshot: SnapshotReader[C, D],
         planner: Planner[D] | None,
         max_passes: int,
+        snapshot: Snapshot | None = None,
     ) -> ApplyReport:
+        """The passes; `snapshot` is the account as read just before pass 1, if it was."""
         # The default planner takes the spec's `DesiredState`; tests inject their own.
         plan_of = planner if planner is not None else cast(Planner[D], planner_module.plan)
         self.user_id = plan.user_id
@@ -501,7 +513,8 @@ class _Engine(Generic[C]):
         problems: list[str] = []
         try:
             for number in range(1, max_passes + 2):
-                await self.run_pass(current, number)
+                # The read this pass's plan was made from: run_apply's, then verification's.
+                await self.run_pass(current, number, snapshot)
                 try:
                     snapshot = await read_snapshot(self.client, desired)
                     fresh = plan_of(desired, snapshot)
@@ -572,10 +585,14 @@ class _Engine(Generic[C]):
         )
         return report
 
-    async def run_pass(self, plan: Plan, number: int) -> None:
-        """One pass: phases in order, symbols concurrently within a phase, calls in order."""
+    async def run_pass(self, plan: Plan, number: int, snapshot: Snapshot | None = None) -> None:
+        """One pass: phases in order, symbols concurrently within a phase, calls in order.
+
+        `snapshot` is the account the pass's plan was made from (read before the pass), if any.
+        """
         self._pass_plan, self._pass_number = plan, number
         self._results, self._halted = {}, {}
+        self._pass_snapshot, self._recent_fills, self._baselines = snapshot, None, {}
         if number > 1 or not self._start_plan_recorded:
             self.journal.write("plan", pass_number=number, plan=plan.model_dump(mode="python"))
         symbols = tuple(sorted({action.symbol for action in plan.actions}))
@@ -625,9 +642,7 @@ class _Engine(Generic[C]):
         baseline: Baseline | None = None
         if needs_baseline(action):
             try:
-                baseline = await take_baseline(
-                    self.client, action, now_ms=_now_ms(), config=self.settle_config
-                )
+                baseline = await self.baseline(action)
             except LevretError as exc:
                 return self._not_sent(index, action, f"could not read the state first: {exc}")
             moved = _moved_since_plan(action, baseline)
@@ -637,6 +652,48 @@ class _Engine(Generic[C]):
         with anyio.CancelScope(shield=True):
             result = await self._send(index, action, request, baseline)
         return result
+
+    async def baseline(self, action: Action) -> Baseline:
+        """What settlement of `action` compares against, read as seldom as is safe.
+
+        A margin move is judged by its exact change, so its position is read just before it,
+        and so is a market order's (`_moved_since_plan` checks it is what the order was sized
+        from). Which orders are old needs no read per call: with one call in flight per
+        symbol, every order this apply placed since the pass began is in `known_order_ids`
+        (accepted answers, settled ones) or has stopped the symbol for the pass. So the pass's
+        snapshot (open orders, and the position a limit order's evidence starts from) plus
+        one read of the account's recent fills, taken at the pass's first order, serve every
+        order of the pass; without a snapshot the symbol is read in full at its first order
+        of the pass. An old id missed this way can only show settlement one candidate more
+        (a match, or an unexplained order that keeps the outcome unknown), never an executed
+        call as absent.
+        """
+        if action.kind != "place_order":
+            return await take_baseline(
+                self.client, action, now_ms=_now_ms(), config=self.settle_config
+            )
+        snapshot = self._pass_snapshot
+        if snapshot is None:
+            cached = self._baselines.get(action.symbol)
+            if cached is None:
+                cached = await take_baseline(
+                    self.client, action, now_ms=_now_ms(), config=self.settle_config
+                )
+                self._baselines[action.symbol] = cached
+                return cached
+            old, position = cached.old_order_ids, cached.position
+        else:
+            async with self._recent_fills_lock:
+                if self._recent_fills is None:
+                    self._recent_fills = await recent_fill_order_ids(
+                        self.client, now_ms=_now_ms(), config=self.settle_config
+                    )
+            old = frozenset(order.id for order in snapshot.orders(action.symbol))
+            old |= self._recent_fills.get(action.symbol, frozenset())
+            position = snapshot.positions.get(action.symbol)
+        if _is_market(action):
+            position = await read_position(self.client, action.symbol)
+        return Baseline(position=position, old_order_ids=old)
 
     async def _resolve(self, action: Action) -> Request:
         """The request to send: the planned one, with the new position's id filled in."""
@@ -797,6 +854,10 @@ class _CannotSend(Exception):
     """The call could not be made concrete (e.g. no position to take the id of)."""
 
 
+def _is_market(action: Action) -> bool:
+    return action.kind == "place_order" and (action.request.body or {}).get("orderType") == "market"
+
+
 def _moved_since_plan(action: Action, baseline: Baseline) -> str | None:
     """Why a market order must not go out: its position is no longer what it was sized from.
 
@@ -811,7 +872,8 @@ def _moved_since_plan(action: Action, baseline: Baseline) -> str | None:
     if action.kind != "place_order" or body.get("orderType") != "market" or side is None:
         return None
     position = baseline.position
-    now_side, now_size = ("flat", Decimal(0)) if position is None else (position.side, position.size)
+    now_side = "flat" if position is None else position.side
+    now_size = Decimal(0) if position is None else position.size
     if now_side == side and (side == "flat" or now_size == Decimal(str(size))):
         return None
     return (

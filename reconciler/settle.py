@@ -40,6 +40,7 @@ __all__ = [
     "SettleConfig",
     "Settlement",
     "needs_baseline",
+    "read_position",
     "recent_fill_order_ids",
     "settle",
     "take_baseline",
@@ -86,11 +87,15 @@ class SettleConfig:
 
 @dataclass(frozen=True)
 class Baseline:
-    """The symbol as read just before an unsafe call, to tell the call's effect from the past.
+    """The symbol before an unsafe call, to tell the call's effect from the past.
 
     `old_order_ids` are orders that existed before the call: open ones, and ones with recent
     fills (a closing order whose answer was lost is known to nobody else). With one call in
     flight per symbol, any other order that appears afterwards is the call's, or unexplained.
+    It may be older than the call (apply builds it from the pass's snapshot, see
+    `recent_fill_order_ids`) as long as the orders placed since are passed to `settle` as
+    `known_order_ids`: a missing old id can only add a candidate (a match, or an unexplained
+    order that keeps the outcome unknown), never make an executed call look absent.
     """
 
     position: Position | None
@@ -144,6 +149,11 @@ async def take_baseline(
     since = now_ms - 2 * config.clock_skew_ms
     ids |= {t.orderId async for t in client.iter_user_trades(action.symbol, start_time=since)}
     return Baseline(position=position, old_order_ids=frozenset(ids))
+
+
+async def read_position(client: SettleClient, symbol: str) -> Position | None:
+    """The symbol's open position now, or None (one read)."""
+    return await _position_of(client, symbol)
 
 
 async def recent_fill_order_ids(
