@@ -17,6 +17,7 @@ from pathlib import Path
 
 from pydantic import SecretStr, ValidationError
 
+from reconciler.credentials_file import ENV_CREDENTIALS_FILE, load_credentials_file
 from reconciler.errors import ReconcilerError
 from reconciler.exchange.settings import (
     DEFAULT_BASE_URL,
@@ -80,7 +81,7 @@ def client_settings(
     rate_limit_per_minute: int | None = None,
 ) -> ClientSettings:
     """Settings for `where`: the demo key for the sandbox, else the environment's credentials."""
-    env = os.environ if environ is None else environ
+    env = _with_credentials_file(os.environ if environ is None else environ)
     file_user = desired.account.user_id if desired is not None else None
     if where.sandbox:
         key_id, secret = DEMO_KEY_ID, DEMO_SECRET
@@ -113,6 +114,17 @@ def client_settings(
         )
     except (ValidationError, ValueError) as error:
         raise EndpointError(_settings_problem(error)) from None
+
+
+def _with_credentials_file(env: Mapping[str, str]) -> Mapping[str, str]:
+    """The environment, with `LEVRET_CREDENTIALS_FILE`'s values under it (the env wins).
+
+    The file is refused if anyone but its owner can read it, before a byte of it is used.
+    """
+    path = env.get(ENV_CREDENTIALS_FILE)
+    if not path:
+        return env
+    return {**load_credentials_file(path), **env}
 
 
 def _settings_problem(error: Exception) -> str:

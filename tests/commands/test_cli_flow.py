@@ -225,3 +225,22 @@ def test_verbose_run_never_shows_the_secret(cli, sandbox, tmp_path, monkeypatch,
     for path in tmp_path.rglob("*"):
         if path.is_file() and ".db" not in path.name:  # the exchange's own store holds keys
             assert secret.encode() not in path.read_bytes(), path
+
+
+def test_credentials_file_is_used_and_refused_when_others_can_read_it(
+    cli, sandbox, tmp_path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv("LEVRET_API_KEY_ID")
+    monkeypatch.delenv("LEVRET_API_KEY_SECRET")
+    credentials = tmp_path / "levret.env"
+    credentials.write_text("LEVRET_API_KEY_ID=demo-key\nLEVRET_API_KEY_SECRET=demo-secret\n")
+    credentials.chmod(0o600)
+    monkeypatch.setenv("LEVRET_CREDENTIALS_FILE", str(credentials))
+    assert cli("plan", "-f", "desired.yaml").code == 0
+    credentials.chmod(0o644)
+    sandbox.clear_requests()
+    refused = cli("plan", "-f", "desired.yaml")
+    assert refused.code == 1
+    assert "chmod 600" in refused.err
+    assert "demo-secret" not in refused.err
+    assert sandbox.requests() == []
