@@ -518,6 +518,10 @@ class _Engine(Generic[C]):
                 try:
                     snapshot = await read_snapshot(self.client, desired)
                     fresh = plan_of(desired, snapshot)
+                    if not fresh.is_empty and self._pass_touched_account():
+                        snapshot, fresh = await self._confirm_drift(
+                            desired, read_snapshot, plan_of, fresh
+                        ) or (snapshot, fresh)
                 except ReconcilerError as exc:
                     problems.append(f"verification after pass {number} failed: {exc}")
                     self.journal.write("verification", pass_number=number, ok=False, error=str(exc))
@@ -548,6 +552,39 @@ class _Engine(Generic[C]):
             report = self._finish(False, remaining, problems, interrupted=True)
             raise ApplyInterrupted(report) from None
         return self._finish(converged, remaining, problems, interrupted=False)
+
+    def _pass_touched_account(self) -> bool:
+        """Whether a call of this pass executed, or may have."""
+        executed = ("accepted", "settled_executed", "unknown")
+        return any(result.outcome in executed for result in self._results.values())
+
+    async def _confirm_drift(
+        self,
+        desired: D,
+        read_snapshot: SnapshotReader[C, D],
+        plan_of: Planner[D],
+        fresh: Plan,
+    ) -> tuple[Snapshot, Plan] | None:
+        """Believe drift seen right after our own calls only when two reads agree.
+
+        An exchange whose reads lag (a replica behind the matching engine) shows an accepted
+        order's position a moment late. Re-planning from that first read would send the
+        order again and double the position. So, as settlement does for absence, the re-plan
+        is repeated a visibility window later until two consecutive re-plans call for the same
+        requests (or nothing). None: the first read stands.
+        """
+        confirmed: tuple[Snapshot, Plan] | None = None
+        wanted = [action.request for action in fresh.actions]
+        for _ in range(self.settle_config.max_reads - 1):
+            await anyio.sleep(self.settle_config.visibility_window_s)
+            snapshot = await read_snapshot(self.client, desired)
+            again = plan_of(desired, snapshot)
+            confirmed = (snapshot, again)
+            now = [action.request for action in again.actions]
+            if again.is_empty or now == wanted:
+                break
+            wanted = now
+        return confirmed
 
     def _finish(
         self,
@@ -769,7 +806,12 @@ class _Engine(Generic[C]):
         status = exc.status if isinstance(exc, LevretError) else None
         code = exc.code if isinstance(exc, LevretError) else None
         message = str(exc) if isinstance(exc, LevretError) else f"{type(exc).__name__}: {exc}"
-        if outcome == "rejected":
+        if outcome == "rejected" and not (
+            action.kind == "cancel_order" and code == "ORDER_NOT_OPEN"
+        ):
+            # A cancel refused because the order is no longer open (it filled while the cancel
+            # was on its way) left nothing resting, which is what it was for: the symbol is not
+            # left alone, and the next pass re-plans from what the fill did.
             self.excluded[action.symbol] = f"{action.kind} refused: {code or message}"
         elif outcome == "not_sent" and not (isinstance(exc, TransportError) and not exc.sent):
             self.excluded[action.symbol] = f"{action.kind} could not be sent: {message}"

@@ -15,19 +15,26 @@ the plan wrong: position side/size/entry/leverage/margin/TP/SL and each open ord
 identity and remaining size. Volatile values (mark price, unrealised PnL, liquidation price,
 update times) are left out on purpose: a mark that moves every second would make every saved
 plan stale at once. Apply checks the moved mark separately against `Plan.marks`.
+
+A fingerprint is the SHA-256 of canonical JSON: sorted keys, no spaces, a position or an order
+as a fixed array of its facts, every decimal as the text of its normalised value (so `0.10`
+and `0.1` hash the same). Each symbol's is computed
+once per snapshot (a snapshot is frozen) and cached; `fingerprint()` hashes those.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+import json
+import operator
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from typing import Any
+from functools import cached_property
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from reconciler.exchange.models import Order, Position, SymbolSpec
-from reconciler.jsonnum import dumps
 from reconciler.spec import DesiredState
 
 __all__ = ["ReadNeeds", "Snapshot", "needs", "snapshot_from_data"]
@@ -60,7 +67,10 @@ class Snapshot(BaseModel):
         return set(self.positions) | {s for s, orders in self.open_orders.items() if orders}
 
     def symbol_fingerprint(self, symbol: str) -> str:
-        return _sha256(self._symbol_facts(symbol))
+        hashes = self._symbol_hashes
+        if symbol not in hashes:  # neither a position nor an order: the same for every such
+            hashes[symbol] = _sha256(self._symbol_facts(symbol))
+        return hashes[symbol]
 
     def fingerprint(self) -> str:
         """One hash of every symbol's facts and the equity the plan may have used."""
@@ -72,57 +82,51 @@ class Snapshot(BaseModel):
         }
         return _sha256(facts)
 
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy; its fingerprints are computed afresh (the update may change the facts)."""
+        copied = super().model_copy(update=update, deep=deep)
+        copied.__dict__.pop("_symbol_hashes", None)
+        return copied
+
+    @cached_property
+    def _symbol_hashes(self) -> dict[str, str]:
+        """Each live symbol's fingerprint, computed once (the snapshot is frozen)."""
+        return {symbol: _sha256(self._symbol_facts(symbol)) for symbol in self.live_symbols()}
+
     def _symbol_facts(self, symbol: str) -> dict[str, Any]:
         position = self.positions.get(symbol)
         orders = sorted(self.orders(symbol), key=lambda order: order.id)
         return {
             "symbol": symbol,
-            "position": _position_facts(position) if position is not None else None,
-            "orders": [_order_facts(order) for order in orders],
+            "position": _POSITION_FACTS(position) if position is not None else None,
+            "orders": [_ORDER_FACTS(order) for order in orders],
         }
 
 
-def _position_facts(position: Position) -> dict[str, Any]:
-    return {
-        "id": position.id,
-        "side": position.side,
-        "size": position.size,
-        "entryPrice": position.entryPrice,
-        "leverage": position.leverage,
-        "margin": position.margin,
-        "takeProfitPrice": position.takeProfitPrice,
-        "stopLossPrice": position.stopLossPrice,
-    }
+# What a fingerprint covers, in this order: each position and order is hashed as an array of
+# these values (a fixed schema is as canonical as sorted keys, and half the work to encode).
+_POSITION_FACTS = operator.attrgetter(
+    "id", "side", "size", "entryPrice", "leverage", "margin", "takeProfitPrice", "stopLossPrice"
+)
+_ORDER_FACTS = operator.attrgetter(
+    "id", "side", "orderType", "price", "size", "filledSize", "leverage", "reduce_only",
+    "takeProfit", "stopLoss",
+)  # fmt: skip
 
 
-def _order_facts(order: Order) -> dict[str, Any]:
-    return {
-        "id": order.id,
-        "side": order.side,
-        "orderType": order.orderType,
-        "price": order.price,
-        "size": order.size,
-        "filledSize": order.filledSize,
-        "leverage": order.leverage,
-        "reduce_only": order.reduce_only,
-        "takeProfit": order.takeProfit,
-        "stopLoss": order.stopLoss,
-    }
+def _decimal(value: Any) -> str:
+    """JSON for a decimal: its normalised value as text, so `0.10` and `0.1` hash alike."""
+    if isinstance(value, Decimal):
+        return str(value.normalize()) if value else "0"
+    raise TypeError(f"cannot fingerprint {type(value).__name__}")
 
 
 def _sha256(value: Any) -> str:
-    return hashlib.sha256(dumps(_canonical(value))).hexdigest()
-
-
-def _canonical(value: Any) -> Any:
-    """Sorted keys, normalised decimals: equal facts hash equal whatever their spelling."""
-    if isinstance(value, dict):
-        return {str(key): _canonical(value[key]) for key in sorted(value)}
-    if isinstance(value, list | tuple):
-        return [_canonical(item) for item in value]
-    if isinstance(value, Decimal):
-        return value.normalize() if value != 0 else Decimal(0)
-    return value
+    """The hash of canonical JSON (sorted keys, no spaces), written by the C encoder."""
+    text = json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_decimal
+    )
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 class ReadNeeds(BaseModel):

@@ -943,3 +943,76 @@ async def test_run_apply_fails_at_once_while_the_account_is_locked(tmp_path: Pat
     )  # fmt: skip
     assert report.converged
     assert report.journal_path is not None and report.journal_path.parent == tmp_path / "journal"
+
+
+class CountingExchange(FakeExchange):
+    """Counts the reads a baseline can cost: positions, open orders, fills."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: dict[str, int] = {}
+
+    def _count(self, name: str) -> None:
+        self.reads[name] = self.reads.get(name, 0) + 1
+
+    async def positions(self, symbol: str | None = None) -> list[Position]:
+        self._count("positions")
+        return await super().positions(symbol)
+
+    async def iter_open_orders(
+        self, symbol: str | None = None, *, start_time: int | None = None
+    ) -> AsyncIterator[Order]:
+        self._count("open_orders")
+        async for order in super().iter_open_orders(symbol, start_time=start_time):
+            yield order
+
+    async def iter_user_trades(
+        self, symbol: str | None = None, *, start_time: int | None = None
+    ) -> AsyncIterator[Trade]:
+        self._count("trades")
+        async for trade in super().iter_user_trades(symbol, start_time=start_time):
+            yield trade
+
+
+@pytest.mark.anyio
+async def test_orders_of_a_pass_share_one_baseline_and_still_settle(tmp_path: Path) -> None:
+    exchange = CountingExchange()
+    desired: Desired = {}
+    snapshot = await read_fake(exchange, desired)
+    ladder = [
+        order_action("AAA_USDT", "buy", Decimal(1), Phase.PLACE_ORDERS, order_type="limit",
+                     price=Decimal(90 - step))
+        for step in range(4)
+    ]  # fmt: skip
+    exchange.faults[2] = "drop"  # the third order executes, its answer is lost
+    exchange.reads.clear()
+    report = await run_apply(
+        make_plan(ladder, snapshot), client=exchange, desired=desired, read_snapshot=read_fake,
+        planner=target_planner, state_dir=tmp_path, settle_config=QUICK,
+    )  # fmt: skip
+    outcomes = [r.outcome for r in report.results]
+    assert outcomes == ["accepted", "accepted", "settled_executed", "not_sent"]
+    assert len(exchange.writes()) == 3  # never resent
+    # The freshness read, one read of recent fills for the pass, the settlement's reads and
+    # the verification read: no read per order.
+    assert exchange.reads["trades"] == 1 + 1
+    assert exchange.reads["open_orders"] == 1 + 1 + 1
+
+
+@pytest.mark.anyio
+async def test_pass_baseline_counts_recently_filled_orders_as_old(tmp_path: Path) -> None:
+    exchange = FakeExchange()
+    exchange.move("AAA_USDT", Decimal(2))
+    exchange._execute(
+        f"/positions/{exchange.positions_by_symbol['AAA_USDT'].id}/close", {}
+    )  # a closing order nobody knows the id of, filled a moment ago
+    desired = {"AAA_USDT": Decimal(-2)}
+    plan = await planned(exchange, desired)
+    exchange.faults[0] = "lose"  # the sell never arrives
+    report = await run_apply(
+        plan, client=exchange, desired=desired, read_snapshot=read_fake,
+        planner=target_planner, state_dir=tmp_path, settle_config=QUICK,
+    )  # fmt: skip
+    assert [r.outcome for r in report.results] == ["settled_not_executed", "accepted"]
+    assert report.converged, report.table()
+    assert signed(exchange.positions_by_symbol["AAA_USDT"]) == Decimal(-2)

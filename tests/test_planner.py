@@ -10,7 +10,7 @@ from planner_support import desired, order, position, snapshot
 from reconciler.actions import POSITION_ID_PLACEHOLDER, Phase
 from reconciler.errors import PolicyViolation, SpecError
 from reconciler.planner import enforce, plan
-from reconciler.snapshot import needs
+from reconciler.snapshot import Snapshot, needs
 
 # -- rule 1: tolerance and empty plans -------------------------------------------------------
 
@@ -452,3 +452,30 @@ symbols:
     assert "below the initial requirement" in text
     assert "crosses the mark" in text
     assert "has no opposite position" in text
+
+
+def test_fingerprints_hash_facts_not_their_spelling() -> None:
+    def live(size: str, price: str, margin: str) -> Snapshot:
+        return snapshot(
+            [position("BTC_USDT", "long", size, margin=margin, id="p1")],
+            [order("BTC_USDT", "buy", price, "1", id="o1")],
+            equity="1000.0",
+        )
+
+    one, other = live("0.10", "44000.0", "900.50"), live("0.1", "44000", "900.5")
+    assert one.symbol_fingerprint("BTC_USDT") == other.symbol_fingerprint("BTC_USDT")
+    assert one.fingerprint() == other.fingerprint()
+    moved = live("0.2", "44000", "900.5")
+    assert moved.symbol_fingerprint("BTC_USDT") != one.symbol_fingerprint("BTC_USDT")
+    assert moved.fingerprint() != one.fingerprint()
+    assert one.symbol_fingerprint("SOL_USDT") == other.symbol_fingerprint("SOL_USDT")
+
+
+def test_fingerprints_are_cached_per_snapshot_and_recomputed_for_a_copy() -> None:
+    live = snapshot([position("BTC_USDT", "long", "0.1", id="p1")])
+    before = live.symbol_fingerprint("BTC_USDT")
+    assert live.symbol_fingerprint("BTC_USDT") == before
+    copied = live.model_copy(update={"positions": {}})
+    assert copied.symbol_fingerprint("BTC_USDT") != before
+    assert copied.symbol_fingerprint("BTC_USDT") == snapshot().symbol_fingerprint("BTC_USDT")
+    assert live.symbol_fingerprint("BTC_USDT") == before

@@ -103,6 +103,22 @@ def test_a_restart_keeps_everything(tmp_path: Path) -> None:
     assert int(new[0]["id"]) > max(int(i) for i in ids)
 
 
+def test_a_database_of_schema_1_is_migrated_with_its_order_margin(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    first = Exchange.open(path)
+    expected = first.account_overview("demo")
+    assert expected["orderMargin"] > 0
+    with first.store.transaction() as connection:  # what a sandbox of schema 1 wrote
+        connection.execute("ALTER TABLE accounts DROP COLUMN order_margin")
+        connection.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    first.store.close()
+    second = Exchange.open(path, clock=first.clock)
+    assert second.store.get_meta("schema_version") == "2"
+    assert second.account_overview("demo") == expected
+    second.cancel_all("demo", {})
+    assert second.account_overview("demo")["orderMargin"] == 0
+
+
 def test_reset_wipes_and_reseeds_without_reusing_ids() -> None:
     exchange = Exchange.open(":memory:")
     exchange.create_account("u1", "k1", "s1", ["read", "trade"], D(1000))
