@@ -46,6 +46,14 @@ from reconciler.sandbox.control import (
     is_loopback,
 )
 from reconciler.sandbox.faults import AfterCommit, FaultInjector
+from reconciler.sandbox.openapi import (
+    NULLABLE_NUMBER,
+    Param,
+    list_of,
+    openapi_document,
+    page_of,
+    ref,
+)
 from reconciler.sandbox.ratelimit import DEFAULT_LIMIT, DEFAULT_WINDOW_S, RateLimiter
 from reconciler.sandbox.rejection import Rejection
 from reconciler.sandbox.stream import Stream
@@ -154,15 +162,6 @@ class Call:
 
 
 @dataclass(frozen=True)
-class Param:
-    """A query parameter, for validation hints in the OpenAPI document."""
-
-    name: str
-    schema: dict[str, Any]
-    required: bool = False
-
-
-@dataclass(frozen=True)
 class Endpoint:
     method: str
     path: str
@@ -178,16 +177,6 @@ class Endpoint:
         return self.method == "POST"
 
 
-_NUMBER = {"type": "number"}
-_NULLABLE_NUMBER = {"type": "number", "nullable": True}
-_INT = {"type": "integer"}
-_STR = {"type": "string"}
-
-
-def _ref(name: str) -> dict[str, Any]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
 _SYMBOL = Param("symbol", {"type": "string"})
 _PAGING = (
     Param("page", {"type": "integer", "minimum": 1, "default": 1}),
@@ -196,23 +185,6 @@ _PAGING = (
     Param("endTime", {"type": "integer", "minimum": 0}),
 )
 _USER = Param("userId", {"type": "string"})
-
-
-def _page_of(item: str) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "required": ["items", "page", "pageSize", "total"],
-        "properties": {
-            "items": {"type": "array", "items": _ref(item)},
-            "page": {"type": "integer"},
-            "pageSize": {"type": "integer"},
-            "total": {"type": "integer"},
-        },
-    }
-
-
-def _list_of(item: str) -> dict[str, Any]:
-    return {"type": "array", "items": _ref(item)}
 
 
 def _position_id(call: Call) -> str:
@@ -226,7 +198,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         None,
         lambda c: c.exchange.supported_symbols(),
         "List tradable symbols",
-        data=_list_of("SymbolSpec"),
+        data=list_of("SymbolSpec"),
     ),
     Endpoint(
         "GET",
@@ -235,7 +207,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         lambda c: c.exchange.market_stats(c.query.text("symbol")),
         "Market statistics of one symbol, or of all without `symbol`",
         params=(_SYMBOL,),
-        data={"oneOf": [_ref("MarketStats"), _list_of("MarketStats")]},
+        data={"oneOf": [ref("MarketStats"), list_of("MarketStats")]},
     ),
     Endpoint(
         "GET",
@@ -249,7 +221,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             Param("symbol", {"type": "string"}, required=True),
             Param("depth", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}),
         ),
-        data=_ref("OrderBook"),
+        data=ref("OrderBook"),
     ),
     Endpoint(
         "GET",
@@ -266,7 +238,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             Param("interval", {"type": "string", "enum": list(INTERVALS), "default": "1m"}),
             Param("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 500}),
         ),
-        data=_list_of("Candle"),
+        data=list_of("Candle"),
     ),
     Endpoint(
         "POST",
@@ -274,8 +246,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "trade",
         lambda c: c.exchange.place_order(c.user_id, c.body),
         "Place an order",
-        body=_ref("OrderRequest"),
-        data=_ref("Order"),
+        body=ref("OrderRequest"),
+        data=ref("Order"),
     ),
     Endpoint(
         "GET",
@@ -284,7 +256,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         lambda c: c.exchange.open_orders(c.user_id, c.query.text("symbol"), *c.query.paging()),
         "Open and partially filled orders, paged",
         params=(_USER, _SYMBOL, *_PAGING),
-        data=_page_of("Order"),
+        data=page_of("Order"),
     ),
     Endpoint(
         "POST",
@@ -297,7 +269,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             "required": ["orderId"],
             "properties": {"orderId": {"type": "string"}},
         },
-        data=_ref("Order"),
+        data=ref("Order"),
     ),
     Endpoint(
         "POST",
@@ -325,7 +297,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "read",
         lambda c: c.exchange.get_order(c.user_id, c.path_params["order_id"]),
         "One order of the key's user, any status",
-        data=_ref("Order"),
+        data=ref("Order"),
     ),
     Endpoint(
         "GET",
@@ -334,7 +306,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         lambda c: c.exchange.positions(c.user_id, c.query.text("symbol")),
         "Open positions",
         params=(_SYMBOL,),
-        data=_list_of("Position"),
+        data=list_of("Position"),
     ),
     Endpoint(
         "POST",
@@ -347,7 +319,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             "required": ["leverage"],
             "properties": {"leverage": {"type": "integer", "minimum": 1}},
         },
-        data=_ref("Position"),
+        data=ref("Position"),
     ),
     Endpoint(
         "POST",
@@ -363,7 +335,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
                 "amount": {"type": "number", "minimum": 0, "exclusiveMinimum": True},
             },
         },
-        data=_ref("Position"),
+        data=ref("Position"),
     ),
     Endpoint(
         "POST",
@@ -374,11 +346,11 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         body={
             "type": "object",
             "properties": {
-                "takeProfitPrice": _NULLABLE_NUMBER,
-                "stopLossPrice": _NULLABLE_NUMBER,
+                "takeProfitPrice": NULLABLE_NUMBER,
+                "stopLossPrice": NULLABLE_NUMBER,
             },
         },
-        data=_ref("Position"),
+        data=ref("Position"),
     ),
     Endpoint(
         "POST",
@@ -386,7 +358,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "trade",
         lambda c: c.exchange.close_position(c.user_id, _position_id(c)),
         "Market-close the whole position",
-        data=_ref("Order"),
+        data=ref("Order"),
     ),
     Endpoint(
         "GET",
@@ -394,7 +366,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "read",
         lambda c: c.exchange.account_overview(c.user_id),
         "Balances of the key's user",
-        data=_ref("AccountOverview"),
+        data=ref("AccountOverview"),
     ),
     Endpoint(
         "GET",
@@ -403,7 +375,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         lambda c: c.exchange.balance_history(c.user_id, c.query.bounded("days", 7, 1, 365)),
         "Ledger entries of the last `days`, oldest first",
         params=(Param("days", {"type": "integer", "minimum": 1, "maximum": 365, "default": 7}),),
-        data=_list_of("BalanceEntry"),
+        data=list_of("BalanceEntry"),
     ),
     Endpoint(
         "GET",
@@ -412,7 +384,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         lambda c: c.exchange.user_trades(c.user_id, c.query.text("symbol"), *c.query.paging()),
         "Fills of the key's user, paged",
         params=(_SYMBOL, *_PAGING),
-        data=_page_of("Trade"),
+        data=page_of("Trade"),
     ),
     Endpoint(
         "GET",
@@ -421,7 +393,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         lambda c: c.exchange.order_trades(c.user_id, c.path_params["order_id"], *c.query.paging()),
         "Fills of one order, paged",
         params=_PAGING,
-        data=_page_of("Trade"),
+        data=page_of("Trade"),
     ),
 )
 
@@ -841,264 +813,14 @@ class ServerMiddleware:
                 )
 
 
+def openapi() -> dict[str, Any]:
+    """The OpenAPI document of the served `/api/v1`, built from `ENDPOINTS`."""
+    return openapi_document(ENDPOINTS, API_PREFIX)
+
+
 def create_app(exchange: Exchange, settings: SandboxSettings | None = None) -> ASGIApp:
     """The whole sandbox as one ASGI app: REST, control API, Socket.IO, `Date`, request log."""
     return Sandbox(exchange, settings or SandboxSettings()).asgi()
 
 
 # --- OpenAPI ---------------------------------------------------------------------------------
-
-
-def _object(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "object", "required": required, "properties": properties}
-
-
-_SCHEMAS: dict[str, Any] = {
-    "SymbolSpec": _object(
-        ["symbol", "tickSize", "stepSize", "minSize", "maxLeverage", "status"],
-        {
-            "symbol": _STR,
-            "baseAsset": _STR,
-            "quoteAsset": _STR,
-            "tickSize": _NUMBER,
-            "stepSize": _NUMBER,
-            "minSize": _NUMBER,
-            "maxLeverage": _INT,
-            "status": {"type": "string", "enum": ["trading", "halted"]},
-        },
-    ),
-    "MarketStats": _object(
-        ["symbol", "lastPrice", "markPrice"],
-        {
-            "symbol": _STR,
-            "lastPrice": _NUMBER,
-            "markPrice": _NUMBER,
-            "high24h": _NUMBER,
-            "low24h": _NUMBER,
-            "volume24h": _NUMBER,
-            "change24h": _NUMBER,
-            "fundingRate": _NUMBER,
-            "nextFundingTime": {"type": "integer", "nullable": True},
-        },
-    ),
-    "OrderBook": _object(
-        ["symbol", "bids", "asks", "timestamp"],
-        {
-            "symbol": _STR,
-            "bids": {"type": "array", "items": {"type": "array", "items": _NUMBER}},
-            "asks": {"type": "array", "items": {"type": "array", "items": _NUMBER}},
-            "timestamp": _INT,
-        },
-    ),
-    "Candle": _object(
-        ["openTime", "open", "high", "low", "close", "volume"],
-        {
-            "openTime": _INT,
-            "open": _NUMBER,
-            "high": _NUMBER,
-            "low": _NUMBER,
-            "close": _NUMBER,
-            "volume": _NUMBER,
-        },
-    ),
-    "OrderRequest": _object(
-        ["userId", "symbol", "side", "orderType", "size"],
-        {
-            "userId": _STR,
-            "symbol": _STR,
-            "side": {"type": "string", "enum": ["buy", "sell"]},
-            "orderType": {"type": "string", "enum": ["market", "limit"]},
-            "size": {"type": "number", "minimum": 0, "exclusiveMinimum": True},
-            "price": {"type": "number", "minimum": 0, "exclusiveMinimum": True},
-            "leverage": {"type": "integer", "minimum": 1},
-            "reduce_only": {"type": "boolean"},
-            "takeProfit": _NULLABLE_NUMBER,
-            "stopLoss": _NULLABLE_NUMBER,
-        },
-    ),
-    "Order": _object(
-        ["id", "userId", "symbol", "side", "orderType", "size", "status", "createdAt"],
-        {
-            "id": _STR,
-            "userId": _STR,
-            "symbol": _STR,
-            "side": {"type": "string", "enum": ["buy", "sell"]},
-            "orderType": {"type": "string", "enum": ["market", "limit"]},
-            "size": _NUMBER,
-            "price": _NULLABLE_NUMBER,
-            "leverage": _INT,
-            "reduce_only": {"type": "boolean"},
-            "takeProfit": _NULLABLE_NUMBER,
-            "stopLoss": _NULLABLE_NUMBER,
-            "status": {
-                "type": "string",
-                "enum": ["open", "partially_filled", "filled", "cancelled", "rejected"],
-            },
-            "filledSize": _NUMBER,
-            "avgFillPrice": _NULLABLE_NUMBER,
-            "createdAt": _INT,
-            "updatedAt": _INT,
-        },
-    ),
-    "Position": _object(
-        ["id", "userId", "symbol", "side", "size", "entryPrice", "leverage", "margin"],
-        {
-            "id": _STR,
-            "userId": _STR,
-            "symbol": _STR,
-            "side": {"type": "string", "enum": ["long", "short"]},
-            "size": _NUMBER,
-            "entryPrice": _NUMBER,
-            "markPrice": _NUMBER,
-            "leverage": _INT,
-            "margin": _NUMBER,
-            "marginMode": {"type": "string", "enum": ["isolated"]},
-            "takeProfitPrice": _NULLABLE_NUMBER,
-            "stopLossPrice": _NULLABLE_NUMBER,
-            "liquidationPrice": _NULLABLE_NUMBER,
-            "unrealizedPnl": _NUMBER,
-            "createdAt": _INT,
-            "updatedAt": _INT,
-        },
-    ),
-    "AccountOverview": _object(
-        ["userId", "walletBalance", "availableBalance", "equity"],
-        {
-            "userId": _STR,
-            "currency": _STR,
-            "deposits": _NUMBER,
-            "walletBalance": _NUMBER,
-            "availableBalance": _NUMBER,
-            "positionMargin": _NUMBER,
-            "orderMargin": _NUMBER,
-            "unrealizedPnl": _NUMBER,
-            "realizedPnl": _NUMBER,
-            "totalFees": _NUMBER,
-            "equity": _NUMBER,
-        },
-    ),
-    "BalanceEntry": _object(
-        ["time", "type", "amount", "balance"],
-        {
-            "time": _INT,
-            "type": {"type": "string", "enum": ["deposit", "fee", "realized_pnl", "liquidation"]},
-            "amount": _NUMBER,
-            "balance": _NUMBER,
-            "symbol": {"type": "string", "nullable": True},
-        },
-    ),
-    "Trade": _object(
-        ["id", "orderId", "symbol", "side", "size", "price", "fee", "timestamp"],
-        {
-            "id": _STR,
-            "orderId": _STR,
-            "symbol": _STR,
-            "side": {"type": "string", "enum": ["buy", "sell"]},
-            "size": _NUMBER,
-            "price": _NUMBER,
-            "fee": _NUMBER,
-            "realizedPnl": _NUMBER,
-            "liquidity": {"type": "string", "enum": ["maker", "taker"]},
-            "timestamp": _INT,
-        },
-    ),
-    "Error": _object(
-        ["success", "error", "path", "timestamp"],
-        {
-            "success": {"type": "boolean", "enum": [False]},
-            "error": _object(["code", "message"], {"code": _STR, "message": _STR}),
-            "path": _STR,
-            "timestamp": {"type": "string", "format": "date-time"},
-        },
-    ),
-}
-
-_SIGNED_HEADERS = ("X-API-KEY-ID", "X-API-KEY-TS", "X-API-KEY-SIGN")
-_ERROR_STATUSES = {
-    "400": "VALIDATION_ERROR or INSUFFICIENT_MARGIN",
-    "401": "INVALID_API_KEY, INVALID_SIGNATURE, SIGNATURE_EXPIRED, TIMESTAMP_IN_FUTURE, "
-    "REPLAYED_REQUEST",
-    "403": "FORBIDDEN_SCOPE",
-    "404": "NOT_FOUND",
-    "409": "ORDER_NOT_OPEN",
-    "429": "RATE_LIMITED",
-    "500": "INTERNAL_ERROR",
-}
-
-
-def _success(data: dict[str, Any]) -> dict[str, Any]:
-    return _object(
-        ["success", "data", "timestamp"],
-        {
-            "success": {"type": "boolean", "enum": [True]},
-            "data": data or {},
-            "timestamp": {"type": "string", "format": "date-time"},
-        },
-    )
-
-
-def _operation(endpoint: Endpoint) -> dict[str, Any]:
-    parameters: list[dict[str, Any]] = [
-        {"name": p.name, "in": "query", "required": p.required, "schema": p.schema}
-        for p in endpoint.params
-    ]
-    for name in ("order_id", "position_id", "user_id"):
-        if "{" + name + "}" in endpoint.path:
-            parameters.append(
-                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-            )
-    responses: dict[str, Any] = {
-        "200": {
-            "description": "success envelope",
-            "content": {"application/json": {"schema": _success(endpoint.data)}},
-        }
-    }
-    for status, codes in _ERROR_STATUSES.items():
-        responses[status] = {
-            "description": codes,
-            "content": {"application/json": {"schema": _ref("Error")}},
-        }
-    operation: dict[str, Any] = {
-        "summary": endpoint.summary,
-        "operationId": endpoint.method.lower()
-        + "".join(
-            part.strip("{}").title().replace("_", "").replace("-", "")
-            for part in endpoint.path.split("/")
-        ),
-        "parameters": parameters,
-        "responses": responses,
-    }
-    if endpoint.scope is not None:
-        operation["security"] = [{"apiKeyId": [], "apiKeyTs": [], "apiKeySign": []}]
-        operation["x-scope"] = endpoint.scope
-    if endpoint.body is not None:
-        operation["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": endpoint.body}},
-        }
-    return operation
-
-
-def openapi() -> dict[str, Any]:
-    """The OpenAPI 3.0 document of the served `/api/v1`, built from `ENDPOINTS`."""
-    paths: dict[str, Any] = {}
-    for endpoint in ENDPOINTS:
-        paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = _operation(endpoint)
-    schemes = {
-        name: {"type": "apiKey", "in": "header", "name": header}
-        for name, header in zip(
-            ("apiKeyId", "apiKeyTs", "apiKeySign"), _SIGNED_HEADERS, strict=True
-        )
-    }
-    return {
-        "openapi": "3.0.3",
-        "info": {
-            "title": "Levret futures API (reconciler sandbox)",
-            "version": "1",
-            "description": "Private operations are signed: lowercase hex HMAC-SHA256(secret, "
-            "METHOD + PATH_WITH_QUERY + TS + BODY); see docs/levret-api.md.",
-        },
-        "servers": [{"url": API_PREFIX}],
-        "paths": paths,
-        "components": {"schemas": _SCHEMAS, "securitySchemes": schemes},
-    }
