@@ -99,6 +99,13 @@ class _BoundedLoader(yaml.SafeLoader):
         self._aliases = 0
         self._depth = 0
 
+    def fetch_flow_collection_start(self, TokenClass: Any) -> None:
+        # `[[[[...` is scanned token by token before the composer sees one node, so the
+        # depth limit must stand here too, or a flood of brackets costs seconds.
+        if self.flow_level >= MAX_DEPTH:
+            raise YamlProblem(f"nesting deeper than {MAX_DEPTH} levels", _mark(self.get_mark()))
+        super().fetch_flow_collection_start(TokenClass)
+
     def compose_node(self, parent: Node | None, index: Any) -> Node | None:
         if self.check_event(AliasEvent):
             self._aliases += 1
@@ -193,6 +200,8 @@ def _scalar(node: ScalarNode, location: Location | None, path: PathKey) -> Any:
             return text
         raise YamlProblem(f"unsupported YAML tag {node.tag}", location, path)
     if _INT.fullmatch(text):
+        if len(text) > MAX_EXPONENT:  # also spares int() a quadratic parse of a digit flood
+            raise YamlProblem(f"number out of range: {text[:40]}...", location, path)
         return int(text.replace("_", ""))
     if _NUMBER.fullmatch(text):
         return _decimal(text, location, path)
@@ -219,8 +228,9 @@ def load_text(text: str, filename: str = "<string>") -> SourceDocument:
     """Parse YAML text into a `SourceDocument`; raises `YamlProblem` on the first problem."""
     if not text.strip():
         raise YamlProblem("the file is empty", (1, 1))
-    loader = _BoundedLoader(text)
+    loader: _BoundedLoader | None = None
     try:
+        loader = _BoundedLoader(text)  # its reader already refuses some bytes (NUL, controls)
         root = loader.get_single_node()
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
@@ -231,7 +241,8 @@ def load_text(text: str, filename: str = "<string>") -> SourceDocument:
     except RecursionError:
         raise YamlProblem(f"nesting deeper than {MAX_DEPTH} levels", None) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if root is None:
         raise YamlProblem("the file holds no document", (1, 1))
     builder = _Builder()

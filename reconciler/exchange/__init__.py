@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         Rejected,
         ServerError,
         TransportError,
+        UnstableListing,
     )
     from reconciler.exchange.models import (
         AccountOverview,
@@ -82,6 +83,7 @@ __all__ = [
     "Trade",
     "TransportError",
     "Unchanged",
+    "UnstableListing",
     "classify",
     "encode_query",
     "retry_class",
@@ -117,6 +119,7 @@ _WHERE = {
     "SyncLevretClient": "reconciler.exchange.sync",
     "Trade": "reconciler.exchange.models",
     "TransportError": "reconciler.exchange.errors",
+    "UnstableListing": "reconciler.exchange.errors",
     "UNCHANGED": "reconciler.exchange.client",
     "Unchanged": "reconciler.exchange.client",
     "classify": "reconciler.exchange.outcome",

@@ -57,6 +57,7 @@ from reconciler.exchange.errors import (
     Rejected,
     ServerError,
     TransportError,
+    UnstableListing,
     error_for_code,
 )
 from reconciler.exchange.models import (
@@ -533,8 +534,9 @@ class LevretClient:
 
         Items are sorted oldest first, so new ones append to the last page; but an item that
         leaves the set (an order filled mid-walk) shifts the later ones back by one and one
-        would be skipped. A changed `total` therefore restarts the walk (a few times at most),
-        yielding only items not yet seen.
+        would be skipped. A changed `total` therefore restarts the walk, yielding only items
+        not yet seen; if it keeps changing, `UnstableListing` is raised rather than a list
+        that may lack an item.
         """
         seen: set[str] = set()
         restarts = 0
@@ -544,7 +546,11 @@ class LevretClient:
             page = await fetch(page_no)
             if total is None:
                 total = page.total
-            elif page.total != total and restarts < _MAX_PAGE_RESTARTS:
+            elif page.total != total:
+                if restarts == _MAX_PAGE_RESTARTS:
+                    raise UnstableListing(
+                        f"the listing changed between page reads {restarts + 1} times"
+                    )
                 restarts += 1
                 page_no, total = 1, None
                 continue

@@ -15,6 +15,7 @@ exchange execute it?* A `Rejected` (or `AuthError`, `RateLimited`) proves it did
         │   ├── NotFound            NOT_FOUND
         │   └── OrderNotOpen        ORDER_NOT_OPEN
         ├── ServerError             5xx or an unreadable answer, after the client's retries
+        │   └── UnstableListing     a paged list kept changing while it was walked
         ├── OutcomeUnknown          a mutation may or may not have executed; never resent
         ├── TransportError          the network failed; `sent` says if bytes may have left
         └── InvalidRequest          refused by the client itself before anything was sent
@@ -42,6 +43,7 @@ __all__ = [
     "Rejected",
     "ServerError",
     "TransportError",
+    "UnstableListing",
     "error_for_code",
 ]
 
@@ -116,6 +118,14 @@ class OrderNotOpen(Rejected):
 
 class ServerError(LevretError):
     """A 5xx or an answer that is not the documented envelope; whether it executed is open."""
+
+
+class UnstableListing(ServerError):
+    """Pages of one listing disagreed (its `total` kept changing) after every restart.
+
+    Returning what was collected could silently miss an item (an open order the planner
+    would then not cancel), so the walk fails instead and the caller reads again later.
+    """
 
 
 class OutcomeUnknown(LevretError):
