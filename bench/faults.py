@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -116,6 +117,7 @@ SETTLE = SettleConfig(visibility_window_s=0.06, max_reads=4, clock_skew_ms=5_000
 """Settlement in the campaign: a short visibility window (the `invisible` fault stays below it)."""
 
 _UNSAFE = ("/order", "/margin")
+_NEVER_EXECUTED = frozenset({"RATE_LIMITED", "INVALID_SIGNATURE", "SIGNATURE_EXPIRED"})
 
 
 # --- scenarios --------------------------------------------------------------------------------
@@ -285,7 +287,7 @@ class CampaignSandbox:
 def client_settings(api_url: str, user_id: str) -> ClientSettings:
     return ClientSettings(
         api_key_id=f"{user_id}-key",
-        api_key_secret=f"{user_id}-secret",  # type: ignore[arg-type]
+        api_key_secret=SecretStr(f"{user_id}-secret"),
         user_id=user_id,
         base_url=api_url,
         rate_limit_per_minute=10_000_000,
@@ -535,6 +537,15 @@ def _check_journal(
     )
     served: Counter[tuple[str, str]] = Counter()
     executed: Counter[tuple[str, str]] = Counter()
+    refused: Counter[tuple[str, str]] = Counter()  # answered 429/401 after every retry
+    paths = {
+        (r.get("pass_number"), r.get("index")): ("POST", r["request"]["path"])
+        for r in journal
+        if r["type"] == "intent"
+    }
+    for r in journal:
+        if r["type"] == "result" and r.get("code") in _NEVER_EXECUTED:
+            refused[paths[(r.get("pass_number"), r.get("index"))]] += 1
     for entry in log:
         if entry["method"] != "POST":
             continue
@@ -549,7 +560,7 @@ def _check_journal(
         if served[key] == 0:
             result.journal_mismatches.append(f"{key[0]} {key[1]} journaled but never served")
         unsafe = key[1] == "/order" or key[1].endswith(_UNSAFE[1])
-        if unsafe and executed[key] != count:
+        if unsafe and not count - refused[key] <= executed[key] <= count:
             result.journal_mismatches.append(
                 f"{key[0]} {key[1]}: {count} intent(s), {executed[key]} reached the engine"
             )

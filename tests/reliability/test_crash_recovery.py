@@ -1,0 +1,85 @@
+"""Kill a real `reconciler apply` process mid-call, then run apply again: nothing doubles.
+
+The sandbox's `hold` fault parks the order either before it executes (the journal already
+holds its intent: "killed after the journal write") or after it executed (the answer never
+reaches the process: "killed after sending, before the answer"). The test waits on the
+sandbox (`POST /_sandbox/held`) and on the journal's contents, never on a sleep, then kills
+the process with SIGKILL, releases the request and applies again.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from conftest import RunningSandbox, SandboxFactory
+from reliability_support import last_id, orders_since, position
+
+from reconciler.cli import run
+from reconciler.journal import read_journal
+
+DESIRED = """\
+version: 1
+account: {user_id: demo}
+symbols:
+  BTC_USDT:
+    position: {side: long, size: 0.5, leverage: 10}
+"""
+
+
+def environment(sandbox: RunningSandbox) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        LEVRET_API_KEY_ID="demo-key",
+        LEVRET_API_KEY_SECRET="demo-secret",
+        LEVRET_BASE_URL=sandbox.api_url,
+        LEVRET_USER_ID="demo",
+    )
+    return env
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_apply_killed_mid_call_then_rerun_converges_once(
+    sandbox_factory: SandboxFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    when: str,
+) -> None:
+    sandbox = sandbox_factory(rate_limit=1_000_000)
+    (tmp_path / "desired.yaml").write_text(DESIRED)
+    mark = last_id(sandbox, "orders")
+    sandbox.set_faults({"hold": {"when": when, "path": "/order", "count": 1}})
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from reconciler.cli import main; main()",
+         "apply", "-f", "desired.yaml", "--auto-approve"],
+        cwd=tmp_path, env=environment(sandbox),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        held = sandbox.control("POST", "held", {"timeout": 60})
+        assert held == [{"path": "/order", "when": when}], process.poll()
+        (journal_file,) = (tmp_path / ".reconciler" / "journal").iterdir()
+        records = read_journal(journal_file)
+        assert [r["type"] for r in records][-1] == "intent"  # written before the send
+        assert records[-1]["request"]["path"] == "/order"
+        process.kill()
+    finally:
+        process.wait(timeout=30)
+        process.stdout.close()  # type: ignore[union-attr]
+        process.stderr.close()  # type: ignore[union-attr]
+    sandbox.control("POST", "release")
+    sandbox.set_faults({})
+    executed = orders_since(sandbox, "demo", mark)
+    assert len(executed) == (0 if when == "before" else 1)
+
+    # The kernel released the dead process's lock; the journal ends at the intent.
+    for name, value in environment(sandbox).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    assert run(["apply", "-f", "desired.yaml", "--auto-approve"]) == 0
+    assert position(sandbox, "demo", "BTC_USDT") == Decimal("0.5")
+    assert len(orders_since(sandbox, "demo", mark)) == 1  # exactly one order in all

@@ -1,0 +1,170 @@
+"""Secrets stay secret, and the doors that must be shut are shut.
+
+- a distinctive secret never appears in any output of a real `reconciler` process (stdout,
+  stderr with `-vv`, journal, saved plan, anything it writes), across success, unknown
+  outcomes, refusals and a network failure;
+- plain `http://` is refused except to loopback;
+- a credentials file others can read is refused (`reconciler/credentials_file.py`);
+- the sandbox refuses replayed and expired signatures.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import RunningSandbox, SandboxFactory
+from signing import expect_error, now_ms, signed_request
+
+from reconciler.cli import run
+from reconciler.credentials_file import CredentialsFileError, load_credentials_file
+from reconciler.exchange.settings import ClientSettings
+
+SECRET = "Zq7-leak-canary-3f9b1c2e8d4a6f0b-DO-NOT-PRINT"
+DESIRED = """\
+version: 1
+account: {user_id: canary}
+symbols:
+  BTC_USDT:
+    position: {side: long, size: 0.3, leverage: 5}
+    orders: [{side: buy, price: 40000, size: 0.01}]
+  ETH_USDT:
+    position: {side: short, size: 2, leverage: 5, take_profit: 2000}
+"""
+
+
+def reconciler(cwd: Path, env: dict[str, str], *args: str) -> tuple[int, str]:
+    done = subprocess.run(
+        [sys.executable, "-c", "from reconciler.cli import main; main()", *args],
+        cwd=cwd, env=env, capture_output=True, timeout=60, check=False,
+    )  # fmt: skip
+    return done.returncode, (done.stdout + done.stderr).decode("utf-8", "replace")
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_the_secret_appears_in_no_output_of_any_run(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
+    sandbox = sandbox_factory(rate_limit=1_000_000)
+    sandbox.create_account("canary", "canary-key", SECRET, balance=1_000_000)
+    tmp_path = tmp_path / "work"  # the sandbox's own database (which holds the key) stays out
+    tmp_path.mkdir()
+    (tmp_path / "desired.yaml").write_text(DESIRED)
+    env = dict(os.environ)
+    env.update(
+        LEVRET_API_KEY_ID="canary-key",
+        LEVRET_API_KEY_SECRET=SECRET,
+        LEVRET_BASE_URL=sandbox.api_url,
+    )
+    outputs: list[str] = []
+    runs = [
+        ("-vv", "plan", "-f", "desired.yaml", "--out", "plan.json", "--format", "json"),
+        ("-vv", "show", "plan.json"),
+    ]
+    for args in runs:
+        outputs.append(reconciler(tmp_path, env, *args)[1])
+    sandbox.set_faults({"seed": 3, "drop_after_commit": 0.3, "garbage_after_commit": 0.2})
+    code, text = reconciler(tmp_path, env, "-vv", "apply", "-f", "desired.yaml", "--auto-approve")
+    outputs.append(text)
+    assert code in (0, 5), text
+    sandbox.set_faults({})
+    # A refusal (wrong key), and a network failure (nothing listening).
+    wrong = {**env, "LEVRET_API_KEY_SECRET": SECRET + "x"}
+    outputs.append(reconciler(tmp_path, wrong, "-vv", "plan", "-f", "desired.yaml")[1])
+    gone = {**env, "LEVRET_BASE_URL": f"http://127.0.0.1:{closed_port()}/api/v1"}
+    code, text = reconciler(tmp_path, gone, "-vv", "apply", "-f", "desired.yaml", "--auto-approve")
+    outputs.append(text)
+    assert code == 1 and "Error" in text
+
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and p.name != "desired.yaml"]
+    assert any(p.suffix == ".jsonl" for p in written) and (tmp_path / "plan.json").exists()
+    for path in written:
+        outputs.append(path.read_bytes().decode("utf-8", "replace"))
+    leaks = [text for text in outputs if SECRET in text or SECRET[:20] in text]
+    assert leaks == []
+    assert any("canary-key" in text or "POST" in text for text in outputs)  # -vv did log
+
+
+def test_plain_http_is_refused_except_to_loopback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for url in ("http://api.levret.io/api/v1", "http://10.0.0.7:8080/api/v1", "ftp://x/api"):
+        with pytest.raises(ValueError, match=r"plain http|https"):
+            ClientSettings(api_key_id="k", api_key_secret="s", user_id="u", base_url=url)
+    for url in ("http://127.0.0.1:9/api/v1", "http://[::1]:9/api/v1", "http://localhost:9/x"):
+        ClientSettings(api_key_id="k", api_key_secret="s", user_id="u", base_url=url)
+    (tmp_path / "desired.yaml").write_text(DESIRED)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LEVRET_API_KEY_ID", "k")
+    monkeypatch.setenv("LEVRET_API_KEY_SECRET", SECRET)
+    code = run(["plan", "-f", "desired.yaml", "--base-url", "http://api.levret.io/api/v1"])
+    captured = capsys.readouterr()
+    assert code == 1 and "http" in captured.err and SECRET not in captured.err + captured.out
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o400])
+def test_private_credentials_file_is_read(tmp_path: Path, mode: int) -> None:
+    path = tmp_path / "levret.env"
+    path.write_text(
+        f"# key for CI\nLEVRET_API_KEY_ID=ci-key\nexport LEVRET_API_KEY_SECRET='{SECRET}'\n\n"
+    )
+    path.chmod(mode)
+    assert load_credentials_file(path) == {
+        "LEVRET_API_KEY_ID": "ci-key",
+        "LEVRET_API_KEY_SECRET": SECRET,
+    }
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o644, 0o604, 0o660, 0o602, 0o666])
+def test_credentials_file_others_can_read_or_write_is_refused(tmp_path: Path, mode: int) -> None:
+    path = tmp_path / "levret.env"
+    path.write_text(f"LEVRET_API_KEY_SECRET={SECRET}\n")
+    path.chmod(mode)
+    with pytest.raises(CredentialsFileError) as refused:
+        load_credentials_file(path)
+    assert f"{stat.S_IMODE(mode):04o}" in str(refused.value) and "chmod 600" in str(refused.value)
+    assert SECRET not in str(refused.value)
+
+
+def test_credentials_file_problems_never_echo_a_value(tmp_path: Path) -> None:
+    path = tmp_path / "levret.env"
+    path.write_text(f"{SECRET}\n")  # a bare secret pasted without its name
+    path.chmod(0o600)
+    with pytest.raises(CredentialsFileError) as refused:
+        load_credentials_file(path)
+    assert ":1:" in str(refused.value) and SECRET not in str(refused.value)
+    link = tmp_path / "link.env"
+    link.symlink_to(path)
+    with pytest.raises(CredentialsFileError):
+        load_credentials_file(link)
+    with pytest.raises(CredentialsFileError):
+        load_credentials_file(tmp_path / "missing.env")
+
+
+def test_sandbox_refuses_replayed_and_expired_signatures(sandbox: RunningSandbox) -> None:
+    path = "/api/v1/wallet/account-overview"
+    stamp = now_ms()
+    first = signed_request(sandbox.base_url, "GET", path, ts=stamp)
+    assert first.status_code == 200
+    expect_error(signed_request(sandbox.base_url, "GET", path, ts=stamp), 401, "REPLAYED_REQUEST")
+    old = now_ms() - 10 * 60_000
+    expect_error(signed_request(sandbox.base_url, "GET", path, ts=old), 401, "SIGNATURE_EXPIRED")
+    future = now_ms() + 10 * 60_000
+    expect_error(
+        signed_request(sandbox.base_url, "GET", path, ts=future), 401, "TIMESTAMP_IN_FUTURE"
+    )
+    expect_error(
+        signed_request(sandbox.base_url, "GET", path, secret="demo-secretx", send_secret=False),
+        401,
+        "INVALID_SIGNATURE",
+    )
