@@ -6,13 +6,13 @@ Each test reads the sandbox's request log to prove what was (and was not) sent.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from reconciler.cli import run
 from reconciler.lock import AccountLock
+from tests.commands.cli_support import Invoke, make_invoke, point_at, writes
 
 DESIRED = """\
 version: 1
@@ -37,34 +37,12 @@ symbols:
 """
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
 @pytest.fixture
-def cli(sandbox, tmp_path, monkeypatch, capsys):  # type: ignore[no-untyped-def]
+def cli(sandbox, tmp_path, monkeypatch, capsys) -> Invoke:  # type: ignore[no-untyped-def]
     """Run `reconciler ARGS` in a scratch directory with the demo key pointed at `sandbox`."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("LEVRET_API_KEY_ID", "demo-key")
-    monkeypatch.setenv("LEVRET_API_KEY_SECRET", "demo-secret")
-    monkeypatch.setenv("LEVRET_BASE_URL", sandbox.api_url)
-    monkeypatch.delenv("LEVRET_USER_ID", raising=False)
+    point_at(monkeypatch, sandbox, tmp_path)
     (tmp_path / "desired.yaml").write_text(DESIRED)
-
-    def invoke(*args: str) -> Result:
-        capsys.readouterr()
-        code = run(list(args))
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    return invoke
-
-
-def writes(sandbox) -> list[dict]:  # type: ignore[no-untyped-def]
-    return [entry for entry in sandbox.requests() if entry["method"] != "GET"]
+    return make_invoke(capsys)
 
 
 def test_plan_json_is_alone_on_stdout_and_sends_only_reads(cli, sandbox) -> None:  # type: ignore[no-untyped-def]

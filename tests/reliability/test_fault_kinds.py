@@ -241,6 +241,16 @@ async def test_clock_jump_mid_run_converges_without_duplicates(
     assert overshoots(fast, "demo", "SOL_USDT", Decimal(0), Decimal(-5), fills) == []
 
 
+def rest_doge_ladder(sandbox: RunningSandbox, count: int) -> None:
+    """Enough resting orders (well over one page of 100) for a walk to cross pages."""
+    for i in range(count):
+        sandbox.exchange.place_order(
+            "demo",
+            {"userId": "demo", "symbol": "DOGE_USDT", "side": "buy", "orderType": "limit",
+             "size": 10, "price": Decimal("0.05") + Decimal(i) / 100_000},
+        )  # fmt: skip
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize(
     ("seed", "chance"),
@@ -253,12 +263,7 @@ async def test_pagination_shifting_between_page_reads_loses_no_order(
     fast: RunningSandbox, seed: int, chance: str
 ) -> None:
     async with connect(fast) as client:
-        for i in range(130):
-            fast.exchange.place_order(
-                "demo",
-                {"userId": "demo", "symbol": "DOGE_USDT", "side": "buy", "orderType": "limit",
-                 "size": 10, "price": Decimal("0.05") + Decimal(i) / 100_000},
-            )  # fmt: skip
+        rest_doge_ladder(fast, 130)
         expected = {
             o["id"] for o in fast.exchange.open_orders("demo", None, 1, 100, None, None)["items"]
         }
@@ -277,12 +282,7 @@ async def test_a_listing_that_never_settles_fails_rather_than_miss_an_order(
     fast: RunningSandbox,
 ) -> None:
     async with connect(fast) as client:
-        for i in range(130):
-            fast.exchange.place_order(
-                "demo",
-                {"userId": "demo", "symbol": "DOGE_USDT", "side": "buy", "orderType": "limit",
-                 "size": 10, "price": Decimal("0.05") + Decimal(i) / 100_000},
-            )  # fmt: skip
+        rest_doge_ladder(fast, 130)
         fast.set_faults({"seed": 1, "page_shift": Decimal(1)})
         with pytest.raises(UnstableListing):
             _ = [o.id async for o in client.iter_open_orders()]
