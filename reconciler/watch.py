@@ -68,6 +68,8 @@ WATCHED_EVENTS = frozenset({"orderUpdate", "positionUpdate", "marketData"})
 
 EventSource = Callable[[], AbstractAsyncContextManager[AsyncIterable[StreamEvent]]]
 Clock = Callable[[], datetime]
+_CANCEL_RETRY_S = 0.5
+
 CycleResult = Literal["in_sync", "healed", "not_converged", "held", "error", "interrupted"]
 
 
@@ -258,8 +260,12 @@ class Watcher:
             if self._events is not None:
                 tasks.append(group.create_task(self._listen(), name="watch-stream"))
             await self._stopping.wait()
-            for task in tasks:
-                task.cancel()
+            # Cancel until they are done: a library caught mid-handshake (the stream's
+            # connect) can swallow one cancellation, and shutdown must not hang on it.
+            while not all(task.done() for task in tasks):
+                for task in tasks:
+                    task.cancel()
+                await asyncio.wait(tasks, timeout=_CANCEL_RETRY_S)
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()

@@ -32,6 +32,8 @@ __all__ = ["EVENT_MODELS", "LevretStream", "StreamEvent", "StreamPayload"]
 
 log = logging.getLogger("reconciler.exchange")
 
+CLOSE_TIMEOUT_S = 3.0
+
 StreamPayload = Order | Position | AccountOverview | MarketStats
 EVENT_MODELS: dict[str, type[BaseModel]] = {
     "orderUpdate": Order,
@@ -134,7 +136,13 @@ class LevretStream:
         if self._closed:
             return
         self._closed = True
-        await self._sio.disconnect()
+        try:
+            # A connection caught half-open (e.g. cancelled while the handshake was still in
+            # flight) may never acknowledge the goodbye; shutting down must not wait forever.
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await self._sio.disconnect()
+        except TimeoutError:
+            log.warning("stream: no goodbye from the server in %.0f s; dropped", CLOSE_TIMEOUT_S)
         self._put(None)
 
     async def __aenter__(self) -> Self:
