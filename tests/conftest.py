@@ -26,6 +26,12 @@ settings.register_profile("dev", deadline=None, max_examples=200)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+@pytest.fixture
+def anyio_backend() -> str:
+    """`@pytest.mark.anyio` tests run on asyncio, the loop the client and the sandbox use."""
+    return "asyncio"
+
+
 class RunningSandbox:
     """A started `SandboxServer` plus control-API helpers for tests.
 

@@ -7,38 +7,25 @@ from typing import Any
 
 from reconciler import spec
 from reconciler.exchange.models import Order, Position, SymbolSpec
+from reconciler.sandbox.seed import DEMO_SYMBOLS
 from reconciler.snapshot import Snapshot
 
 USER = "demo"
 
+PLANNED_SYMBOLS = ("BTC_USDT", "ETH_USDT", "SOL_USDT")
+_DEMO = [demo for demo in DEMO_SYMBOLS if demo["symbol"] in PLANNED_SYMBOLS]
 SPECS: dict[str, SymbolSpec] = {
-    "BTC_USDT": SymbolSpec(
-        symbol="BTC_USDT",
-        baseAsset="BTC",
-        tickSize=Decimal("0.1"),
-        stepSize=Decimal("0.001"),
-        minSize=Decimal("0.001"),
-        maxLeverage=125,
-    ),
-    "ETH_USDT": SymbolSpec(
-        symbol="ETH_USDT",
-        baseAsset="ETH",
-        tickSize=Decimal("0.01"),
-        stepSize=Decimal("0.01"),
-        minSize=Decimal("0.01"),
-        maxLeverage=100,
-    ),
-    "SOL_USDT": SymbolSpec(
-        symbol="SOL_USDT",
-        baseAsset="SOL",
-        tickSize=Decimal("0.01"),
-        stepSize=Decimal("0.1"),
-        minSize=Decimal("0.1"),
-        maxLeverage=50,
-    ),
+    demo["symbol"]: SymbolSpec(
+        symbol=demo["symbol"],
+        baseAsset=demo["symbol"].split("_")[0],
+        tickSize=demo["tickSize"],
+        stepSize=demo["stepSize"],
+        minSize=demo["minSize"],
+        maxLeverage=demo["maxLeverage"],
+    )
+    for demo in _DEMO
 }
-
-MARKS = {"BTC_USDT": Decimal(45000), "ETH_USDT": Decimal(2500), "SOL_USDT": Decimal(100)}
+MARKS: dict[str, Decimal] = {demo["symbol"]: demo["markPrice"] for demo in _DEMO}
 
 
 def position(

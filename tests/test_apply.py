@@ -44,11 +44,6 @@ SYMBOLS = ("AAA_USDT", "BBB_USDT", "CCC_USDT", "DDD_USDT", "EEE_USDT", "FFF_USDT
 QUICK = SettleConfig(visibility_window_s=0.0, max_reads=3, clock_skew_ms=5_000)
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 

@@ -32,11 +32,6 @@ MARKS = {"BTC_USDT": Decimal(45000), "ETH_USDT": Decimal(2500), "SOL_USDT": Deci
 STEPS = {"BTC_USDT": Decimal("0.001"), "ETH_USDT": Decimal("0.01"), "SOL_USDT": Decimal("0.1")}
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 

@@ -235,17 +235,13 @@ class Exchange:
     ) -> dict[str, Any]:
         check_page(page, page_size)
         with self._unit() as session:
-            conditions = ["user_id = ?", "status IN ('open', 'partially_filled')"]
-            parameters: list[Any] = [user_id]
-            if symbol is not None:
-                self._filter_symbol(session, symbol)
-                conditions.append("symbol = ?")
-                parameters.append(symbol)
+            conditions, parameters = self._owned(session, user_id, symbol)
+            conditions.append("status IN ('open', 'partially_filled')")
             rows, total = session.page(
                 "orders", "created_at", conditions, parameters, page, page_size, start, end
             )
             items = [OrderRecord.from_row(row).payload() for row in rows]
-            return {"items": items, "page": page, "pageSize": page_size, "total": total}
+            return _page(items, page, page_size, total)
 
     def get_order(self, user_id: str, order_id: str) -> dict[str, Any]:
         with self._unit() as session:
@@ -283,6 +279,18 @@ class Exchange:
     def _filter_symbol(session: Session, symbol: str) -> None:
         if session.symbol(symbol) is None:
             raise invalid(f"unknown symbol {symbol!r}")
+
+    @classmethod
+    def _owned(
+        cls, session: Session, user_id: str, symbol: str | None
+    ) -> tuple[list[str], list[Any]]:
+        """SQL conditions for one user's rows, narrowed to a known `symbol` when given."""
+        conditions, parameters = ["user_id = ?"], [user_id]
+        if symbol is not None:
+            cls._filter_symbol(session, symbol)
+            conditions.append("symbol = ?")
+            parameters.append(symbol)
+        return conditions, parameters
 
     # positions
 
@@ -397,17 +405,11 @@ class Exchange:
     ) -> dict[str, Any]:
         check_page(page, page_size)
         with self._unit() as session:
-            conditions = ["user_id = ?"]
-            parameters: list[Any] = [user_id]
-            if symbol is not None:
-                self._filter_symbol(session, symbol)
-                conditions.append("symbol = ?")
-                parameters.append(symbol)
+            conditions, parameters = self._owned(session, user_id, symbol)
             rows, total = session.page(
                 "fills", "timestamp", conditions, parameters, page, page_size, start, end
             )
-            items = [fill_payload(row) for row in rows]
-            return {"items": items, "page": page, "pageSize": page_size, "total": total}
+            return _page([fill_payload(row) for row in rows], page, page_size, total)
 
     def order_trades(
         self,
@@ -431,8 +433,7 @@ class Exchange:
                 start,
                 end,
             )
-            items = [fill_payload(row) for row in rows]
-            return {"items": items, "page": page, "pageSize": page_size, "total": total}
+            return _page([fill_payload(row) for row in rows], page, page_size, total)
 
     # control (sandbox only)
 
@@ -572,3 +573,7 @@ class Exchange:
         with self.store.lock:
             events, self._events = self._events, []
             return events
+
+
+def _page(items: list[dict[str, Any]], page: int, page_size: int, total: int) -> dict[str, Any]:
+    return {"items": items, "page": page, "pageSize": page_size, "total": total}

@@ -60,11 +60,6 @@ POSITION = {
 Step = httpx.Response | Exception | Callable[[httpx.Request], httpx.Response]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class FakeTime:
     def __init__(self) -> None:
         self.now = NOW

@@ -34,11 +34,6 @@ from reconciler.exchange import (
 )
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def demo_settings(sandbox: Any, **kw: Any) -> ClientSettings:
     values: dict[str, Any] = {
         "api_key_id": "demo-key",

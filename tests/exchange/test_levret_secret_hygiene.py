@@ -73,11 +73,6 @@ SPEC = {
 }
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def happy(request: httpx.Request) -> httpx.Response:
     path = request.url.path.removeprefix("/api/v1")
     table: dict[str, Any] = {

@@ -22,11 +22,6 @@ from reconciler.exchange.settings import ClientSettings
 TS = 1736700000000
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def independent_hmac(secret: str, method: str, target: str, ts: int, body: bytes) -> str:
     message = method.encode() + target.encode() + str(ts).encode() + body
     return hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()

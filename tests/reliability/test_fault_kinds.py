@@ -38,11 +38,6 @@ LONG_BTC = {"BTC_USDT": {"position": {"side": "long", "size": Decimal("0.5"), "l
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def fast(sandbox_factory: SandboxFactory) -> RunningSandbox:
     return sandbox_factory(rate_limit=1_000_000)
 
