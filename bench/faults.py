@@ -113,7 +113,9 @@ KINDS = (
 )
 """Fault kinds a scenario draws from; `mixed` stacks several probabilistic ones."""
 
-SETTLE = SettleConfig(visibility_window_s=0.06, max_reads=4, clock_skew_ms=5_000)
+SETTLE = SettleConfig(
+    visibility_window_s=0.06, max_reads=4, clock_skew_ms=5_000, visibility_timeout_s=0.5
+)
 """Settlement in the campaign: a short visibility window (the `invisible` fault stays below it)."""
 
 _UNSAFE = ("/order", "/margin")

@@ -42,6 +42,7 @@ from reconciler import planner as planner_module
 from reconciler.actions import POSITION_ID_PLACEHOLDER, Action, Phase, Plan, Request
 from reconciler.errors import PartialApply, PreconditionFailed, ReconcilerError
 from reconciler.exchange.errors import LevretError, OutcomeUnknown, TransportError
+from reconciler.exchange.models import Position
 from reconciler.exchange.outcome import Outcome as CallOutcome
 from reconciler.exchange.outcome import classify
 from reconciler.journal import JOURNAL_FORMAT, Journal, Outcome
@@ -62,12 +63,12 @@ from reconciler.settle import (
     SettleConfig,
     Settlement,
     needs_baseline,
-    read_position,
     recent_fill_order_ids,
     settle,
     take_baseline,
 )
 from reconciler.snapshot import Snapshot
+from reconciler.visibility import Expectation, VisibilityTracker, expectation_for
 
 __all__ = [
     "DEFAULT_MAX_AGE_MS",
@@ -308,6 +309,7 @@ async def run_apply(
     max_passes: int = 3,
     progress: ProgressSink | None = None,
     settle_config: SettleConfig | None = None,
+    visibility: VisibilityTracker | None = None,
 ) -> ApplyReport:
     """Lock the account, journal, refuse a stale plan, apply. Returns the report.
 
@@ -328,10 +330,17 @@ async def run_apply(
                 progress=progress,
                 parallelism=parallelism,
                 settle_config=settle_config,
+                visibility=visibility,
+                now_ms=now_ms,
             )
             engine.record_start(plan, max_passes=max_passes)
             touched = sorted({action.symbol for action in plan.actions})
             snapshot = await read_snapshot(client, desired, symbols=touched)
+            # Writes an earlier run (a watch cycle) had accepted and not yet seen: the read
+            # must show them before it can vouch for the plan, else they hold their symbols.
+            snapshot = await engine.await_visible(
+                snapshot, lambda: read_snapshot(client, desired, symbols=touched)
+            )
             try:
                 check_fresh(
                     plan,
@@ -372,6 +381,7 @@ async def apply_plan(
     max_passes: int = 3,
     progress: ProgressSink | None = None,
     settle_config: SettleConfig | None = None,
+    visibility: VisibilityTracker | None = None,
 ) -> ApplyReport:
     """Execute `plan`, then re-read and re-plan until converged or out of passes.
 
@@ -384,6 +394,7 @@ async def apply_plan(
         progress=progress,
         parallelism=parallelism,
         settle_config=settle_config,
+        visibility=visibility,
     )
     engine.record_start(plan, max_passes=max_passes)
     return await engine.run(
@@ -413,6 +424,8 @@ class _Engine(Generic[C]):
         progress: ProgressSink | None,
         parallelism: int,
         settle_config: SettleConfig | None,
+        visibility: VisibilityTracker | None = None,
+        now_ms: Callable[[], int] = _now_ms,
     ) -> None:
         if parallelism < 1:
             raise ValueError("parallelism must be at least 1")
@@ -421,6 +434,15 @@ class _Engine(Generic[C]):
         self.progress: ProgressSink = progress if progress is not None else NullProgress()
         self.parallelism = parallelism
         self.settle_config = settle_config or SettleConfig()
+        self.now_ms = now_ms
+        # Accepted writes the account's reads do not show yet (see `reconciler.visibility`).
+        self.visibility = (
+            visibility
+            if visibility is not None
+            else VisibilityTracker(timeout_s=self.settle_config.visibility_timeout_s)
+        )
+        # Symbols whose accepted writes stayed invisible: named in the report, never resent.
+        self.unseen: dict[str, list[Expectation]] = {}
         self.limiter = anyio.CapacityLimiter(parallelism)
         # Orders this apply knows the origin of: never mistaken for an unknown call's effect.
         self.known_order_ids: set[str] = set()
@@ -516,18 +538,17 @@ class _Engine(Generic[C]):
                 # The read this pass's plan was made from: run_apply's, then verification's.
                 await self.run_pass(current, number, snapshot)
                 try:
-                    snapshot = await read_snapshot(self.client, desired)
+                    snapshot = await self.await_visible(
+                        await read_snapshot(self.client, desired),
+                        lambda: read_snapshot(self.client, desired),
+                    )
                     fresh = plan_of(desired, snapshot)
-                    if not fresh.is_empty and self._pass_touched_account():
-                        snapshot, fresh = await self._confirm_drift(
-                            desired, read_snapshot, plan_of, fresh
-                        ) or (snapshot, fresh)
                 except ReconcilerError as exc:
                     problems.append(f"verification after pass {number} failed: {exc}")
                     self.journal.write("verification", pass_number=number, ok=False, error=str(exc))
                     break
                 remaining = fresh.actions
-                converged = fresh.is_empty
+                converged = fresh.is_empty and not self.unseen
                 actionable = tuple(a for a in fresh.actions if a.symbol not in self.excluded)
                 self.journal.write(
                     "verification",
@@ -553,38 +574,28 @@ class _Engine(Generic[C]):
             raise ApplyInterrupted(report) from None
         return self._finish(converged, remaining, problems, interrupted=False)
 
-    def _pass_touched_account(self) -> bool:
-        """Whether a call of this pass executed, or may have."""
-        executed = ("accepted", "settled_executed", "unknown")
-        return any(result.outcome in executed for result in self._results.values())
+    async def await_visible(
+        self, snapshot: Snapshot, reread: Callable[[], Awaitable[Snapshot]]
+    ) -> Snapshot:
+        """`snapshot`, or a later read, once it shows every write accepted so far.
 
-    async def _confirm_drift(
-        self,
-        desired: D,
-        read_snapshot: SnapshotReader[C, D],
-        plan_of: Planner[D],
-        fresh: Plan,
-    ) -> tuple[Snapshot, Plan] | None:
-        """Believe drift seen right after our own calls only when two reads agree.
-
-        An exchange whose reads lag (a replica behind the matching engine) shows an accepted
-        order's position a moment late. Re-planning from that first read would send the
-        order again and double the position. So, as settlement does for absence, the re-plan
-        is repeated a visibility window later until two consecutive re-plans call for the same
-        requests (or nothing). None: the first read stands.
+        A write still unseen when the visibility timeout passes leaves its symbol alone for
+        the rest of the run (`excluded`) and keeps the run from converging: the read cannot
+        say what the account holds there, and re-planning from it would send the write again.
         """
-        confirmed: tuple[Snapshot, Plan] | None = None
-        wanted = [action.request for action in fresh.actions]
-        for _ in range(self.settle_config.max_reads - 1):
-            await anyio.sleep(self.settle_config.visibility_window_s)
-            snapshot = await read_snapshot(self.client, desired)
-            again = plan_of(desired, snapshot)
-            confirmed = (snapshot, again)
-            now = [action.request for action in again.actions]
-            if again.is_empty or now == wanted:
-                break
-            wanted = now
-        return confirmed
+        snapshot, unseen = await self.visibility.await_snapshot(self.client, snapshot, reread)
+        for symbol, expectations in unseen.items():
+            names = ", ".join(e.describe() for e in expectations)
+            why = (
+                f"accepted {names} not visible after {self.visibility.timeout_s:g} s; "
+                "nothing was sent again"
+            )
+            self.unseen[symbol] = expectations
+            self.excluded[symbol] = why
+        for symbol in [s for s in self.unseen if s not in unseen]:
+            del self.unseen[symbol]
+            self.excluded.pop(symbol, None)
+        return snapshot
 
     def _finish(
         self,
@@ -597,6 +608,7 @@ class _Engine(Generic[C]):
         if interrupted:
             self._close_pass(interrupted=True)
             self.journal.write("interrupted", pass_number=self._pass_number)
+        problems = problems + [self.excluded[symbol] for symbol in sorted(self.unseen)]
         report = ApplyReport(
             user_id=self.user_id,
             passes=tuple(self.passes),
@@ -682,6 +694,8 @@ class _Engine(Generic[C]):
                 baseline = await self.baseline(action)
             except LevretError as exc:
                 return self._not_sent(index, action, f"could not read the state first: {exc}")
+            except _CannotSend as exc:
+                return self._not_sent(index, action, str(exc))
             moved = _moved_since_plan(action, baseline)
             if moved is not None:
                 return self._not_sent(index, action, moved)
@@ -706,15 +720,13 @@ class _Engine(Generic[C]):
         call as absent.
         """
         if action.kind != "place_order":
-            return await take_baseline(
-                self.client, action, now_ms=_now_ms(), config=self.settle_config
-            )
+            return Baseline(position=await self._fresh_position(action.symbol))
         snapshot = self._pass_snapshot
         if snapshot is None:
             cached = self._baselines.get(action.symbol)
             if cached is None:
                 cached = await take_baseline(
-                    self.client, action, now_ms=_now_ms(), config=self.settle_config
+                    self.client, action, now_ms=self.now_ms(), config=self.settle_config
                 )
                 self._baselines[action.symbol] = cached
                 return cached
@@ -723,14 +735,21 @@ class _Engine(Generic[C]):
             async with self._recent_fills_lock:
                 if self._recent_fills is None:
                     self._recent_fills = await recent_fill_order_ids(
-                        self.client, now_ms=_now_ms(), config=self.settle_config
+                        self.client, now_ms=self.now_ms(), config=self.settle_config
                     )
             old = frozenset(order.id for order in snapshot.orders(action.symbol))
             old |= self._recent_fills.get(action.symbol, frozenset())
             position = snapshot.positions.get(action.symbol)
         if _is_market(action):
-            position = await read_position(self.client, action.symbol)
+            position = await self._fresh_position(action.symbol)
         return Baseline(position=position, old_order_ids=old)
+
+    async def _fresh_position(self, symbol: str) -> Position | None:
+        """The symbol's position once the read shows this run's accepted writes on it."""
+        try:
+            return await self.visibility.fresh_position(self.client, symbol)
+        except TimeoutError as exc:
+            raise _CannotSend(str(exc)) from None
 
     async def _resolve(self, action: Action) -> Request:
         """The request to send: the planned one, with the new position's id filled in."""
@@ -738,10 +757,9 @@ class _Engine(Generic[C]):
         if POSITION_ID_PLACEHOLDER not in request.path:
             return request
         try:
-            positions = await self.client.positions(action.symbol)
+            position = await self._fresh_position(action.symbol)
         except LevretError as exc:
             raise _CannotSend(f"could not read the position id: {exc}") from exc
-        position = next((p for p in positions if p.symbol == action.symbol), None)
         if position is None:
             raise _CannotSend(f"no open {action.symbol} position to fill the position id with")
         return request.model_copy(
@@ -768,7 +786,7 @@ class _Engine(Generic[C]):
             baseline=None if baseline is None else baseline.to_record(),
         )
         self.progress(ActionStarted(number, index, action, request.path))
-        sent_at_ms = _now_ms()
+        sent_at_ms = self.now_ms()
         started = time.perf_counter()
         try:
             data = await self.client.send(request.method, request.path, request.body)
@@ -777,6 +795,7 @@ class _Engine(Generic[C]):
             return await self._failed(index, action, request, baseline, exc, sent_at_ms, latency_ms)
         latency_ms = (time.perf_counter() - started) * 1000
         self._learn_order_ids(data)
+        self.visibility.expect(expectation_for(action, data, accepted_at_s=self.visibility.clock()))
         detail = _describe_data(data)
         return self._record_result(
             ActionResult(
@@ -848,8 +867,21 @@ class _Engine(Generic[C]):
             baseline=baseline,
             known_order_ids=self.known_order_ids,
             config=self.settle_config,
+            lag_allowance_s=self.visibility.lag_allowance_s(),
+            clock_ms=self.now_ms,
         )
         self.known_order_ids |= settlement.order_ids
+        for order_id in sorted(settlement.order_ids):
+            # Seen once by settlement; later reads must show it too before they are trusted.
+            self.visibility.expect(
+                Expectation(
+                    action.symbol,
+                    action.kind,
+                    self.visibility.clock(),
+                    order_id=order_id,
+                    order_resting=True,
+                )
+            )
         self.journal.write(
             "settlement",
             pass_number=unknown.pass_number,

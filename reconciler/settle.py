@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -49,6 +50,10 @@ __all__ = [
 _OPEN_STATUSES = frozenset({"open", "partially_filled"})
 
 
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
 class SettleClient(Protocol):
     """The reads settlement needs; `LevretClient` provides them."""
 
@@ -71,18 +76,23 @@ class SettleConfig:
 
     `visibility_window_s` is the wait between reads; `max_reads` bounds the search (at least
     2: one read alone never proves absence); `clock_skew_ms` widens "since the send time" so a
-    server clock a little behind ours does not hide the order we are looking for.
+    server clock a little behind ours does not hide the order we are looking for;
+    `visibility_timeout_s` is the longest read lag apply waits out for its own accepted writes
+    (`--visibility-timeout`), and so the longest it waits before absence can be believed.
     """
 
     visibility_window_s: float = 1.0
     max_reads: int = 4
     clock_skew_ms: int = 5_000
+    visibility_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
         if self.max_reads < 2:
             raise ValueError("max_reads must be at least 2: absence needs two consistent reads")
-        if self.visibility_window_s < 0 or self.clock_skew_ms < 0:
-            raise ValueError("visibility_window_s and clock_skew_ms must not be negative")
+        if self.visibility_window_s < 0 or self.clock_skew_ms < 0 or self.visibility_timeout_s < 0:
+            raise ValueError(
+                "visibility_window_s, clock_skew_ms and visibility_timeout_s must not be negative"
+            )
 
 
 @dataclass(frozen=True)
@@ -182,19 +192,27 @@ async def settle(
     baseline: Baseline | None,
     known_order_ids: Iterable[str] = (),
     config: SettleConfig | None = None,
+    lag_allowance_s: float = 0.0,
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    clock_ms: Callable[[], int] = _now_ms,
 ) -> Settlement:
     """Decide from reads alone whether `request` (as sent for `action`) took effect.
 
     Never sends a mutation. Read failures count as inconclusive reads, not as absence.
+    Absence needs two consistent reads both taken at least `lag_allowance_s` after the send:
+    a read inside the exchange's read lag shows the account from before the call, whether or
+    not it executed (`reconciler.visibility` measures the lag).
     """
     config = config or SettleConfig()
     known = frozenset(known_order_ids)
+    fresh_from_ms = sent_at_ms + int(lag_allowance_s * 1000)
     previous: _Observation | None = None
     evidence: dict[str, Any] = {}
-    for read in range(1, config.max_reads + 1):
-        if read > 1:
-            await sleep(config.visibility_window_s)
+    read = 0
+    while True:
+        read += 1
+        read_at_ms = clock_ms()
+        fresh = read_at_ms >= fresh_from_ms
         try:
             observation = await _observe(
                 client, action, request, sent_at_ms, baseline, known, config
@@ -202,19 +220,28 @@ async def settle(
         except LevretError as exc:
             evidence = {"read_error": str(exc)}
             previous = None
-            continue
-        evidence = observation.evidence
-        if observation.verdict is True:
-            return Settlement(True, evidence, read, observation.order_ids)
-        if (
-            observation.verdict is False
-            and previous is not None
-            and previous.verdict is False
-            and previous.state == observation.state
-        ):
-            return Settlement(False, evidence, read)
-        previous = observation
-    return Settlement(None, evidence, config.max_reads)
+        else:
+            evidence = observation.evidence
+            if observation.verdict is True:
+                return Settlement(True, evidence, read, observation.order_ids)
+            if (
+                fresh
+                and observation.verdict is False
+                and previous is not None
+                and previous.verdict is False
+                and previous.state == observation.state
+            ):
+                return Settlement(False, evidence, read)
+            # Only a read taken after the lag may be the first of the consistent pair.
+            previous = observation if fresh else None
+        if read >= config.max_reads and (fresh or read >= config.max_reads + 2):
+            if not fresh:
+                evidence = {**evidence, "note": "every read was inside the exchange's read lag"}
+            return Settlement(None, evidence, read)
+        wait = config.visibility_window_s
+        if not fresh:
+            wait = max(wait, (fresh_from_ms - clock_ms()) / 1000)
+        await sleep(wait)
 
 
 async def _observe(

@@ -27,7 +27,9 @@ from reconciler.reader import read_snapshot
 from reconciler.settle import SettleConfig
 from reconciler.spec import DesiredState
 
-FAST_SETTLE = SettleConfig(visibility_window_s=0.02, max_reads=3, clock_skew_ms=2_000)
+FAST_SETTLE = SettleConfig(
+    visibility_window_s=0.02, max_reads=3, clock_skew_ms=2_000, visibility_timeout_s=0.5
+)
 MARKS = {"BTC_USDT": Decimal(45000), "ETH_USDT": Decimal(2500), "SOL_USDT": Decimal(100)}
 STEPS = {"BTC_USDT": Decimal("0.001"), "ETH_USDT": Decimal("0.01"), "SOL_USDT": Decimal("0.1")}
 

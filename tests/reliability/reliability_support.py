@@ -22,7 +22,9 @@ from reconciler.reader import read_snapshot
 from reconciler.settle import SettleConfig
 from reconciler.spec import DesiredState
 
-FAST_SETTLE = SettleConfig(visibility_window_s=0.05, max_reads=4, clock_skew_ms=5_000)
+FAST_SETTLE = SettleConfig(
+    visibility_window_s=0.05, max_reads=4, clock_skew_ms=5_000, visibility_timeout_s=0.5
+)
 
 
 def now_ms() -> int:
