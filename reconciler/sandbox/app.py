@@ -45,7 +45,7 @@ from reconciler.sandbox.control import (
     RequestLog,
     is_loopback,
 )
-from reconciler.sandbox.faults import AfterCommit, FaultInjector
+from reconciler.sandbox.faults import AfterCommit, FaultInjector, FaultProfile
 from reconciler.sandbox.openapi import (
     NULLABLE_NUMBER,
     Param,
@@ -56,6 +56,7 @@ from reconciler.sandbox.openapi import (
 )
 from reconciler.sandbox.ratelimit import DEFAULT_LIMIT, DEFAULT_WINDOW_S, RateLimiter
 from reconciler.sandbox.rejection import Rejection
+from reconciler.sandbox.replica import Replica
 from reconciler.sandbox.stream import Stream
 
 if TYPE_CHECKING:
@@ -510,7 +511,8 @@ class Sandbox:
         self.exchange = exchange
         exchange.drain_events()  # what happened before serving (seeding) has no audience
         self.settings = settings
-        self.faults = FaultInjector(on_partial_fills=self._set_partial_fills)
+        self.replica = Replica(exchange)
+        self.faults = FaultInjector(on_profile=self._follow_profile)
         self.clock = self.faults.now_ms
         self.envelopes = Envelopes(self.clock)
         self.limiter = RateLimiter(self.clock, settings.rate_limit, settings.rate_window_s)
@@ -528,8 +530,10 @@ class Sandbox:
             default_window_s=settings.rate_window_s,
         )
 
-    def _set_partial_fills(self, enabled: bool) -> None:
-        self.exchange.config.partial_fill_ratio = Decimal("0.5") if enabled else None
+    def _follow_profile(self, profile: FaultProfile) -> None:
+        """The engine-side settings a fault profile carries."""
+        self.exchange.config.partial_fill_ratio = Decimal("0.5") if profile.partial_fills else None
+        self.replica.set_lag(profile.read_lag_ms)
 
     async def _lookup(self, key_id: str) -> KeyRecord | None:
         key: KeyRecord | None = await run_in_threadpool(self.exchange.lookup_key, key_id)
@@ -683,9 +687,12 @@ class Sandbox:
                 return fault_effects.after_execute(
                     faults, exchange, call.user_id, endpoint.path, data
                 )
-        data = endpoint.handler(call)
         if endpoint.scope is None:
-            return data
+            return endpoint.handler(call)
+        lagged = self.replica.reader()  # one copy for the whole read, page shift included
+        if lagged is not None:
+            call = replace(call, exchange=lagged)
+        data = endpoint.handler(call)
         try:
             data = fault_effects.hide_recent(faults, exchange, endpoint.path, data)
         except LookupError as hidden:

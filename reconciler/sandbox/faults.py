@@ -34,7 +34,11 @@ Kinds, and where they strike ("mutating" means a private `POST /api/v1/...`):
   `ORDER_NOT_OPEN`.
 - `invisible_ms`: orders, fills and positions created less than this long ago are missing
   from reads (`/order/open`, `/order/:id` answers `NOT_FOUND`, `/trade/...`, `/positions`),
-  as on an exchange whose read replicas lag.
+  as on an exchange whose read replicas lag. Only creation lags; `read_lag_ms` is the whole
+  replica.
+- `read_lag_ms`: every private read (`/positions`, `/order/open`, `/order/:id`, `/trade/...`,
+  `/wallet/...`) answers from a replica showing the whole database as it was this long ago
+  (`replica.py`); writes act on the live state; the stream is not delayed.
 - `storm_429` (probability) with `storm_length`: a private request starts a storm: it and the
   next `storm_length - 1` private requests are refused 429 `RATE_LIMITED` with
   `Retry-After: 0` and `X-RateLimit-*` headers (remaining 0); nothing executes.
@@ -119,6 +123,7 @@ class FaultProfile:
     instant_fills: bool = False
     fill_before_cancel: float = 0.0
     invisible_ms: int = 0
+    read_lag_ms: int = 0
     storm_429: float = 0.0
     storm_length: int = 3
     page_shift: float = 0.0
@@ -234,6 +239,7 @@ _FIELDS: dict[str, Callable[[str, Any], Any]] = {
     "instant_fills": _boolean,
     "fill_before_cancel": _probability,
     "invisible_ms": _bounded(0, 600_000),
+    "read_lag_ms": _bounded(0, 60_000),
     "storm_429": _probability,
     "storm_length": _bounded(1, 100),
     "page_shift": _probability,
@@ -254,16 +260,16 @@ class _Held:
 class FaultInjector:
     """Holds the active profile and its RNG; the app asks it at each decision point.
 
-    `on_partial_fills` is called with the new flag whenever a profile is set, so the engine's
-    trading config follows the profile without this module knowing the engine.
+    `on_profile` is called with the new profile whenever one is set, so the engine's trading
+    config and the read replica follow it without this module knowing the engine.
     """
 
     def __init__(
         self,
-        on_partial_fills: Callable[[bool], None] = lambda _: None,
+        on_profile: Callable[[FaultProfile], None] = lambda _: None,
         wall_clock: Callable[[], int] = wall_clock_ms,
     ) -> None:
-        self._on_partial_fills = on_partial_fills
+        self._on_profile = on_profile
         self._wall_clock = wall_clock
         self._lock = threading.Lock()
         self._profile = FaultProfile()
@@ -288,7 +294,7 @@ class FaultInjector:
             self._requests = 0
             self._storm_left = 0
             self._holds_left = profile.hold.count if profile.hold is not None else 0
-        self._on_partial_fills(profile.partial_fills)
+        self._on_profile(profile)
 
     def clear(self) -> None:
         self.set(FaultProfile())

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -129,7 +129,12 @@ _STATE_TABLES = ("fills", "ledger", "orders", "positions", "api_keys", "accounts
 
 
 class Store:
-    """The database file (or `":memory:"`) and the lock that serialises its transactions."""
+    """The database file (or `":memory:"`) and the lock that serialises its transactions.
+
+    `on_commit`, when set, is called (under the lock) after every outermost transaction that
+    changed something, with the connection: the read replica (`replica.py`) copies the
+    database there. Read-only transactions never call it, so reads cost nothing extra.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
@@ -137,11 +142,39 @@ class Store:
         self._connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._connection.row_factory = sqlite3.Row
         self._depth = 0
+        self._begin = "BEGIN IMMEDIATE"
+        self.on_commit: Callable[[sqlite3.Connection], None] | None = None
         if self.path != ":memory:":
             self._connection.execute("PRAGMA journal_mode=WAL")
             self._connection.execute("PRAGMA synchronous=NORMAL")
         self._connection.execute("PRAGMA busy_timeout=5000")
         self._create_schema()
+
+    @classmethod
+    def read_only_copy(cls, image: bytes) -> Store:
+        """An in-memory, query-only store holding `image` (from `image()`), for replica reads."""
+        store = cls.__new__(cls)
+        store.path = ":memory:"
+        store.lock = threading.RLock()
+        connection = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        store._connection = connection
+        store._connection.row_factory = sqlite3.Row
+        store._connection.deserialize(image)
+        store._connection.execute("PRAGMA query_only=ON")
+        store._depth = 0
+        store._begin = "BEGIN"  # a query-only connection may not take the write lock
+        store.on_commit = None
+        return store
+
+    def image(self) -> bytes:
+        """The whole database as bytes, loadable by `read_only_copy`."""
+        with self.lock:
+            data = bytearray(self._connection.serialize())
+        # A WAL database says so in its header (bytes 18, 19 = 2); an in-memory copy cannot
+        # open in WAL mode, so mark the copy as a rollback-journal database (1).
+        if len(data) >= 20:
+            data[18] = data[19] = 1
+        return bytes(data)
 
     def _create_schema(self) -> None:
         with self.lock:
@@ -196,8 +229,9 @@ class Store:
                 finally:
                     self._depth -= 1
                 return
-            connection.execute("BEGIN IMMEDIATE")
+            connection.execute(self._begin)
             self._depth = 1
+            changes = connection.total_changes
             try:
                 yield connection
             except BaseException:
@@ -207,6 +241,8 @@ class Store:
                 connection.execute("COMMIT")
             finally:
                 self._depth = 0
+            if self.on_commit is not None and connection.total_changes != changes:
+                self.on_commit(connection)
 
     def get_meta(self, key: str) -> str | None:
         with self.transaction() as connection:
