@@ -608,7 +608,9 @@ class _Engine(Generic[C]):
         if interrupted:
             self._close_pass(interrupted=True)
             self.journal.write("interrupted", pass_number=self._pass_number)
-        problems = problems + [self.excluded[symbol] for symbol in sorted(self.unseen)]
+        # What a read that lacks our own writes asks for is no plan: those symbols are listed
+        # as left alone (with the ids not seen), not as still planned.
+        remaining = tuple(action for action in remaining if action.symbol not in self.unseen)
         report = ApplyReport(
             user_id=self.user_id,
             passes=tuple(self.passes),
@@ -669,6 +671,10 @@ class _Engine(Generic[C]):
         async with self.limiter:
             for index, action in chain:
                 halted = self._halted.get(action.symbol)
+                if halted is None and action.symbol in self.unseen:
+                    # An earlier run's accepted write is still not in the reads: the plan
+                    # was made without it, so sending would do it twice.
+                    halted = self.excluded[action.symbol]
                 if halted is not None:
                     self._not_sent(index, action, halted)
                     continue

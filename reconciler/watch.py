@@ -49,8 +49,10 @@ from reconciler.metrics import MetricsServer, WatchMetrics
 from reconciler.planner import plan as make_plan
 from reconciler.progress import ActionFinished, ActionStarted, ApplyEvent, Settling
 from reconciler.reader import read_snapshot
+from reconciler.settle import SettleConfig
 from reconciler.snapshot import Snapshot, needs
 from reconciler.spec import DesiredState, load
+from reconciler.visibility import DEFAULT_VISIBILITY_TIMEOUT_S, VisibilityTracker
 from reconciler.windows import change_allowed
 from reconciler.workflow import narrow
 
@@ -90,6 +92,7 @@ class WatchConfig:
     parallelism: int = 4
     max_passes: int = 3
     state_dir: Path = DEFAULT_STATE_DIR
+    visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT_S
 
     def __post_init__(self) -> None:
         if self.interval <= 0:
@@ -212,6 +215,10 @@ class Watcher:
         self._reported = asyncio.Condition()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._last_result: CycleResult | None = None
+        # One for the watcher's life: a write a heal had accepted and the reads did not show
+        # yet holds that symbol in every later heal until they do (never sent twice).
+        self.visibility = VisibilityTracker(timeout_s=config.visibility_timeout)
+        self._settle = SettleConfig(visibility_timeout_s=config.visibility_timeout)
 
     # ---- control
 
@@ -474,6 +481,8 @@ class Watcher:
                 parallelism=self.config.parallelism,
                 max_passes=self.config.max_passes,
                 progress=_LogProgress(self.log),
+                settle_config=self._settle,
+                visibility=self.visibility,
             )
         except ApplyInterrupted as exc:
             self._account(exc.report)

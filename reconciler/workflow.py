@@ -21,8 +21,10 @@ from reconciler.exchange.settings import ClientSettings
 from reconciler.planner import plan
 from reconciler.progress import ProgressSink
 from reconciler.reader import read_snapshot
+from reconciler.settle import SettleConfig
 from reconciler.spec import DesiredState
 from reconciler.spec import fingerprint as desired_fingerprint
+from reconciler.visibility import DEFAULT_VISIBILITY_TIMEOUT_S
 
 __all__ = ["ApplyOptions", "apply_account", "narrow", "plan_account"]
 
@@ -65,6 +67,7 @@ class ApplyOptions:
     parallelism: int = 4
     max_passes: int = 3
     state_dir: Path = STATE_DIR
+    visibility_timeout_s: float = DEFAULT_VISIBILITY_TIMEOUT_S
 
 
 async def apply_account(
@@ -96,4 +99,5 @@ async def apply_account(
             parallelism=options.parallelism,
             max_passes=options.max_passes,
             progress=progress,
+            settle_config=SettleConfig(visibility_timeout_s=options.visibility_timeout_s),
         )

@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import httpx
+import pytest
 from pydantic import SecretStr
 
 from reconciler.breaker import CircuitBreaker
@@ -363,7 +364,7 @@ def test_failed_applies_in_a_row_trip_the_breaker_until_restart(
     async def scenario() -> None:
         order = await place_out_of_band(sandbox)
         await asyncio.to_thread(sandbox.set_faults, {"seed": 1, "fail_before": 1.0})
-        config = WatchConfig(self_heal=True, interval=0.2, max_passes=1)
+        config = WatchConfig(self_heal=True, interval=0.2, max_passes=1, visibility_timeout=0.5)
         breaker = CircuitBreaker(max_failures=2)
         fast = settings(sandbox, max_attempts=1)
         async with watching(
@@ -437,5 +438,44 @@ def test_a_failing_stream_is_retried_with_backoff_and_reads_go_on(
         assert [f["attempt"] for f in failures] == [1, 2]
         assert "TransportError" in failures[0]["error"]
         assert len(log.named("stream_reconnecting")) == 2
+
+    asyncio.run(scenario())
+
+
+# -- read lag: never twice across cycles --------------------------------------------------------
+
+WANTS_A_THIRD_ORDER = DESIRED + "      - {side: buy, price: 80, size: 1}\n"
+
+
+@pytest.mark.parametrize("visibility_timeout", [30.0, 0.5])
+def test_self_heal_under_read_lag_places_the_missing_order_once_over_many_cycles(
+    visibility_timeout: float, sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    """Reads trail writes by 2.5 s while cycles run every 0.2 s: one order, never more.
+
+    With a visibility timeout longer than the lag, the heal waits for its order to show. With
+    a shorter one, the heal stops unseen (not converged) and every later cycle, reading an
+    account that still lacks the order, is held by the watcher's memory of it until the
+    reads catch up.
+    """
+    sandbox.set_faults({"read_lag_ms": 2_500})
+    sandbox.clear_requests()
+
+    async def scenario() -> None:
+        config = WatchConfig(
+            self_heal=True, interval=0.2, debounce=0.05, visibility_timeout=visibility_timeout
+        )
+        async with watching(
+            sandbox, tmp_path, desired=WANTS_A_THIRD_ORDER, config=config, events="none"
+        ) as (watcher, _):
+            first = await until(watcher, lambda r: r.apply is not None)
+            assert first.apply is not None
+            assert first.apply.converged is (visibility_timeout > 2.5), first.apply.table()
+            synced = await until(watcher, lambda r: r.result == "in_sync", after=first.number + 3)
+            assert synced.number >= first.number + 4
+            placed = [
+                p for p in await asyncio.to_thread(posts, sandbox) if p["path"] == "/api/v1/order"
+            ]
+            assert len(placed) == 1, placed
 
     asyncio.run(scenario())

@@ -35,7 +35,13 @@ from reconciler.accounts import (
 from reconciler.actions import Plan
 from reconciler.apply import DEFAULT_MAX_PRICE_MOVE_BPS
 from reconciler.commands.many import files_option, finish, show_plans, single_file
-from reconciler.commands.options import endpoint_options, format_option, now_ms, render
+from reconciler.commands.options import (
+    endpoint_options,
+    format_option,
+    now_ms,
+    render,
+    visibility_timeout_option,
+)
 from reconciler.connection import client_settings, endpoint
 from reconciler.console import Console
 from reconciler.errors import Declined, PolicyViolation, ReconcilerError
@@ -100,6 +106,7 @@ def _saved_plan(plan_file: Path) -> Plan:
 )
 @click.option("--parallelism", type=click.IntRange(1, 64), default=4, show_default=True)
 @click.option("--max-passes", type=click.IntRange(1, 10), default=3, show_default=True)
+@visibility_timeout_option
 @click.option(
     "--journal",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -117,6 +124,7 @@ def apply(
     max_price_move_bps: Decimal,
     parallelism: int,
     max_passes: int,
+    visibility_timeout: str,
     journal: Path | None,
 ) -> None:
     """Make the account match FILE, or execute the saved PLAN_FILE (or plan directory)."""
@@ -128,6 +136,7 @@ def apply(
         max_price_move_bps=max_price_move_bps,
         parallelism=parallelism,
         max_passes=max_passes,
+        visibility_timeout_s=parse_duration_ms(visibility_timeout) / 1000,
     )
     if is_multi(files):
         if journal is not None:

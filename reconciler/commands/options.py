@@ -42,6 +42,17 @@ def endpoint_options(command: F) -> F:
     return command
 
 
+def visibility_timeout_option(command: F) -> F:
+    """`--visibility-timeout`: how long apply waits for the exchange to show its own writes."""
+    return click.option(
+        "--visibility-timeout",
+        default="30s",
+        show_default=True,
+        help="Wait at most this long for an accepted call to show in the account's reads; "
+        "after it, that symbol stops (exit 5) and nothing is sent again.",
+    )(command)
+
+
 def format_option(command: F) -> F:
     return click.option(
         "--format",

@@ -222,3 +222,28 @@ def test_credentials_file_is_used_and_refused_when_others_can_read_it(
     assert "chmod 600" in refused.err
     assert "demo-secret" not in refused.err
     assert sandbox.requests() == []
+
+
+def test_apply_under_read_lag_longer_than_the_visibility_timeout_exits_5_naming_the_ids(
+    cli, sandbox
+) -> None:  # type: ignore[no-untyped-def]
+    """The reads trail by 3 s and apply may wait 0.5 s: it stops (exit 5), names the accepted
+    calls it could not see, and sends none of them twice. Before, it placed the same orders
+    again on every pass. A later apply from reads that caught up finishes the job exactly."""
+    sandbox.set_faults({"read_lag_ms": 3_000})
+    applied = cli("apply", "-f", "desired.yaml", "--auto-approve", "--visibility-timeout", "500ms")
+    assert applied.code == 5, applied.err
+    shown = applied.out + applied.err
+    assert "not visible after 0.5 s" in shown and "nothing was sent again" in shown
+    first = writes(sandbox)
+    assert first and all(entry["status"] == 200 for entry in first)
+    assert len({(e["path"], e["time"]) for e in first}) == len(first)
+    sandbox.set_faults({})
+    sandbox.clear_requests()
+    again = cli("apply", "-f", "desired.yaml", "--auto-approve")
+    assert again.code == 0, again.err
+    btc = sandbox.exchange.open_orders("demo", "BTC_USDT", 1, 100, None, None)["items"]
+    assert sorted((o["side"], o["price"]) for o in btc) == [("buy", 42000), ("sell", 52000)]
+    positions = {p["symbol"]: p for p in sandbox.exchange.positions("demo", None)}
+    assert positions["BTC_USDT"]["size"] == pytest.approx(0.5)
+    assert "SOL_USDT" not in positions
