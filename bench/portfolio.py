@@ -34,14 +34,16 @@ USER_ID = "bench"
 KEY_ID = "bench-key"
 KEY_SECRET = "bench-secret"
 
-# (mark, tick, step, max leverage): magnitudes like the demo symbols, so prices and sizes
-# exercise the same decimal places the real exchange lists.
-_CLASSES: tuple[tuple[Decimal, Decimal, Decimal, int], ...] = (
-    (Decimal(45000), Decimal("0.1"), Decimal("0.001"), 125),
-    (Decimal(2500), Decimal("0.01"), Decimal("0.01"), 100),
-    (Decimal(100), Decimal("0.01"), Decimal("0.1"), 50),
-    (Decimal(14), Decimal("0.001"), Decimal("0.1"), 50),
-    (Decimal("0.62"), Decimal("0.0001"), Decimal(1), 75),
+# (mark, tick, step, min size, max leverage): magnitudes like the demo symbols, so prices and
+# sizes exercise the same decimal places the real exchange lists; the last class is odd, as
+# some real symbols are (a minimum size of 50 steps, a tick of about 35 basis points).
+_CLASSES: tuple[tuple[Decimal, Decimal, Decimal, Decimal, int], ...] = (
+    (Decimal(45000), Decimal("0.1"), Decimal("0.001"), Decimal("0.001"), 125),
+    (Decimal(2500), Decimal("0.01"), Decimal("0.01"), Decimal("0.01"), 100),
+    (Decimal(100), Decimal("0.01"), Decimal("0.1"), Decimal("0.1"), 50),
+    (Decimal(14), Decimal("0.001"), Decimal("0.1"), Decimal("0.1"), 50),
+    (Decimal("0.62"), Decimal("0.0001"), Decimal(1), Decimal(1), 75),
+    (Decimal(72), Decimal("0.25"), Decimal("0.01"), Decimal("0.5"), 50),
 )
 _LEVERAGES = (2, 3, 5, 10)
 
@@ -76,6 +78,7 @@ class SymbolCase:
     step: Decimal
     max_leverage: int
     leverage: int
+    min_size: Decimal
     position: LivePosition | None
     orders: list[LiveOrder]
     wanted_position: LivePosition | None
@@ -91,7 +94,7 @@ class SymbolCase:
             "symbol": self.symbol,
             "tickSize": self.tick,
             "stepSize": self.step,
-            "minSize": self.step,
+            "minSize": self.min_size,
             "maxLeverage": self.max_leverage,
             "markPrice": self.mark,
         }
@@ -252,11 +255,13 @@ def generate(
 def _live_case(
     rng: random.Random, index: int, orders: tuple[int, int], position_share: float
 ) -> SymbolCase:
-    mark0, tick, step, max_leverage = _CLASSES[index % len(_CLASSES)]
+    mark0, tick, step, min_size, max_leverage = _CLASSES[index % len(_CLASSES)]
     mark = _on_grid(mark0 * Decimal(rng.randint(800, 1200)) / 1000, tick)
     leverage = rng.choice(_LEVERAGES)
-    position = _position(rng, mark, tick, step, leverage) if rng.random() < position_share else None
-    ladder = _ladder(rng, mark, tick, step, leverage, rng.randint(*orders), offset=0)
+    # Sizes are whole lots of the minimum size, so every change between them is a valid order.
+    lot = min_size
+    position = _position(rng, mark, tick, lot, leverage) if rng.random() < position_share else None
+    ladder = _ladder(rng, mark, tick, lot, leverage, rng.randint(*orders), offset=0)
     case = SymbolCase(
         symbol=f"BK{index:04d}_USDT",
         mark=mark,
@@ -264,6 +269,7 @@ def _live_case(
         step=step,
         max_leverage=max_leverage,
         leverage=leverage,
+        min_size=min_size,
         position=position,
         orders=ladder,
         wanted_position=position,
@@ -333,7 +339,7 @@ def _change_position(rng: random.Random, case: SymbolCase, change: Change) -> No
     case.changes.append(change)
     case.min_writes += 1  # each of these is exactly one call under rules 2 and 3
     if change == "open":
-        case.wanted_position = _position(rng, case.mark, case.tick, case.step, case.leverage)
+        case.wanted_position = _position(rng, case.mark, case.tick, case.min_size, case.leverage)
         return
     assert live is not None
     if change == "close":
@@ -341,9 +347,9 @@ def _change_position(rng: random.Random, case: SymbolCase, change: Change) -> No
         case.desired_position_flat = True
     elif change == "resize":
         factor = Decimal(rng.choice((50, 70, 130, 160))) / 100
-        size = max(case.step, _round_down(live.size * factor, case.step))
+        size = max(case.min_size, _round_down(live.size * factor, case.min_size))
         if size == live.size:
-            size = live.size + case.step
+            size = live.size + case.min_size
         case.wanted_position = LivePosition(
             live.side, size, live.leverage, live.take_profit, live.stop_loss
         )
@@ -361,14 +367,14 @@ def _change_ladder(rng: random.Random, case: SymbolCase) -> None:
         dropped = rng.randint(1, live - 1)
         added = rng.randint(1, 5)
         keep = case.orders[: live - dropped]
-        fresh = _ladder(rng, case.mark, case.tick, case.step, case.leverage, added, offset=1)
+        fresh = _ladder(rng, case.mark, case.tick, case.min_size, case.leverage, added, offset=1)
         case.wanted_orders = [*keep, *fresh]
         case.changes.append("ladder_partial")
         case.min_writes += min_cancel_calls(live, dropped) + added
         return
     count = rng.randint(1, 20)
     case.wanted_orders = _ladder(
-        rng, case.mark, case.tick, case.step, case.leverage, count, offset=1
+        rng, case.mark, case.tick, case.min_size, case.leverage, count, offset=1
     )
     case.changes.append("ladder")
     case.min_writes += min_cancel_calls(live, live) + count

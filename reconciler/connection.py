@@ -43,6 +43,8 @@ __all__ = [
 
 STATE_DIR = Path(".reconciler")
 SANDBOX_DB = STATE_DIR / "sandbox.db"
+SANDBOX_PROFILE_META = "reconciler.sandbox_profile"
+"""Where `--sandbox-profile` leaves its value in the click context's `meta`."""
 DEMO_USER_ID = "demo"
 DEMO_KEY_ID = "demo-key"
 DEMO_SECRET = "demo-secret"  # the sandbox's published demo key, not a real credential
@@ -60,14 +62,32 @@ class Endpoint:
     sandbox: bool = False
 
 
+def _chosen_profile() -> str:
+    """The `--sandbox-profile` of the running command, else the default (`ideal`)."""
+    import click
+
+    from reconciler.sandbox.profiles import DEFAULT_PROFILE
+
+    context = click.get_current_context(silent=True)
+    chosen = None if context is None else context.find_root().meta.get(SANDBOX_PROFILE_META)
+    return str(chosen) if chosen is not None else DEFAULT_PROFILE
+
+
 @contextmanager
-def endpoint(*, sandbox: bool, base_url: str | None) -> Iterator[Endpoint]:
-    """Yield where to connect; with `sandbox`, a started embedded sandbox for the duration."""
+def endpoint(
+    *, sandbox: bool, base_url: str | None, profile: str | None = None
+) -> Iterator[Endpoint]:
+    """Yield where to connect; with `sandbox`, a started embedded sandbox for the duration.
+
+    `profile` is the embedded sandbox's (`--sandbox-profile`, read from the click context when
+    not given).
+    """
     if sandbox:
         from reconciler.sandbox.server import SandboxServer
 
         STATE_DIR.mkdir(exist_ok=True)
-        with SandboxServer(db_path=SANDBOX_DB) as server:
+        chosen = profile if profile is not None else _chosen_profile()
+        with SandboxServer(db_path=SANDBOX_DB, profile=chosen) as server:
             yield Endpoint(server.api_url, sandbox=True)
         return
     yield Endpoint(base_url or os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL)

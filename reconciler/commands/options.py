@@ -11,8 +11,10 @@ from typing import Any, TypeVar
 import click
 
 from reconciler.actions import Plan
+from reconciler.connection import SANDBOX_PROFILE_META
 from reconciler.console import Console
 from reconciler.render import render_json, render_markdown, render_text
+from reconciler.sandbox.profiles import DEFAULT_PROFILE, PROFILES
 
 __all__ = [
     "FORMATS",
@@ -27,8 +29,26 @@ F = TypeVar("F", bound=Callable[..., Any])
 FORMATS = ("text", "markdown", "json")
 
 
+def _remember_profile(context: click.Context, _: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        context.meta[SANDBOX_PROFILE_META] = value
+
+
 def endpoint_options(command: F) -> F:
-    """`--sandbox` / `--base-url`: where to send the calls."""
+    """`--sandbox` / `--base-url` / `--sandbox-profile`: where to send the calls.
+
+    `--sandbox-profile` is not passed to the command: `connection.endpoint` reads it from
+    the click context, so no command has to carry it along.
+    """
+    command = click.option(
+        "--sandbox-profile",
+        type=click.Choice(sorted(PROFILES)),
+        default=None,
+        expose_value=False,
+        callback=_remember_profile,
+        help=f"Profile of the embedded sandbox (default {DEFAULT_PROFILE}; realistic: read "
+        "lag, a book with depth, partial fills, stop slippage).",
+    )(command)
     command = click.option(
         "--base-url",
         metavar="URL",

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from reconciler.sandbox.control import is_loopback
+from reconciler.sandbox.profiles import DEFAULT_PROFILE, PROFILES
 from reconciler.sandbox.ratelimit import DEFAULT_LIMIT, DEFAULT_WINDOW_S
 from reconciler.sandbox.server import SandboxServer
 
@@ -40,6 +41,10 @@ def sandbox() -> None:
 @click.option("--allow-remote", is_flag=True,
               help="Allow a non-loopback --host. The control API stays loopback-only.")  # fmt: skip
 @click.option("--access-log", is_flag=True, help="Log every request to stderr.")
+@click.option("--profile", type=click.Choice(sorted(PROFILES)), default=DEFAULT_PROFILE,
+              show_default=True,
+              help="realistic: read lag, a book with depth, partial fills, stop slippage "
+                   "(docs/sandbox.md).")  # fmt: skip
 def serve(
     host: str,
     port: int,
@@ -48,6 +53,7 @@ def serve(
     rate_window: float,
     allow_remote: bool,
     access_log: bool,
+    profile: str,
 ) -> None:
     """Serve the sandbox until Ctrl-C; state persists in --db across restarts."""
     if not is_loopback(host) and not allow_remote:
@@ -66,11 +72,13 @@ def serve(
         rate_window=rate_window,
         access_log=access_log,
         log_level="info" if access_log else "warning",
+        profile=profile,
     )
 
     def announce(running: SandboxServer) -> None:
         click.echo(f"Sandbox listening on {running.base_url}")
         click.echo(f"API: {running.api_url}  (demo keys: demo-key/demo-secret, demo-read)")
+        click.echo(f"Profile: {profile}")
         click.echo("Press Ctrl-C to stop.")
 
     # uvicorn re-raises the SIGINT it handled; by then the shutdown was already graceful.

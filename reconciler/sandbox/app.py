@@ -54,6 +54,7 @@ from reconciler.sandbox.openapi import (
     page_of,
     ref,
 )
+from reconciler.sandbox.profiles import DEFAULT_PROFILE
 from reconciler.sandbox.ratelimit import DEFAULT_LIMIT, DEFAULT_WINDOW_S, RateLimiter
 from reconciler.sandbox.rejection import Rejection
 from reconciler.sandbox.replica import Replica
@@ -87,6 +88,7 @@ class SandboxSettings:
     rate_window_s: float = DEFAULT_WINDOW_S
     max_body_bytes: int = 1 << 20
     request_log_size: int = 100_000
+    profile: str = DEFAULT_PROFILE
 
 
 # --- query parameters ------------------------------------------------------------------------
@@ -512,8 +514,9 @@ class Sandbox:
         exchange.drain_events()  # what happened before serving (seeding) has no audience
         self.settings = settings
         self.replica = Replica(exchange)
-        self.faults = FaultInjector(on_profile=self._follow_profile)
+        self.faults = FaultInjector(on_profile=self._follow_profile, wall_clock=exchange.clock)
         self.clock = self.faults.now_ms
+        exchange.clock = self.clock  # a skew moves every timestamp the exchange writes too
         self.envelopes = Envelopes(self.clock)
         self.limiter = RateLimiter(self.clock, settings.rate_limit, settings.rate_window_s)
         self.auth = Authenticator(self._lookup, self.clock)
@@ -529,10 +532,16 @@ class Sandbox:
             default_limit=settings.rate_limit,
             default_window_s=settings.rate_window_s,
         )
+        if settings.profile != DEFAULT_PROFILE:
+            self.control.use_profile(settings.profile)
 
     def _follow_profile(self, profile: FaultProfile) -> None:
         """The engine-side settings a fault profile carries."""
-        self.exchange.config.partial_fill_ratio = Decimal("0.5") if profile.partial_fills else None
+        config = self.exchange.config
+        config.partial_fill_ratio = Decimal("0.5") if profile.partial_fills else None
+        config.book_depth = profile.book_depth
+        config.resting_partial_fills = profile.resting_partial_fills
+        config.stop_slippage = profile.stop_slippage
         self.replica.set_lag(profile.read_lag_ms)
 
     async def _lookup(self, key_id: str) -> KeyRecord | None:

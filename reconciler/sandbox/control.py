@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.concurrency import run_in_threadpool
 
 from reconciler.sandbox.faults import FaultInjector, FaultProfile
+from reconciler.sandbox.profiles import DEFAULT_PROFILE, profile_knobs
 from reconciler.sandbox.ratelimit import RateLimiter
 from reconciler.sandbox.rejection import Rejection
 
@@ -108,6 +109,14 @@ class ControlApi:
     after_change: Callable[[], Awaitable[None]]
     default_limit: int
     default_window_s: float
+    profile: str = DEFAULT_PROFILE
+
+    def use_profile(self, name: str) -> None:
+        """Make `name` the base layer of the faults, clearing every other fault."""
+        knobs = profile_knobs(name)
+        self.profile = name
+        self.faults.clear()
+        self.faults.set(FaultProfile.parse(knobs))
 
     def routes(self) -> list[ControlRoute]:
         return [
@@ -119,6 +128,8 @@ class ControlApi:
             ControlRoute("POST", "/_sandbox/faults", self.set_faults),
             ControlRoute("GET", "/_sandbox/faults", self.get_faults),
             ControlRoute("GET", "/_sandbox/faults/log", self.fault_log),
+            ControlRoute("POST", "/_sandbox/profile", self.set_profile),
+            ControlRoute("GET", "/_sandbox/profile", self.get_profile),
             ControlRoute("DELETE", "/_sandbox/faults/log", self.clear_fault_log),
             ControlRoute("POST", "/_sandbox/held", self.held),
             ControlRoute("POST", "/_sandbox/release", self.release),
@@ -177,12 +188,26 @@ class ControlApi:
             await self.after_change()
 
     async def set_faults(self, body: Any) -> Any:
+        """Faults on top of the active profile's knobs (a key given here wins)."""
         try:
-            profile = FaultProfile.parse(_object(body))
+            profile = FaultProfile.parse({**profile_knobs(self.profile), **_object(body)})
         except ValueError as error:
             raise Rejection("VALIDATION_ERROR", str(error)) from error
-        self.faults.set(profile)
+        await run_in_threadpool(self.faults.set, profile)  # may copy the database
         return profile.as_dict()
+
+    async def set_profile(self, body: Any) -> Any:
+        name = _object(body).get("name")
+        if not isinstance(name, str):
+            raise Rejection("VALIDATION_ERROR", 'expected {"name": "ideal"|"realistic"}')
+        try:
+            await run_in_threadpool(self.use_profile, name)
+        except ValueError as error:
+            raise Rejection("VALIDATION_ERROR", str(error)) from error
+        return await self.get_profile(None)
+
+    async def get_profile(self, body: Any) -> Any:
+        return {"name": self.profile, "knobs": profile_knobs(self.profile)}
 
     async def get_faults(self, body: Any) -> Any:
         return self.faults.profile.as_dict()
@@ -207,10 +232,14 @@ class ControlApi:
         return {"released": self.faults.release_all()}
 
     async def reset(self, body: Any) -> Any:
-        """Back to a fresh demo sandbox: state, log, faults, rate-limit budget and windows."""
+        """Back to a fresh demo sandbox: state, log, faults, rate-limit budget and windows.
+
+        The profile stays; its replica (if it lags) starts again from the fresh state.
+        """
         self.faults.clear()
         await run_in_threadpool(self.exchange.reset)
         await run_in_threadpool(self.exchange.drain_events)
+        await run_in_threadpool(self.use_profile, self.profile)
         self.log.clear()
         self.limiter.configure(self.default_limit, self.default_window_s)
         self.limiter.clear()

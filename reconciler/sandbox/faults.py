@@ -23,7 +23,8 @@ Kinds, and where they strike ("mutating" means a private `POST /api/v1/...`):
   half (seeded) a 500 with an HTML body, half a 200 whose JSON is cut off mid-way.
 - `latency_ms` `[lo, hi]`: every `/api/v1` request waits a uniform draw first.
 - `clock_skew_ms`: the server's clock runs this far ahead (negative: behind) of the wall clock;
-  it drives signature windows, the `Date` header, envelope timestamps and rate-limit resets.
+  it drives signature windows, the `Date` header, envelope timestamps, rate-limit resets and
+  every timestamp the exchange writes (orders, fills, positions, ledger).
 - `clock_jump_ms` with `clock_jump_after` (requests): after that many `/api/v1` requests the
   server's clock jumps by `clock_jump_ms` (on top of any skew), mid-run.
 - `partial_fills`: the engine fills marketable orders only halfway (`partial_fill_ratio` 0.5).
@@ -39,6 +40,9 @@ Kinds, and where they strike ("mutating" means a private `POST /api/v1/...`):
 - `read_lag_ms`: every private read (`/positions`, `/order/open`, `/order/:id`, `/trade/...`,
   `/wallet/...`) answers from a replica showing the whole database as it was this long ago
   (`replica.py`); writes act on the live state; the stream is not delayed.
+- `book_depth`, `resting_partial_fills`, `stop_slippage` (flags): the trading realism of
+  `docs/sandbox.md` (takers walk the book; a mark move trades a finite volume at a resting
+  order's price; TP/SL and liquidation close through the book). `profiles.py` bundles them.
 - `storm_429` (probability) with `storm_length`: a private request starts a storm: it and the
   next `storm_length - 1` private requests are refused 429 `RATE_LIMITED` with
   `Retry-After: 0` and `X-RateLimit-*` headers (remaining 0); nothing executes.
@@ -124,6 +128,9 @@ class FaultProfile:
     fill_before_cancel: float = 0.0
     invisible_ms: int = 0
     read_lag_ms: int = 0
+    book_depth: bool = False
+    resting_partial_fills: bool = False
+    stop_slippage: bool = False
     storm_429: float = 0.0
     storm_length: int = 3
     page_shift: float = 0.0
@@ -240,6 +247,9 @@ _FIELDS: dict[str, Callable[[str, Any], Any]] = {
     "fill_before_cancel": _probability,
     "invisible_ms": _bounded(0, 600_000),
     "read_lag_ms": _bounded(0, 60_000),
+    "book_depth": _boolean,
+    "resting_partial_fills": _boolean,
+    "stop_slippage": _boolean,
     "storm_429": _probability,
     "storm_length": _bounded(1, 100),
     "page_shift": _probability,
@@ -290,8 +300,8 @@ class FaultInjector:
         with self._lock:
             self._profile = profile
             self._rng = random.Random(profile.seed)
-            self._set_at = self._wall_clock()
             self._requests = 0
+            self._set_at = self.now_ms()
             self._storm_left = 0
             self._holds_left = profile.hold.count if profile.hold is not None else 0
         self._on_profile(profile)

@@ -16,7 +16,20 @@ from reconciler.sandbox.accounting import ceil_to_grid, floor_to_grid
 if TYPE_CHECKING:
     from reconciler.sandbox.records import SymbolRecord
 
-__all__ = ["INTERVAL_MS", "candles", "market_stats", "synthetic_ladder"]
+__all__ = [
+    "INTERVAL_MS",
+    "MAX_WALK_LEVELS",
+    "book_level",
+    "candles",
+    "market_stats",
+    "synthetic_ladder",
+    "traded_volume",
+]
+
+MAX_WALK_LEVELS = 100_000
+"""How far a taker walks the book before the rest fills at the last level reached."""
+
+_MAX_LOTS = 40
 
 INTERVAL_MS: dict[str, int] = {
     "1m": 60_000,
@@ -111,25 +124,56 @@ def market_stats(spec: SymbolRecord, now: int) -> dict[str, Any]:
     }
 
 
+def _plain(value: Decimal) -> str:
+    """A price as the seed text of a hash: plain decimal, no exponent, no trailing zeros."""
+    text = format(value.normalize(), "f")
+    return text
+
+
+def _spacing(spec: SymbolRecord) -> Decimal:
+    tick = spec.tick_size
+    return max(tick, floor_to_grid(spec.mark_price * Decimal("0.0001"), tick))
+
+
+def book_level(spec: SymbolRecord, side: str, level: int) -> tuple[Decimal, Decimal]:
+    """Level `level` (0 = best) of the synthetic `side` ("bid" or "ask"): price and size.
+
+    Levels sit `spacing` apart (1 basis point of the mark rounded down to the tick, at least
+    one tick) from the best bid (the mark rounded down to the tick, one spacing lower if that
+    is the mark itself) and the best ask (rounded up, likewise); each holds 1 to 40 lots of
+    the minimum size, drawn from SHA-256 of `symbol|book|level` (bids) or
+    `symbol|book-ask|level` (asks). A bid at or below 0 does not exist (size 0).
+    """
+    tick = spec.tick_size
+    spacing = _spacing(spec)
+    if side == "bid":
+        best = floor_to_grid(spec.mark_price, tick)
+        if best == spec.mark_price:
+            best -= spacing
+        price = best - spacing * level
+        lots = 1 + int(_unit(spec.symbol, "book", level) * _MAX_LOTS)
+        return price, spec.min_size * lots if price > 0 else Decimal(0)
+    best = ceil_to_grid(spec.mark_price, tick)
+    if best == spec.mark_price:
+        best += spacing
+    lots = 1 + int(_unit(spec.symbol, "book-ask", level) * _MAX_LOTS)
+    return best + spacing * level, spec.min_size * lots
+
+
 def synthetic_ladder(
     spec: SymbolRecord, depth: int
 ) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
-    """Market-maker quotes around the mark, best first, a few basis points apart."""
-    tick = spec.tick_size
-    spacing = max(tick, floor_to_grid(spec.mark_price * Decimal("0.0001"), tick))
-    best_bid = floor_to_grid(spec.mark_price, tick)
-    if best_bid == spec.mark_price:
-        best_bid -= spacing
-    best_ask = ceil_to_grid(spec.mark_price, tick)
-    if best_ask == spec.mark_price:
-        best_ask += spacing
-    bids: list[tuple[Decimal, Decimal]] = []
-    asks: list[tuple[Decimal, Decimal]] = []
-    for level in range(depth):
-        lots = 1 + int(_unit(spec.symbol, "book", level) * 40)
-        bid_price = best_bid - spacing * level
-        if bid_price > 0:
-            bids.append((bid_price, spec.min_size * lots))
-        lots = 1 + int(_unit(spec.symbol, "book-ask", level) * 40)
-        asks.append((best_ask + spacing * level, spec.min_size * lots))
-    return bids, asks
+    """Market-maker quotes around the mark, best first (`book_level` for `depth` levels)."""
+    bids = [book_level(spec, "bid", level) for level in range(depth)]
+    asks = [book_level(spec, "ask", level) for level in range(depth)]
+    return [(price, size) for price, size in bids if price > 0], asks
+
+
+def traded_volume(spec: SymbolRecord, price: Decimal) -> Decimal:
+    """What one mark move reaching `price` trades there: 1 to 40 lots of the minimum size.
+
+    Drawn from SHA-256 of `symbol|trade|price` (the price as a plain decimal, e.g. `42000`,
+    `0.62`), so the same price always trades the same volume.
+    """
+    lots = 1 + int(_unit(spec.symbol, "trade", _plain(price)) * _MAX_LOTS)
+    return spec.min_size * lots

@@ -142,24 +142,26 @@ def place_order(session: Session, user_id: str, body: dict[str, Any]) -> OrderRe
 
 
 def _execute(session: Session, spec: SymbolRecord, order: OrderRecord) -> None:
-    """Fill what is marketable now; rest the remainder of a limit order."""
+    """Fill what is marketable now; rest the remainder of a limit order.
+
+    At the mark (the default) a limit order is marketable when it reaches the mark; with
+    `book_depth` it takes every level of the book its price reaches, which may be none.
+    """
     mark = spec.mark_price
     if order.order_type == "market":
-        price = matching.taker_price(session, order.side, mark)
-        matching.execute_fill(session, order, order.size, price, "taker")
+        matching.take(session, order, order.size)
         # A market order never rests: a reduce-only one clipped to its position is done.
         order.status = "filled"
         return
     assert order.price is not None
     marketable = order.price >= mark if order.side == "buy" else order.price <= mark
-    if marketable:
+    if marketable or session.config.book_depth:
         ratio = session.config.partial_fill_ratio
         immediate = order.size
         if ratio is not None:
             immediate = min(order.size, floor_to_grid(order.size * ratio, spec.step_size))
         if immediate > 0:
-            price = matching.taker_price(session, order.side, mark, order.price)
-            matching.execute_fill(session, order, immediate, price, "taker")
+            matching.take(session, order, immediate, order.price)
     if order.remaining == 0:
         order.status = "filled"
         return

@@ -40,6 +40,9 @@ DEMO_SYMBOLS: list[dict[str, Any]] = [
     _spec("ADA_USDT", "0.48", "0.0001", "1", "1", 75),
     _spec("AVAX_USDT", "36", "0.001", "0.1", "0.1", 50),
     _spec("LINK_USDT", "14.5", "0.001", "0.1", "0.1", 50),
+    # Odd ones, as real venues list: a minimum size of many steps, and coarse ticks.
+    _spec("LTC_USDT", "72.5", "0.5", "0.01", "0.5", 50),
+    _spec("TRX_USDT", "0.105", "0.0005", "1", "100", 50),
 ]
 
 _DEMO_ORDERS: list[dict[str, Any]] = [

@@ -23,6 +23,7 @@ import uvicorn
 
 from reconciler.sandbox.app import Sandbox, SandboxSettings
 from reconciler.sandbox.engine import Exchange
+from reconciler.sandbox.profiles import DEFAULT_PROFILE, profile_knobs
 from reconciler.sandbox.ratelimit import DEFAULT_LIMIT, DEFAULT_WINDOW_S
 from reconciler.sandbox.store import Store
 
@@ -86,15 +87,17 @@ class SandboxServer:
         seed: bool = True,
         access_log: bool = False,
         log_level: str = "warning",
+        profile: str = DEFAULT_PROFILE,
     ) -> None:
         path = ":memory:" if db_path is None else str(db_path)
         if seed:
             self.exchange = Exchange.open(path)
         else:
             self.exchange = Exchange(Store(path))
-        self.sandbox = Sandbox(
-            self.exchange, SandboxSettings(rate_limit=rate_limit, rate_window_s=rate_window)
+        settings = SandboxSettings(
+            rate_limit=rate_limit, rate_window_s=rate_window, profile=profile_name(profile)
         )
+        self.sandbox = Sandbox(self.exchange, settings)
         self._socket = _bind(host, port)
         self.host = host
         self.port: int = self._socket.getsockname()[1]
@@ -190,6 +193,12 @@ class SandboxServer:
         finally:
             self._socket.close()
             self.exchange.store.close()
+
+
+def profile_name(name: str) -> str:
+    """`name` if it is a known profile (`ValueError` otherwise), before anything starts."""
+    profile_knobs(name)
+    return name
 
 
 _QUIET_CUT = _QuietCut()

@@ -23,6 +23,12 @@ class TradingConfig:
     maintenance_margin_rate: Decimal = Decimal("0.005")
     # When set, a marketable limit order fills only this share at once and the rest rests.
     partial_fill_ratio: Decimal | None = None
+    # Realism (docs/sandbox.md "A book with depth"): takers walk the synthetic book ...
+    book_depth: bool = False
+    # ... a mark move trades only a finite volume at each resting order's price ...
+    resting_partial_fills: bool = False
+    # ... and TP/SL and liquidations close through the book, not at the mark.
+    stop_slippage: bool = False
 
     def restore_defaults(self) -> None:
         """Reset in place, because the HTTP layer may hold a reference to this object."""

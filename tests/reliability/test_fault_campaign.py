@@ -1,14 +1,23 @@
-"""The seeded 100-scenario slice of the fault campaign (`bench/faults.py`), in two workers.
+"""The seeded slices of the fault campaign (`bench/faults.py`), in two workers, per profile.
 
-The full campaign (2,000 scenarios, docs/RELIABILITY.md) runs the same code; this slice keeps
-every fault kind in the suite's path on every run.
+The full campaign (2,000 scenarios per profile, docs/RELIABILITY.md) runs the same code; the
+ideal slice (100 scenarios) keeps every fault kind in the suite's path on every run. The
+realistic slice (40 scenarios, to keep the suite's time) lays the same faults over the
+`realistic` sandbox profile: read lag, a book with depth, partial resting fills, stops with
+slippage. Its money-safety checks are kept but expected to fail until apply waits for its
+own writes under read lag (strict: the day they pass, the marks must go).
 """
 
 from __future__ import annotations
 
 import time
 
-from bench.faults import KINDS, run_campaign, summarise
+import pytest
+
+from bench.faults import KINDS, CampaignSummary, run_campaign, summarise
+
+APPLY_UNDER_LAG = "apply does not yet wait for its own writes under read lag"
+REALISTIC_SLICE = 40
 
 
 def test_seeded_slice_loses_nothing() -> None:
@@ -25,3 +34,33 @@ def test_seeded_slice_loses_nothing() -> None:
     # Whatever did not converge says why, and the reasons are the expected safe stops.
     for reason in summary.not_converged_reasons:
         assert reason.startswith(("exit 5:", "exit 3: stale plan refused")), reason
+
+
+@pytest.fixture(scope="module")
+def realistic() -> CampaignSummary:
+    started = time.monotonic()
+    results = run_campaign(REALISTIC_SLICE, seed=1, workers=2, profile="realistic")
+    return summarise(results, time.monotonic() - started)
+
+
+def test_realistic_slice_keeps_the_books_and_the_journal(realistic: CampaignSummary) -> None:
+    assert realistic.scenarios == REALISTIC_SLICE
+    assert realistic.journal_mismatches == 0, realistic.violations
+    assert realistic.accounting_errors == 0, realistic.violations
+    for reason in realistic.not_converged_reasons:
+        assert reason.startswith(("exit 5:", "exit 3: stale plan refused")), reason
+
+
+@pytest.mark.xfail(strict=True, reason=APPLY_UNDER_LAG)
+def test_realistic_slice_never_duplicates_an_order(realistic: CampaignSummary) -> None:
+    assert realistic.duplicates == 0, realistic.violations
+
+
+@pytest.mark.xfail(strict=True, reason=APPLY_UNDER_LAG)
+def test_realistic_slice_never_overshoots(realistic: CampaignSummary) -> None:
+    assert realistic.overshoots == 0, realistic.violations
+
+
+@pytest.mark.xfail(strict=True, reason=APPLY_UNDER_LAG)
+def test_realistic_slice_converges(realistic: CampaignSummary) -> None:
+    assert realistic.converged >= REALISTIC_SLICE * 8 // 10, realistic.not_converged_reasons

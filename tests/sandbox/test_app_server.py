@@ -68,14 +68,14 @@ def test_in_memory_server_as_context_manager() -> None:
     assert server.exchange is not None
 
 
-def _start_cli(db: Path, cwd: Path) -> tuple[subprocess.Popen[str], str]:
+def _start_cli(db: Path, cwd: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
     process = subprocess.Popen(
         [sys.executable, "-c", "from reconciler.cli import main; main()",
-         "sandbox", "serve", "--port", "0", "--db", str(db)],
+         "sandbox", "serve", "--port", "0", "--db", str(db), *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -94,6 +94,19 @@ def _stop_cli(process: subprocess.Popen[str]) -> str:
     out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
     return out
+
+
+def test_cli_serve_with_the_realistic_profile(tmp_path: Path) -> None:
+    process, url = _start_cli(tmp_path / "sandbox.db", tmp_path, "--profile", "realistic")
+    try:
+        assert process.stdout is not None
+        announced = [process.stdout.readline().strip() for _ in range(2)]
+        profile = httpx.get(url + "/_sandbox/profile").json()["data"]
+        faults = httpx.get(url + "/_sandbox/faults").json()["data"]
+    finally:
+        _stop_cli(process)
+    assert profile["name"] == "realistic" and faults["read_lag_ms"] == 1500
+    assert "Profile: realistic" in announced
 
 
 def test_cli_serve_on_an_ephemeral_port_and_restart(tmp_path: Path) -> None:

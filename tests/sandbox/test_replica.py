@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from reconciler.sandbox.app import API_PREFIX
+from reconciler.sandbox.seed import DEMO_SYMBOLS
 from reconciler.sandbox.store import Store
 from tests.conftest import RunningSandbox
 from tests.sandbox.test_app_stream import Listener
@@ -149,6 +150,6 @@ def test_no_copy_is_taken_without_lag(sandbox: RunningSandbox) -> None:
 def test_a_copy_is_query_only(sandbox: RunningSandbox) -> None:
     copy = Store.read_only_copy(sandbox.exchange.store.image())
     with copy.transaction() as connection:
-        assert connection.execute("SELECT COUNT(*) FROM symbols").fetchone()[0] == 9
+        assert connection.execute("SELECT COUNT(*) FROM symbols").fetchone()[0] == len(DEMO_SYMBOLS)
         with pytest.raises(Exception, match="readonly"):
             connection.execute("DELETE FROM symbols")
