@@ -122,7 +122,16 @@ KINDS = (
 SETTLE = SettleConfig(
     visibility_window_s=0.06, max_reads=4, clock_skew_ms=5_000, visibility_timeout_s=0.5
 )
-"""Settlement in the campaign: a short visibility window (the `invisible` fault stays below it)."""
+"""Settlement in the campaign: a short visibility window (the `invisible` fault stays below it).
+
+The ideal sandbox shows every write at once, so half a second bounds its lag honestly."""
+
+REALISTIC_SETTLE = SettleConfig(
+    visibility_window_s=0.06, max_reads=4, clock_skew_ms=5_000, visibility_timeout_s=6.0
+)
+"""Under the realistic profile reads trail writes by 1.5 s: apply may wait four times that."""
+
+SETTLE_BY_PROFILE = {"ideal": SETTLE, "realistic": REALISTIC_SETTLE}
 
 _UNSAFE = ("/order", "/margin")
 _NEVER_EXECUTED = frozenset({"RATE_LIMITED", "INVALID_SIGNATURE", "SIGNATURE_EXPIRED"})
@@ -396,7 +405,7 @@ async def run_scenario(
                 read_snapshot=read_snapshot,
                 state_dir=work,
                 journal_path=journal_path,
-                settle_config=SETTLE,
+                settle_config=SETTLE_BY_PROFILE[profile],
                 parallelism=scenario.parallelism,
                 max_passes=3,
             )

@@ -644,6 +644,8 @@ class _Engine(Generic[C]):
         self._pass_plan, self._pass_number = plan, number
         self._results, self._halted = {}, {}
         self._pass_snapshot, self._recent_fills, self._baselines = snapshot, None, {}
+        if snapshot is not None:
+            self.visibility.note_snapshot(snapshot)
         if number > 1 or not self._start_plan_recorded:
             self.journal.write("plan", pass_number=number, plan=plan.model_dump(mode="python"))
         symbols = tuple(sorted({action.symbol for action in plan.actions}))

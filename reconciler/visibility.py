@@ -92,6 +92,16 @@ class Expectation:
     flat_is_visible: bool = False
     updated_at: int | None = None
 
+    @property
+    def measures_lag(self) -> bool:
+        """Whether a read from before the write would fail this check (so seeing it tells
+        something about the lag); a filled market order with no position stamp would not."""
+        return (
+            self.order_resting
+            or bool(self.cancelled_ids)
+            or (self.moves_position and self.updated_at is not None)
+        )
+
     def describe(self) -> str:
         if self.order_id is not None:
             return f"{self.kind} order {self.order_id}"
@@ -168,7 +178,7 @@ class _Lag:
     """Bounds on how long the exchange takes to show an accepted write, from what was seen."""
 
     lower_s: float = 0.0  # some write was still invisible this long after it was accepted
-    upper_s: float | None = None  # some write was visible within this long
+    upper_s: float | None = None  # every write seen was visible within this long
 
     def estimate_s(self) -> float | None:
         if self.upper_s is None and self.lower_s == 0.0:
@@ -188,10 +198,36 @@ class VisibilityTracker:
     # Waited for once for the whole timeout: checked again at every read, never waited for.
     _given_up: list[Expectation] = field(default_factory=list)
     _lag: _Lag = field(default_factory=_Lag)
+    # Position versions (id, updatedAt) read so far, and those a later write made stale: a
+    # read showing a stale one lags, whatever the exchange's clock did in between.
+    _versions: dict[str, set[tuple[str, int]]] = field(default_factory=dict)
+    _stale: dict[str, set[tuple[str, int]]] = field(default_factory=dict)
 
     def expect(self, expectation: Expectation | None) -> None:
-        if expectation is not None:
-            self.pending.append(expectation)
+        """Remember an accepted write until a read shows it."""
+        if expectation is None:
+            return
+        self.pending.append(expectation)
+        if expectation.moves_position:
+            symbol = expectation.symbol
+            self._stale.setdefault(symbol, set()).update(self._versions.get(symbol, ()))
+
+    def note_snapshot(self, snapshot: Snapshot) -> None:
+        """A read the coming calls are planned from: its positions precede those calls."""
+        self.note_positions(snapshot.positions.values())
+
+    def note_positions(self, positions: Iterable[Position]) -> None:
+        for position in positions:
+            self._versions.setdefault(position.symbol, set()).add((position.id, position.updatedAt))
+
+    def _shows(self, position: Position | None, updated_at: int, *, flat_ok: bool) -> bool:
+        """Whether `position` (the symbol's, or None) is at least as new as a write at
+        `updated_at`: not a version read before a later write, and not stamped earlier."""
+        if position is None:
+            return flat_ok
+        if (position.id, position.updatedAt) in self._stale.get(position.symbol, ()):
+            return False
+        return position.updatedAt >= updated_at
 
     def pending_for(self, symbol: str) -> list[Expectation]:
         return [e for e in self.pending if e.symbol == symbol]
@@ -224,6 +260,7 @@ class VisibilityTracker:
         deadline = self.clock() + self.timeout_s
         wait = _FIRST_POLL_S
         while True:
+            self.note_snapshot(snapshot)
             unseen = await self._unseen(client, snapshot, self.pending)
             self.pending = [e for e in self.pending if e in unseen]
             self._given_up = [e for e in self._given_up if e in unseen]
@@ -254,10 +291,13 @@ class VisibilityTracker:
         return unseen
 
     def _observe(self, expectation: Expectation, seen: bool, now: float) -> None:
+        """Fold one check into the lag bounds; only a check a stale read could fail counts."""
+        if not expectation.measures_lag:
+            return
         elapsed = max(now - expectation.accepted_at_s, 0.0)
         if seen:
             upper = self._lag.upper_s
-            self._lag.upper_s = elapsed if upper is None else min(upper, elapsed)
+            self._lag.upper_s = elapsed if upper is None else max(upper, elapsed)
         else:
             self._lag.lower_s = max(self._lag.lower_s, elapsed)
 
@@ -275,7 +315,7 @@ class VisibilityTracker:
             if (
                 order is not None
                 and order.filledSize > 0
-                and not _position_shows(position, order.updatedAt, flat_ok=order.reduce_only)
+                and not self._shows(position, order.updatedAt, flat_ok=order.reduce_only)
             ):
                 return False
         if (
@@ -286,9 +326,9 @@ class VisibilityTracker:
             return expectation.updated_at is not None and (
                 position.updatedAt >= expectation.updated_at
             )
-        if expectation.moves_position and expectation.updated_at is not None:
-            return _position_shows(
-                position, expectation.updated_at, flat_ok=expectation.flat_is_visible
+        if expectation.moves_position:
+            return self._shows(
+                position, expectation.updated_at or 0, flat_ok=expectation.flat_is_visible
             )
         return True
 
@@ -326,18 +366,17 @@ class VisibilityTracker:
 
         Raises `TimeoutError` naming the unseen writes when the timeout passes first.
         """
-        watermarks = [
-            e for e in self.pending if e.symbol == symbol and e.moves_position and e.updated_at
-        ]
+        watermarks = [e for e in self.pending if e.symbol == symbol and e.moves_position]
         deadline = self.clock() + self.timeout_s
         wait = _FIRST_POLL_S
         while True:
             position = next((p for p in await client.positions(symbol) if p.symbol == symbol), None)
             now = self.clock()
+            self.note_positions([] if position is None else [position])
             unseen = [
                 e
                 for e in watermarks
-                if not _position_shows(position, e.updated_at or 0, flat_ok=e.flat_is_visible)
+                if not self._shows(position, e.updated_at or 0, flat_ok=e.flat_is_visible)
             ]
             for expectation in watermarks:
                 self._observe(expectation, expectation not in unseen, now)
@@ -351,9 +390,3 @@ class VisibilityTracker:
                 )
             await self.sleep(min(wait, max(deadline - now, 0.0)))
             wait = min(wait * 2, _MAX_POLL_S)
-
-
-def _position_shows(position: Position | None, updated_at: int, *, flat_ok: bool) -> bool:
-    if position is None:
-        return flat_ok
-    return position.updatedAt >= updated_at

@@ -4,8 +4,8 @@ The full campaign (2,000 scenarios per profile, docs/RELIABILITY.md) runs the sa
 ideal slice (100 scenarios) keeps every fault kind in the suite's path on every run. The
 realistic slice (40 scenarios, to keep the suite's time) lays the same faults over the
 `realistic` sandbox profile: read lag, a book with depth, partial resting fills, stops with
-slippage. Its money-safety checks are kept but expected to fail until apply waits for its
-own writes under read lag (strict: the day they pass, the marks must go).
+slippage. Apply must still never duplicate an order nor overshoot a target there: it waits
+for its own accepted writes to show in the lagging reads before it re-plans.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import pytest
 
 from bench.faults import KINDS, CampaignSummary, run_campaign, summarise
 
-APPLY_UNDER_LAG = "apply does not yet wait for its own writes under read lag"
 REALISTIC_SLICE = 40
 
 
@@ -51,16 +50,13 @@ def test_realistic_slice_keeps_the_books_and_the_journal(realistic: CampaignSumm
         assert reason.startswith(("exit 5:", "exit 3: stale plan refused")), reason
 
 
-@pytest.mark.xfail(strict=True, reason=APPLY_UNDER_LAG)
 def test_realistic_slice_never_duplicates_an_order(realistic: CampaignSummary) -> None:
     assert realistic.duplicates == 0, realistic.violations
 
 
-@pytest.mark.xfail(strict=True, reason=APPLY_UNDER_LAG)
 def test_realistic_slice_never_overshoots(realistic: CampaignSummary) -> None:
     assert realistic.overshoots == 0, realistic.violations
 
 
-@pytest.mark.xfail(strict=True, reason=APPLY_UNDER_LAG)
 def test_realistic_slice_converges(realistic: CampaignSummary) -> None:
     assert realistic.converged >= REALISTIC_SLICE * 8 // 10, realistic.not_converged_reasons
