@@ -208,8 +208,11 @@ class VisibilityTracker:
         if expectation is None:
             return
         self.pending.append(expectation)
-        if expectation.moves_position:
-            symbol = expectation.symbol
+        symbol = expectation.symbol
+        answered = (expectation.position_id or "", expectation.updated_at or 0)
+        if expectation.moves_position and answered not in self._versions.get(symbol, ()):
+            # A write that left the position's version as it was (a leverage it already had)
+            # makes no read stale.
             self._stale.setdefault(symbol, set()).update(self._versions.get(symbol, ()))
 
     def note_snapshot(self, snapshot: Snapshot) -> None:

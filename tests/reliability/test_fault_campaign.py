@@ -2,7 +2,7 @@
 
 The full campaign (2,000 scenarios per profile, docs/RELIABILITY.md) runs the same code; the
 ideal slice (100 scenarios) keeps every fault kind in the suite's path on every run. The
-realistic slice (40 scenarios, to keep the suite's time) lays the same faults over the
+realistic slice (24 scenarios, 8 at a time per worker, to keep the suite's time) lays the same faults over the
 `realistic` sandbox profile: read lag, a book with depth, partial resting fills, stops with
 slippage. Apply must still never duplicate an order nor overshoot a target there: it waits
 for its own accepted writes to show in the lagging reads before it re-plans.
@@ -16,7 +16,7 @@ import pytest
 
 from bench.faults import KINDS, CampaignSummary, run_campaign, summarise
 
-REALISTIC_SLICE = 40
+REALISTIC_SLICE = 24
 
 
 def test_seeded_slice_loses_nothing() -> None:
@@ -38,7 +38,7 @@ def test_seeded_slice_loses_nothing() -> None:
 @pytest.fixture(scope="module")
 def realistic() -> CampaignSummary:
     started = time.monotonic()
-    results = run_campaign(REALISTIC_SLICE, seed=1, workers=2, profile="realistic")
+    results = run_campaign(REALISTIC_SLICE, seed=1, workers=2, profile="realistic", lanes=8)
     return summarise(results, time.monotonic() - started)
 
 
