@@ -13,8 +13,12 @@ from pathlib import Path
 import click
 
 from reconciler.breaker import CircuitBreaker
-from reconciler.commands.apply import parse_duration_ms
-from reconciler.commands.options import endpoint_options
+from reconciler.commands.options import (
+    endpoint_options,
+    lock_options,
+    lock_settings,
+    parse_duration_ms,
+)
 from reconciler.connection import STATE_DIR, client_settings, endpoint
 from reconciler.eventlog import LOG_FORMATS, EventLog, LogFormat
 from reconciler.watch import DesiredFile, WatchConfig, serve
@@ -89,6 +93,7 @@ def _seconds(text: str, *, name: str, positive: bool = True) -> float:
 )
 @click.option("--parallelism", type=click.IntRange(1, 64), default=4, show_default=True)
 @click.option("--max-passes", type=click.IntRange(1, 10), default=3, show_default=True)
+@lock_options
 def watch(
     file: Path,
     sandbox: bool,
@@ -106,6 +111,8 @@ def watch(
     max_failures: int,
     parallelism: int,
     max_passes: int,
+    lock_dsn: str | None,
+    lock_timeout: str,
 ) -> None:
     """Watch the account against FILE until stopped (SIGTERM, Ctrl-C)."""
     if not max_notional_per_hour.is_finite() or max_notional_per_hour <= 0:
@@ -118,6 +125,7 @@ def watch(
         parallelism=parallelism,
         max_passes=max_passes,
         state_dir=STATE_DIR,
+        lock=lock_settings(lock_dsn, lock_timeout),
     )
     breaker = CircuitBreaker(
         max_actions=max_actions_per_hour,
