@@ -21,7 +21,6 @@ from typing import Any
 import httpx
 import pytest
 from hypothesis import settings
-
 from postgres_server import PostgresServer, running_postgres
 
 from reconciler import jsonnum
