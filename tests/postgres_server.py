@@ -15,6 +15,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,6 +50,14 @@ class PostgresServer:
             ).fetchone()
         assert row is not None
         return int(row[0])
+
+    def until_no_advisory_locks(self, timeout_s: float = 10) -> None:
+        """Poll (bounded) until the server holds no advisory lock: it ends a dead session's
+        locks as soon as it notices the closed connection, a moment after the kill."""
+        deadline = time.monotonic() + timeout_s
+        while self.advisory_locks():
+            assert time.monotonic() < deadline, "the server still holds an advisory lock"
+            time.sleep(0.02)
 
 
 @contextmanager

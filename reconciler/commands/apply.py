@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import ExitStack
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -43,7 +44,7 @@ from reconciler.commands.options import (
     parse_duration_ms,
     render,
 )
-from reconciler.connection import client_settings, endpoint
+from reconciler.connection import client_settings, endpoint, lock_scope
 from reconciler.console import Console
 from reconciler.errors import Declined, PolicyViolation, ReconcilerError
 from reconciler.lock import account_lock
@@ -151,6 +152,7 @@ def apply(
 
     with endpoint(sandbox=sandbox, base_url=base_url) as where:
         settings = client_settings(where, desired)
+        options = replace(options, lock=replace(options.lock, scope=lock_scope(where)))
         # The lock comes first: the plan is made, shown and applied under it, so an apply
         # that waited for another finds what that one left, not a plan made before it.
         lock = account_lock(
@@ -213,6 +215,7 @@ def _apply_many(
         raise click.UsageError("with several accounts, give the directory `plan --out` wrote")
     saved = load_saved_plans(plan_dir, accounts) if plan_dir is not None else None
     with endpoint(sandbox=sandbox, base_url=base_url) as where:
+        options = replace(options, lock=replace(options.lock, scope=lock_scope(where)))
         if saved is None:
             outcomes = asyncio.run(plan_all(accounts, where, now_ms=now_ms()))
             show_plans(console, outcomes, output_format)

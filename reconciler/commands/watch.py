@@ -7,6 +7,7 @@ options into a `WatchConfig`, a breaker and a log, and runs it until SIGTERM or 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from reconciler.commands.options import (
     lock_settings,
     parse_duration_ms,
 )
-from reconciler.connection import STATE_DIR, client_settings, endpoint
+from reconciler.connection import STATE_DIR, client_settings, endpoint, lock_scope
 from reconciler.eventlog import LOG_FORMATS, EventLog, LogFormat
 from reconciler.watch import DesiredFile, WatchConfig, serve
 
@@ -136,6 +137,7 @@ def watch(
     first = desired()  # a bad file stops here: nothing is read or sent
     with endpoint(sandbox=sandbox, base_url=base_url) as where:
         settings = client_settings(where, first)
+        config = replace(config, lock=replace(config.lock, scope=lock_scope(where)))
         asyncio.run(
             serve(
                 settings,

@@ -46,10 +46,15 @@ ENV_LOCK_DSN = "RECONCILER_LOCK_DSN"
 
 @dataclass(frozen=True)
 class LockOptions:
-    """What the command line says about the lock: `--lock-dsn`, `--lock-timeout` (seconds)."""
+    """What the command line says about the lock: `--lock-dsn`, `--lock-timeout` (seconds).
+
+    `scope` stands for the base URL in the key when that URL does not name the account: the
+    embedded sandbox listens on a new port each run, its account is its database file.
+    """
 
     dsn: SecretStr | None = None
     timeout_s: float = 0.0
+    scope: str | None = None
 
 
 def account_lock(
@@ -63,7 +68,7 @@ def account_lock(
 ) -> AccountLock:
     """The (not yet taken) lock of the account at `base_url` for `user_id`."""
     env = os.environ if environ is None else environ
-    key = LockKey(base_url, user_id)
+    key = LockKey(options.scope or base_url, user_id)
     backend: LockBackend
     dsn, source = _dsn(settings or LockSettings(), options, env)
     if dsn is not None:

@@ -80,7 +80,8 @@ class LockKey:
     @property
     def file_stem(self) -> str:
         """`<user>@<host>-<digest>`: readable, and unique because of the digest."""
-        host = urlsplit(self.base_url.strip()).netloc.lower()
+        parts = urlsplit(self.base_url.strip())
+        host = parts.netloc.lower() or parts.scheme.lower()
         return f"{_safe(self.user_id, 40)}@{_safe(host, 60)}-{self.digest[:24]}"
 
     def describe(self) -> str:
