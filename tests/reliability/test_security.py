@@ -114,7 +114,7 @@ def test_the_lock_dsn_appears_in_no_output_of_any_run(
     held = account_lock(None, LockOptions(dsn=SecretStr(dsn)), base_url=sandbox.api_url,
                         user_id="canary", environ={})  # fmt: skip
     with held:
-        for extra in ((), ("--lock-dsn", dsn), ("--lock-timeout", "300ms")):
+        for extra in ((), ("--lock-dsn", dsn)):
             code, text = run_cli(work, env, *apply, *extra)
             assert code == 6 and "PostgreSQL advisory lock" in text, text
             outputs.append(text)
