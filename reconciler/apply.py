@@ -46,7 +46,7 @@ from reconciler.exchange.models import Position
 from reconciler.exchange.outcome import Outcome as CallOutcome
 from reconciler.exchange.outcome import classify
 from reconciler.journal import JOURNAL_FORMAT, Journal, Outcome
-from reconciler.lock import DEFAULT_STATE_DIR, AccountLock
+from reconciler.lock import DEFAULT_STATE_DIR, AccountLock, account_lock
 from reconciler.progress import (
     ActionFinished,
     ActionStarted,
@@ -310,14 +310,17 @@ async def run_apply(
     progress: ProgressSink | None = None,
     settle_config: SettleConfig | None = None,
     visibility: VisibilityTracker | None = None,
+    lock: AccountLock | None = None,
 ) -> ApplyReport:
     """Lock the account, journal, refuse a stale plan, apply. Returns the report.
 
-    Raises `LockHeld` (exit 6) at once if another apply holds the account, and
+    `lock` is the account's lock (`reconciler.lock.account_lock`), possibly already held by
+    the caller; without one, the machine-wide file lock keyed on the user id alone.
+    Raises `LockHeld` (exit 6) if another apply holds the account, and
     `PreconditionFailed` (exit 3) with nothing sent if the plan is stale. A run that does not
     converge returns its report; call `report.raise_for_status()` for exit 5.
     """
-    with AccountLock(plan.user_id, state_dir):
+    async with lock or account_lock(None, base_url="", user_id=plan.user_id):
         journal = (
             Journal(journal_path, clock=now_ms)
             if journal_path is not None

@@ -38,6 +38,7 @@ __all__ = [
     "EndpointError",
     "client_settings",
     "endpoint",
+    "lock_scope",
     "public_settings",
 ]
 
@@ -91,6 +92,12 @@ def endpoint(
             yield Endpoint(server.api_url, sandbox=True)
         return
     yield Endpoint(base_url or os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL)
+
+
+def lock_scope(where: Endpoint) -> str | None:
+    """What the account lock is keyed on instead of the base URL: the embedded sandbox's
+    database (its port changes every run), else nothing (the base URL itself)."""
+    return f"sandbox:{SANDBOX_DB.resolve()}" if where.sandbox else None
 
 
 def client_settings(

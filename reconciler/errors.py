@@ -5,6 +5,7 @@ its exit code rather than every command deciding it again.
 
     ReconcilerError                 exit 1
     ├── SpecError                   exit 1   bad desired-state file (all problems at once)
+    ├── LockUnavailable             exit 1   the lock server cannot be reached or used
     ├── PreconditionFailed          exit 3   stale plan, moved mark, changed fingerprint
     ├── PolicyViolation             exit 4   plan breaks a policy: nothing is sent
     ├── PartialApply                exit 5   some actions failed or did not converge
@@ -29,6 +30,10 @@ class SpecError(ReconcilerError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__("\n".join(problems))
+
+
+class LockUnavailable(ReconcilerError):
+    """The account lock could not be taken *or refused*: its server is unreachable or misused."""
 
 
 class PreconditionFailed(ReconcilerError):

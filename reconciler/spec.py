@@ -46,6 +46,7 @@ __all__ = [
     "DesiredPosition",
     "DesiredState",
     "DesiredSymbol",
+    "LockSettings",
     "Policy",
     "Tolerance",
     "Windows",
@@ -167,6 +168,17 @@ class Windows(_Model):
     pause_until: AwareDatetime | None = None
 
 
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+EnvName = Annotated[StrictStr, Field(pattern=ENV_NAME_PATTERN)]
+
+
+class LockSettings(_Model):
+    """Which account lock apply takes (`reconciler.lock`); the DSN itself is never here."""
+
+    backend: Literal["file", "postgres"] = "file"
+    dsn_env: EnvName = "RECONCILER_LOCK_DSN"
+
+
 class DesiredState(_Model):
     """The whole file. `symbols` lists the managed symbols; any other symbol is unmanaged."""
 
@@ -176,6 +188,7 @@ class DesiredState(_Model):
     policy: Policy = Policy()
     symbols: dict[SymbolName, DesiredSymbol] = Field(default_factory=dict)
     windows: Windows | None = None
+    lock: LockSettings = LockSettings()
 
     _source: SourceDocument | None = PrivateAttr(default=None)
 
@@ -295,6 +308,8 @@ def _pydantic_problems(source: SourceDocument, error: ValidationError) -> list[s
         path: PathKey = tuple(part for part in loc if isinstance(part, str | int))
         template = _MESSAGES.get(kind)
         context = item.get("ctx") or {}
+        if kind == "string_pattern_mismatch" and context.get("pattern") == ENV_NAME_PATTERN:
+            template = "must be the name of an environment variable, e.g. RECONCILER_LOCK_DSN"
         if template is not None:
             message = template.format(**{key: str(value) for key, value in context.items()})
         elif kind == "value_error":
@@ -318,6 +333,11 @@ def semantic_problems(desired: DesiredState) -> list[str]:
             desired.problem(
                 ("defaults", "leverage"), f"{desired.defaults.leverage} exceeds policy.max_leverage"
             )
+        )
+    lock = desired.lock
+    if lock.backend == "file" and "dsn_env" in lock.model_fields_set:
+        problems.append(
+            desired.problem(("lock", "dsn_env"), "only the postgres backend takes a dsn_env")
         )
     for symbol, entry in desired.symbols.items():
         base: PathKey = ("symbols", symbol)
@@ -459,6 +479,11 @@ def json_schema() -> dict[str, Any]:
 
 
 def fingerprint(desired: DesiredState) -> str:
-    """SHA-256 of what the file asks for, not how it is written (comments, order, spelling)."""
-    canonical = json.dumps(desired.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    """SHA-256 of what the file asks for, not how it is written (comments, order, spelling).
+
+    `lock` is how apply runs, not what the account should hold: changing it between plan
+    and apply does not make a saved plan stale.
+    """
+    wanted = desired.model_dump(mode="json", exclude={"lock"})
+    canonical = json.dumps(wanted, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

@@ -28,7 +28,7 @@ import logging
 import signal
 from collections.abc import AsyncIterable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -44,7 +44,7 @@ from reconciler.exchange.errors import LevretError
 from reconciler.exchange.ratelimit import backoff_delay
 from reconciler.exchange.settings import ClientSettings
 from reconciler.exchange.stream import LevretStream, StreamEvent
-from reconciler.lock import DEFAULT_STATE_DIR
+from reconciler.lock import DEFAULT_STATE_DIR, LockOptions, account_lock
 from reconciler.metrics import MetricsServer, WatchMetrics
 from reconciler.planner import plan as make_plan
 from reconciler.progress import ActionFinished, ActionStarted, ApplyEvent, Settling
@@ -93,6 +93,7 @@ class WatchConfig:
     max_passes: int = 3
     state_dir: Path = DEFAULT_STATE_DIR
     visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT_S
+    lock: LockOptions = field(default_factory=LockOptions)
 
     def __post_init__(self) -> None:
         if self.interval <= 0:
@@ -483,6 +484,13 @@ class Watcher:
                 progress=_LogProgress(self.log),
                 settle_config=self._settle,
                 visibility=self.visibility,
+                lock=account_lock(
+                    desired.lock,
+                    self.config.lock,
+                    base_url=self.client.settings.base_url,
+                    user_id=plan.user_id,
+                    on_wait=lambda text: self.log.info("lock_wait", cycle=number, detail=text),
+                ),
             )
         except ApplyInterrupted as exc:
             self._account(exc.report)

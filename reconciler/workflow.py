@@ -8,7 +8,7 @@ one file and many files go through exactly the same steps.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from reconciler.connection import STATE_DIR
 from reconciler.errors import PreconditionFailed, SpecError
 from reconciler.exchange.client import LevretClient
 from reconciler.exchange.settings import ClientSettings
+from reconciler.lock import AccountLock, LockOptions, account_lock
 from reconciler.planner import plan
 from reconciler.progress import ProgressSink
 from reconciler.reader import read_snapshot
@@ -60,7 +61,7 @@ async def plan_account(
 
 @dataclass(frozen=True)
 class ApplyOptions:
-    """How apply runs: the safety limits on a saved plan and the pace of execution."""
+    """How apply runs: the safety limits on a saved plan, the pace of execution, the lock."""
 
     max_plan_age_ms: int = 15 * 60_000
     max_price_move_bps: Decimal = DEFAULT_MAX_PRICE_MOVE_BPS
@@ -68,6 +69,7 @@ class ApplyOptions:
     max_passes: int = 3
     state_dir: Path = STATE_DIR
     visibility_timeout_s: float = DEFAULT_VISIBILITY_TIMEOUT_S
+    lock: LockOptions = field(default_factory=LockOptions)
 
 
 async def apply_account(
@@ -78,13 +80,22 @@ async def apply_account(
     progress: ProgressSink,
     journal: Path | None = None,
     options: ApplyOptions = ApplyOptions(),
+    lock: AccountLock | None = None,
 ) -> ApplyReport:
-    """Execute `planned` on the account (locked, journalled, freshness-checked, verified)."""
+    """Execute `planned` on the account (locked, journalled, freshness-checked, verified).
+
+    `lock` is the account's lock if the caller already holds it (it took it before
+    planning); otherwise it is taken here, from the file's `lock` and `options.lock`.
+    """
     wanted = desired_fingerprint(desired)
     if planned.desired_fingerprint is not None and planned.desired_fingerprint != wanted:
         raise PreconditionFailed(
             f"{desired.filename} asks for something else than when the plan was made "
             "(the file or --target changed); re-run plan"
+        )
+    if lock is None:
+        lock = account_lock(
+            desired.lock, options.lock, base_url=settings.base_url, user_id=planned.user_id
         )
     async with LevretClient(settings) as client:
         return await run_apply(
@@ -100,4 +111,5 @@ async def apply_account(
             max_passes=options.max_passes,
             progress=progress,
             settle_config=SettleConfig(visibility_timeout_s=options.visibility_timeout_s),
+            lock=lock,
         )

@@ -3,6 +3,11 @@
 `sandbox` is a fresh, demo-seeded server per test (file database in `tmp_path`);
 `sandbox_factory` starts more, with options, and stops them all at teardown. The helpers on
 `RunningSandbox` go through the unsigned control API over HTTP, as other tools do.
+`postgres` is one real PostgreSQL server for the session (`tests/postgres_server.py`).
+
+The account locks of every test (and of the processes tests start, which inherit the
+environment) live under a temporary `RECONCILER_STATE_DIR`, never in the real home
+directory, and a developer's `RECONCILER_LOCK_DSN` does not leak into the tests.
 """
 
 from __future__ import annotations
@@ -16,14 +21,38 @@ from typing import Any
 import httpx
 import pytest
 from hypothesis import settings
+from postgres_server import PostgresServer, running_postgres
 
 from reconciler import jsonnum
+from reconciler.lock import ENV_LOCK_DSN, ENV_STATE_DIR
 from reconciler.sandbox.engine import Exchange
 from reconciler.sandbox.server import SandboxServer
 
 settings.register_profile("ci", derandomize=True, deadline=None, max_examples=50, print_blob=True)
 settings.register_profile("dev", deadline=None, max_examples=200)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def lock_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every account lock of the session in a temporary state directory."""
+    saved = {name: os.environ.get(name) for name in (ENV_STATE_DIR, ENV_LOCK_DSN)}
+    directory = tmp_path_factory.mktemp("state")
+    os.environ[ENV_STATE_DIR] = str(directory)
+    os.environ.pop(ENV_LOCK_DSN, None)
+    yield directory
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server on a unix socket, for the session."""
+    with running_postgres() as server:
+        yield server
 
 
 @pytest.fixture

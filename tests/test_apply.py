@@ -34,7 +34,7 @@ from reconciler.errors import LockHeld, PreconditionFailed
 from reconciler.exchange.errors import NotFound, OrderNotOpen, OutcomeUnknown, error_for_code
 from reconciler.exchange.models import Order, Position, SymbolSpec, Trade
 from reconciler.journal import Journal, read_journal
-from reconciler.lock import AccountLock
+from reconciler.lock import account_lock
 from reconciler.progress import ApplyEvent, PlainProgress, RichProgress
 from reconciler.settle import Baseline, SettleConfig, settle, take_baseline
 from reconciler.snapshot import Snapshot
@@ -923,7 +923,7 @@ async def test_run_apply_refuses_a_stale_plan_before_sending(tmp_path: Path) -> 
         )  # fmt: skip
     assert exchange.writes() == []
     assert [r["type"] for r in read_journal(journal)] == ["plan", "precondition", "end"]
-    assert not AccountLock(USER, tmp_path).sidecar.exists()
+    assert account_lock(None, base_url="", user_id=USER).holder() is None  # released
 
 
 @pytest.mark.anyio
@@ -931,7 +931,7 @@ async def test_run_apply_fails_at_once_while_the_account_is_locked(tmp_path: Pat
     exchange = FakeExchange()
     desired = {"AAA_USDT": Decimal(2)}
     plan = await planned(exchange, desired)
-    with AccountLock(USER, tmp_path), pytest.raises(LockHeld) as held:
+    with account_lock(None, base_url="", user_id=USER), pytest.raises(LockHeld) as held:
         await run_apply(
             plan, client=exchange, desired=desired, read_snapshot=read_fake,
             planner=target_planner, state_dir=tmp_path,

@@ -22,7 +22,7 @@ from reconciler.exchange.client import LevretClient
 from reconciler.exchange.models import Position
 from reconciler.exchange.settings import ClientSettings
 from reconciler.journal import read_journal
-from reconciler.lock import AccountLock
+from reconciler.lock import account_lock
 from reconciler.reader import read_snapshot
 from reconciler.settle import SettleConfig
 from reconciler.spec import DesiredState
@@ -237,7 +237,7 @@ async def test_second_apply_fails_at_once_naming_the_holder(
     async with connect(sandbox, "demo", "demo-key", "demo-secret") as client:
         plan = await fresh_plan(client, desired)
         sandbox.clear_requests()
-        with AccountLock("demo", tmp_path), pytest.raises(LockHeld) as refused:
+        with account_lock(None, base_url="", user_id="demo"), pytest.raises(LockHeld) as refused:
             started = time.monotonic()
             await apply(client, desired, tmp_path, plan)
         assert time.monotonic() - started < 1.0

@@ -149,3 +149,13 @@ def test_schema_describes_numbers_as_numbers() -> None:
     position = spec.json_schema()["$defs"]["DesiredPosition"]["properties"]
     assert position["size"]["anyOf"][0]["type"] == "number"
     assert position["side"]["enum"] == ["long", "short", "flat"]
+
+
+def test_the_lock_section_chooses_a_backend_and_does_not_change_the_fingerprint() -> None:
+    plain = spec.loads("version: 1\nsymbols: {}\n")
+    shared = spec.loads(
+        "version: 1\nlock: {backend: postgres, dsn_env: TEAM_LOCK_DSN}\nsymbols: {}\n"
+    )
+    assert (plain.lock.backend, plain.lock.dsn_env) == ("file", "RECONCILER_LOCK_DSN")
+    assert (shared.lock.backend, shared.lock.dsn_env) == ("postgres", "TEAM_LOCK_DSN")
+    assert spec.fingerprint(plain) == spec.fingerprint(shared)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -30,6 +31,7 @@ from reconciler.exchange.errors import TransportError
 from reconciler.exchange.models import Order
 from reconciler.exchange.settings import ClientSettings
 from reconciler.exchange.stream import LevretStream, StreamEvent
+from reconciler.lock import LockOptions, account_lock
 from reconciler.metrics import MetricsServer, WatchMetrics
 from reconciler.spec import DesiredState, loads
 from reconciler.watch import CycleReport, EventSource, WatchConfig, Watcher
@@ -224,6 +226,31 @@ def test_out_of_band_order_is_seen_through_events_and_cancelled(
             assert log.named("drift")[0]["changes"] == [
                 f"SOL_USDT cancel_order: {healed.apply.results[0].action.reason}"  # type: ignore[union-attr]
             ]
+
+    asyncio.run(scenario())
+
+
+def test_a_heal_waits_for_the_account_lock_with_a_timeout_then_heals(
+    sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    """Another apply holds the lock (here: this test); the heal says whom it waits for."""
+    config = WatchConfig(self_heal=True, interval=60, debounce=0.1,
+                         lock=LockOptions(timeout_s=WAIT_S))  # fmt: skip
+
+    async def scenario() -> None:
+        async with watching(sandbox, tmp_path, config=config) as (watcher, log):
+            start = await ready(watcher)
+            waiting = asyncio.Event()
+            log.hooks.append(lambda event: event["event"] == "lock_wait" and waiting.set())
+            with account_lock(None, base_url=sandbox.api_url, user_id="demo"):
+                await place_out_of_band(sandbox)
+                async with asyncio.timeout(WAIT_S):
+                    await waiting.wait()
+                assert not watcher.reports[-1:] or watcher.reports[-1].number == start.number
+            healed = await until(watcher, lambda r: r.result == "healed", after=start.number)
+            assert healed.drift == 1
+            (wait,) = log.named("lock_wait")
+            assert f"held by pid {os.getpid()} on " in wait["detail"]
 
     asyncio.run(scenario())
 

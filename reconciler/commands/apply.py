@@ -13,8 +13,8 @@ PLAN_DIR` wrote, each checked for freshness against its own account.
 from __future__ import annotations
 
 import asyncio
-import re
 from contextlib import ExitStack
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -38,29 +38,21 @@ from reconciler.commands.many import files_option, finish, show_plans, single_fi
 from reconciler.commands.options import (
     endpoint_options,
     format_option,
+    lock_options,
+    lock_settings,
     now_ms,
+    parse_duration_ms,
     render,
     visibility_timeout_option,
 )
-from reconciler.connection import client_settings, endpoint
+from reconciler.connection import client_settings, endpoint, lock_scope
 from reconciler.console import Console
 from reconciler.errors import Declined, PolicyViolation, ReconcilerError
+from reconciler.lock import account_lock
 from reconciler.progress import PlainProgress, ProgressSink, RichProgress
 from reconciler.render import load_plan
 from reconciler.spec import load
 from reconciler.workflow import ApplyOptions, apply_account, narrow, plan_account
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
-
-
-def parse_duration_ms(text: str) -> int:
-    """`15m`, `90s`, `1h`, `500ms`; a bare number is seconds."""
-    match = _DURATION.match(text)
-    if match is None:
-        raise click.BadParameter(f"{text!r} is not a duration such as 15m, 90s or 1h")
-    value, unit = match.groups()
-    return int(Decimal(value) * _UNIT_MS[unit or "s"])
 
 
 def _confirm(console: Console, plan: Plan, *, where: str = "") -> None:
@@ -112,6 +104,7 @@ def _saved_plan(plan_file: Path) -> Plan:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Journal file (default .reconciler/journal/<user>-<time>.jsonl).",
 )
+@lock_options
 def apply(
     plan_file: Path | None,
     files: tuple[Path, ...],
@@ -126,6 +119,8 @@ def apply(
     max_passes: int,
     visibility_timeout: str,
     journal: Path | None,
+    lock_dsn: str | None,
+    lock_timeout: str,
 ) -> None:
     """Make the account match FILE, or execute the saved PLAN_FILE (or plan directory)."""
     console = Console()
@@ -137,6 +132,7 @@ def apply(
         parallelism=parallelism,
         max_passes=max_passes,
         visibility_timeout_s=parse_duration_ms(visibility_timeout) / 1000,
+        lock=lock_settings(lock_dsn, lock_timeout),
     )
     if is_multi(files):
         if journal is not None:
@@ -160,30 +156,47 @@ def apply(
 
     with endpoint(sandbox=sandbox, base_url=base_url) as where:
         settings = client_settings(where, desired)
-        if saved is None:
-            plan = asyncio.run(plan_account(settings, desired, now_ms=now_ms()))
-            console.data(render(plan, output_format, console))
-        else:
-            plan = saved
-            console.note(f"Applying the saved plan {plan_file} ({len(plan.actions)} call(s)).")
-        if plan.violations:
-            raise PolicyViolation(list(plan.violations))
-        if not plan.actions:
-            console.note("No changes. The account already matches the file.")
-            return
-        if saved is None and not auto_approve:
-            _confirm(console, plan)
-        with ExitStack() as stack:
-            progress: ProgressSink
-            if console.interactive:
-                progress = stack.enter_context(RichProgress(console.err))
+        options = replace(options, lock=replace(options.lock, scope=lock_scope(where)))
+        # The lock comes first: the plan is made, shown and applied under it, so an apply
+        # that waited for another finds what that one left, not a plan made before it.
+        lock = account_lock(
+            desired.lock,
+            options.lock,
+            base_url=settings.base_url,
+            user_id=settings.user_id,
+            on_wait=console.note,
+        )
+        with lock:
+            if saved is None:
+                plan = asyncio.run(plan_account(settings, desired, now_ms=now_ms()))
+                console.data(render(plan, output_format, console))
             else:
-                progress = PlainProgress(console.err)
-            report = asyncio.run(
-                apply_account(
-                    settings, desired, plan, progress=progress, journal=journal, options=options
+                plan = saved
+                console.note(f"Applying the saved plan {plan_file} ({len(plan.actions)} call(s)).")
+            if plan.violations:
+                raise PolicyViolation(list(plan.violations))
+            if not plan.actions:
+                console.note("No changes. The account already matches the file.")
+                return
+            if saved is None and not auto_approve:
+                _confirm(console, plan)
+            with ExitStack() as stack:
+                progress: ProgressSink
+                if console.interactive:
+                    progress = stack.enter_context(RichProgress(console.err))
+                else:
+                    progress = PlainProgress(console.err)
+                report = asyncio.run(
+                    apply_account(
+                        settings,
+                        desired,
+                        plan,
+                        progress=progress,
+                        journal=journal,
+                        options=options,
+                        lock=lock,
+                    )
                 )
-            )
     if report.exit_code != 0:
         report.raise_for_status()
     console.note("Apply complete: converged.")
@@ -206,6 +219,7 @@ def _apply_many(
         raise click.UsageError("with several accounts, give the directory `plan --out` wrote")
     saved = load_saved_plans(plan_dir, accounts) if plan_dir is not None else None
     with endpoint(sandbox=sandbox, base_url=base_url) as where:
+        options = replace(options, lock=replace(options.lock, scope=lock_scope(where)))
         if saved is None:
             outcomes = asyncio.run(plan_all(accounts, where, now_ms=now_ms()))
             show_plans(console, outcomes, output_format)

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from pydantic import SecretStr
 
 from reconciler.actions import Plan
 from reconciler.connection import SANDBOX_PROFILE_META
 from reconciler.console import Console
+from reconciler.lock import ENV_LOCK_DSN, LockOptions
 from reconciler.render import render_json, render_markdown, render_text
 from reconciler.sandbox.profiles import DEFAULT_PROFILE, PROFILES
 
@@ -20,7 +24,10 @@ __all__ = [
     "FORMATS",
     "endpoint_options",
     "format_option",
+    "lock_options",
+    "lock_settings",
     "now_ms",
+    "parse_duration_ms",
     "render",
     "write_private",
 ]
@@ -71,6 +78,49 @@ def visibility_timeout_option(command: F) -> F:
         help="Wait at most this long for an accepted call to show in the account's reads; "
         "after it, that symbol stops (exit 5) and nothing is sent again.",
     )(command)
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
+
+
+def parse_duration_ms(text: str) -> int:
+    """`15m`, `90s`, `1h`, `500ms`; a bare number is seconds."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise click.BadParameter(f"{text!r} is not a duration such as 15m, 90s or 1h")
+    value, unit = match.groups()
+    return int(Decimal(value) * _UNIT_MS[unit or "s"])
+
+
+def lock_options(command: F) -> F:
+    """`--lock-dsn` / `--lock-timeout`: which account lock, and how long to wait for it."""
+    command = click.option(
+        "--lock-timeout",
+        default="0",
+        show_default=True,
+        metavar="DURATION",
+        help="Wait this long for the account lock (0: exit 6 at once if it is held).",
+    )(command)
+    command = click.option(
+        "--lock-dsn",
+        metavar="DSN",
+        help=(
+            "PostgreSQL server for a lock shared by every runner (a secret: prefer "
+            f"${ENV_LOCK_DSN}, or lock.dsn_env in the file)."
+        ),
+    )(command)
+    return command
+
+
+def lock_settings(lock_dsn: str | None, lock_timeout: str) -> LockOptions:
+    """The `LockOptions` of `--lock-dsn` and `--lock-timeout`."""
+    try:
+        timeout_ms = parse_duration_ms(lock_timeout)
+    except click.BadParameter as error:
+        error.param_hint = "--lock-timeout"
+        raise
+    return LockOptions(dsn=SecretStr(lock_dsn) if lock_dsn else None, timeout_s=timeout_ms / 1000)
 
 
 def format_option(command: F) -> F:

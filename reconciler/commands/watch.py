@@ -7,15 +7,21 @@ options into a `WatchConfig`, a breaker and a log, and runs it until SIGTERM or 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
 import click
 
 from reconciler.breaker import CircuitBreaker
-from reconciler.commands.apply import parse_duration_ms
-from reconciler.commands.options import endpoint_options, visibility_timeout_option
-from reconciler.connection import STATE_DIR, client_settings, endpoint
+from reconciler.commands.options import (
+    endpoint_options,
+    lock_options,
+    lock_settings,
+    parse_duration_ms,
+    visibility_timeout_option,
+)
+from reconciler.connection import STATE_DIR, client_settings, endpoint, lock_scope
 from reconciler.eventlog import LOG_FORMATS, EventLog, LogFormat
 from reconciler.watch import DesiredFile, WatchConfig, serve
 
@@ -90,6 +96,7 @@ def _seconds(text: str, *, name: str, positive: bool = True) -> float:
 @click.option("--parallelism", type=click.IntRange(1, 64), default=4, show_default=True)
 @click.option("--max-passes", type=click.IntRange(1, 10), default=3, show_default=True)
 @visibility_timeout_option
+@lock_options
 def watch(
     file: Path,
     sandbox: bool,
@@ -108,6 +115,8 @@ def watch(
     parallelism: int,
     max_passes: int,
     visibility_timeout: str,
+    lock_dsn: str | None,
+    lock_timeout: str,
 ) -> None:
     """Watch the account against FILE until stopped (SIGTERM, Ctrl-C)."""
     if not max_notional_per_hour.is_finite() or max_notional_per_hour <= 0:
@@ -121,6 +130,7 @@ def watch(
         max_passes=max_passes,
         state_dir=STATE_DIR,
         visibility_timeout=parse_duration_ms(visibility_timeout) / 1000,
+        lock=lock_settings(lock_dsn, lock_timeout),
     )
     breaker = CircuitBreaker(
         max_actions=max_actions_per_hour,
@@ -131,6 +141,7 @@ def watch(
     first = desired()  # a bad file stops here: nothing is read or sent
     with endpoint(sandbox=sandbox, base_url=base_url) as where:
         settings = client_settings(where, first)
+        config = replace(config, lock=replace(config.lock, scope=lock_scope(where)))
         asyncio.run(
             serve(
                 settings,

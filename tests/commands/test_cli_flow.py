@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.cli import run
-from reconciler.lock import AccountLock
+from reconciler.lock import account_lock
 from tests.commands.cli_support import Invoke, make_invoke, point_at, writes
 
 DESIRED = """\
@@ -131,8 +131,8 @@ def test_import_writes_a_file_that_plans_empty(cli, sandbox) -> None:  # type: i
     assert writes(sandbox) == []
 
 
-def test_second_apply_fails_at_once_while_the_lock_is_held(cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    with AccountLock("demo", tmp_path / ".reconciler"):
+def test_second_apply_fails_at_once_while_the_lock_is_held(cli, sandbox) -> None:  # type: ignore[no-untyped-def]
+    with account_lock(None, base_url=sandbox.api_url, user_id="demo"):
         result = cli("apply", "-f", "desired.yaml", "--auto-approve")
     assert result.code == 6
     assert "pid" in result.err

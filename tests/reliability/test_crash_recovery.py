@@ -9,14 +9,12 @@ the process with SIGKILL, releases the request and applies again.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from conftest import RunningSandbox, SandboxFactory
+from cli_process import finish, sandbox_env, start_cli
+from conftest import SandboxFactory
 from reliability_support import last_id, orders_since, position
 
 from reconciler.cli import run
@@ -31,17 +29,6 @@ symbols:
 """
 
 
-def environment(sandbox: RunningSandbox) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        LEVRET_API_KEY_ID="demo-key",
-        LEVRET_API_KEY_SECRET="demo-secret",
-        LEVRET_BASE_URL=sandbox.api_url,
-        LEVRET_USER_ID="demo",
-    )
-    return env
-
-
 @pytest.mark.parametrize("when", ["before", "after"])
 def test_apply_killed_mid_call_then_rerun_converges_once(
     sandbox_factory: SandboxFactory,
@@ -53,12 +40,8 @@ def test_apply_killed_mid_call_then_rerun_converges_once(
     (tmp_path / "desired.yaml").write_text(DESIRED)
     mark = last_id(sandbox, "orders")
     sandbox.set_faults({"hold": {"when": when, "path": "/order", "count": 1}})
-    process = subprocess.Popen(
-        [sys.executable, "-c", "from reconciler.cli import main; main()",
-         "apply", "-f", "desired.yaml", "--auto-approve"],
-        cwd=tmp_path, env=environment(sandbox),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
+    process = start_cli(tmp_path, sandbox_env(sandbox), "apply", "-f", "desired.yaml",
+                        "--auto-approve")  # fmt: skip
     try:
         held = sandbox.control("POST", "held", {"timeout": 60})
         assert held == [{"path": "/order", "when": when}], process.poll()
@@ -68,16 +51,14 @@ def test_apply_killed_mid_call_then_rerun_converges_once(
         assert records[-1]["request"]["path"] == "/order"
         process.kill()
     finally:
-        process.wait(timeout=30)
-        process.stdout.close()  # type: ignore[union-attr]
-        process.stderr.close()  # type: ignore[union-attr]
+        finish(process)
     sandbox.control("POST", "release")
     sandbox.set_faults({})
     executed = orders_since(sandbox, "demo", mark)
     assert len(executed) == (0 if when == "before" else 1)
 
     # The kernel released the dead process's lock; the journal ends at the intent.
-    for name, value in environment(sandbox).items():
+    for name, value in sandbox_env(sandbox).items():
         monkeypatch.setenv(name, value)
     monkeypatch.chdir(tmp_path)
     assert run(["apply", "-f", "desired.yaml", "--auto-approve"]) == 0

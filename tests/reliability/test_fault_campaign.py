@@ -2,10 +2,11 @@
 
 The full campaign (2,000 scenarios per profile, docs/RELIABILITY.md) runs the same code; the
 ideal slice (100 scenarios) keeps every fault kind in the suite's path on every run. The
-realistic slice (24 scenarios, 8 at a time per worker, to keep the suite's time) lays the same faults over the
-`realistic` sandbox profile: read lag, a book with depth, partial resting fills, stops with
-slippage. Apply must still never duplicate an order nor overshoot a target there: it waits
-for its own accepted writes to show in the lagging reads before it re-plans.
+realistic slice (24 scenarios, 8 at a time per worker, to keep the suite's time) lays the
+same faults over the `realistic` sandbox profile: read lag, a book with depth, partial
+resting fills, stops with slippage. Apply must still never duplicate an order nor overshoot a
+target there: it waits for its own accepted writes to show in the lagging reads before it
+re-plans.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 - a distinctive secret never appears in any output of a real `reconciler` process (stdout,
   stderr with `-vv`, journal, saved plan, anything it writes), across success, unknown
   outcomes, refusals and a network failure;
+- nor does the lock server's DSN (or its password), across a shared-lock apply, a lock held
+  by another, an unreachable lock server and a DSN that does not parse;
 - plain `http://` is refused except to loopback;
 - a credentials file others can read is refused (`reconciler/credentials_file.py`);
 - the sandbox refuses replayed and expired signatures.
@@ -10,22 +12,24 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_process import run_cli, sandbox_env
 from conftest import RunningSandbox, SandboxFactory
+from postgres_server import PostgresServer
+from pydantic import SecretStr
 from signing import expect_error, now_ms, signed_request
 
 from reconciler.cli import run
 from reconciler.credentials_file import CredentialsFileError, load_credentials_file
 from reconciler.exchange.settings import ClientSettings
+from reconciler.lock import LockOptions, account_lock
 
 SECRET = "Zq7-leak-canary-3f9b1c2e8d4a6f0b-DO-NOT-PRINT"
+LOCK_PASSWORD = "Lk4-lock-canary-9a2e7c1d5b3f-DO-NOT-PRINT"
 DESIRED = """\
 version: 1
 account: {user_id: canary}
@@ -36,14 +40,6 @@ symbols:
   ETH_USDT:
     position: {side: short, size: 2, leverage: 5, take_profit: 2000}
 """
-
-
-def reconciler(cwd: Path, env: dict[str, str], *args: str) -> tuple[int, str]:
-    done = subprocess.run(
-        [sys.executable, "-c", "from reconciler.cli import main; main()", *args],
-        cwd=cwd, env=env, capture_output=True, timeout=60, check=False,
-    )  # fmt: skip
-    return done.returncode, (done.stdout + done.stderr).decode("utf-8", "replace")
 
 
 def closed_port() -> int:
@@ -60,39 +56,77 @@ def test_the_secret_appears_in_no_output_of_any_run(
     tmp_path = tmp_path / "work"  # the sandbox's own database (which holds the key) stays out
     tmp_path.mkdir()
     (tmp_path / "desired.yaml").write_text(DESIRED)
-    env = dict(os.environ)
-    env.update(
-        LEVRET_API_KEY_ID="canary-key",
-        LEVRET_API_KEY_SECRET=SECRET,
-        LEVRET_BASE_URL=sandbox.api_url,
-    )
+    env = sandbox_env(sandbox, LEVRET_API_KEY_ID="canary-key", LEVRET_API_KEY_SECRET=SECRET)
+    env.pop("LEVRET_USER_ID")
     outputs: list[str] = []
     runs = [
         ("-vv", "plan", "-f", "desired.yaml", "--out", "plan.json", "--format", "json"),
         ("-vv", "show", "plan.json"),
     ]
     for args in runs:
-        outputs.append(reconciler(tmp_path, env, *args)[1])
+        outputs.append(run_cli(tmp_path, env, *args)[1])
     sandbox.set_faults({"seed": 3, "drop_after_commit": 0.3, "garbage_after_commit": 0.2})
-    code, text = reconciler(tmp_path, env, "-vv", "apply", "-f", "desired.yaml", "--auto-approve")
+    code, text = run_cli(tmp_path, env, "-vv", "apply", "-f", "desired.yaml", "--auto-approve")
     outputs.append(text)
     assert code in (0, 5), text
     sandbox.set_faults({})
     # A refusal (wrong key), and a network failure (nothing listening).
     wrong = {**env, "LEVRET_API_KEY_SECRET": SECRET + "x"}
-    outputs.append(reconciler(tmp_path, wrong, "-vv", "plan", "-f", "desired.yaml")[1])
+    outputs.append(run_cli(tmp_path, wrong, "-vv", "plan", "-f", "desired.yaml")[1])
     gone = {**env, "LEVRET_BASE_URL": f"http://127.0.0.1:{closed_port()}/api/v1"}
-    code, text = reconciler(tmp_path, gone, "-vv", "apply", "-f", "desired.yaml", "--auto-approve")
+    code, text = run_cli(tmp_path, gone, "-vv", "apply", "-f", "desired.yaml", "--auto-approve")
     outputs.append(text)
     assert code == 1 and "Error" in text
 
-    written = [p for p in tmp_path.rglob("*") if p.is_file() and p.name != "desired.yaml"]
-    assert any(p.suffix == ".jsonl" for p in written) and (tmp_path / "plan.json").exists()
-    for path in written:
-        outputs.append(path.read_bytes().decode("utf-8", "replace"))
+    assert any(tmp_path.rglob("*.jsonl")) and (tmp_path / "plan.json").exists()
+    outputs.extend(written_text(tmp_path))
     leaks = [text for text in outputs if SECRET in text or SECRET[:20] in text]
     assert leaks == []
     assert any("canary-key" in text or "POST" in text for text in outputs)  # -vv did log
+
+
+def written_text(*directories: Path) -> list[str]:
+    return [
+        path.read_bytes().decode("utf-8", "replace")
+        for directory in directories
+        for path in directory.rglob("*")
+        if path.is_file()
+    ]
+
+
+def test_the_lock_dsn_appears_in_no_output_of_any_run(
+    sandbox_factory: SandboxFactory, tmp_path: Path, postgres: PostgresServer
+) -> None:
+    sandbox = sandbox_factory(rate_limit=1_000_000)
+    sandbox.create_account("canary", "canary-key", SECRET, balance=1_000_000)
+    work, state = tmp_path / "work", tmp_path / "state"
+    work.mkdir()
+    (work / "desired.yaml").write_text(DESIRED)
+    dsn = f"{postgres.dsn} password={LOCK_PASSWORD}"  # the server trusts the socket
+    env = sandbox_env(sandbox, LEVRET_API_KEY_ID="canary-key", LEVRET_API_KEY_SECRET=SECRET,
+                      RECONCILER_LOCK_DSN=dsn, RECONCILER_STATE_DIR=str(state))  # fmt: skip
+    env.pop("LEVRET_USER_ID")
+    apply = ("-vv", "apply", "-f", "desired.yaml", "--auto-approve")
+    outputs: list[str] = []
+    code, text = run_cli(work, env, *apply)
+    assert code == 0 and "converged" in text, text
+    outputs.append(text)
+    held = account_lock(None, LockOptions(dsn=SecretStr(dsn)), base_url=sandbox.api_url,
+                        user_id="canary", environ={})  # fmt: skip
+    with held:
+        for extra in ((), ("--lock-dsn", dsn)):
+            code, text = run_cli(work, env, *apply, *extra)
+            assert code == 6 and "PostgreSQL advisory lock" in text, text
+            outputs.append(text)
+    unreachable = f"host={tmp_path} port=1 user=postgres password={LOCK_PASSWORD}"
+    for bad in (unreachable, f"password={LOCK_PASSWORD} not-a-dsn"):
+        code, text = run_cli(work, {**env, "RECONCILER_LOCK_DSN": bad}, *apply)
+        assert code == 1 and "RECONCILER_LOCK_DSN" in text, text
+        outputs.append(text)
+    outputs.extend(written_text(work, state))
+    assert any("journal" in str(path) for path in work.rglob("*.jsonl"))
+    leaks = [text for text in outputs if LOCK_PASSWORD in text or postgres.dsn in text]
+    assert leaks == []
 
 
 def test_plain_http_is_refused_except_to_loopback(
