@@ -24,6 +24,7 @@ from reconciler import jsonnum
 from reconciler.actions import Plan
 from reconciler.apply import ApplyReport, run_apply
 from reconciler.exchange.client import LevretClient
+from reconciler.lock import account_lock
 from reconciler.reader import read_snapshot
 from reconciler.spec import DesiredState, load
 from tests.conftest import RunningSandbox, SandboxFactory
@@ -63,6 +64,8 @@ async def _apply(
             read_snapshot=read_snapshot,
             state_dir=state,
             parallelism=4,
+            # Each scenario is its own exchange: its lock is keyed on its own base URL.
+            lock=account_lock(None, base_url=sandbox.api_url, user_id=USER),
         )
 
 
