@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal, localcontext
 from typing import Any, Literal
 
 from reconciler.actions import (
@@ -54,6 +54,9 @@ __all__ = ["TAKER_FEE_RATE", "enforce", "plan"]
 
 TAKER_FEE_RATE = Decimal("0.0005")
 MARGIN_QUANTUM = Decimal("0.00000001")
+# Digits the planner computes with: a size of 10^15 in steps of 10^-8, valued at a price of
+# 10^15, needs about 40; Python's default of 28 would raise instead of answering.
+PLANNER_PRECISION = 60
 
 Side = Literal["long", "short"]
 
@@ -149,6 +152,12 @@ class Context:
 
 def plan(desired: DesiredState, snapshot: Snapshot) -> Plan:
     """The minimal plan that makes `snapshot` match `desired` (raises SpecError on bad input)."""
+    with localcontext() as wide:
+        wide.prec = PLANNER_PRECISION
+        return _plan(desired, snapshot)
+
+
+def _plan(desired: DesiredState, snapshot: Snapshot) -> Plan:
     problems = check_against_specs(desired, snapshot.specs)
     if problems:
         raise SpecError(problems)

@@ -59,13 +59,20 @@ __all__ = [
 ]
 
 MAX_EXCHANGE_LEVERAGE = 125
+# No price, size or amount of any market comes near 10^15 (more USDT than exists, more
+# contracts than any exchange lists); beyond it a number is a typo, and the planner's exact
+# arithmetic (sizes in steps of 10^-8) would need more digits than it carries.
+MAX_NUMBER = Decimal(10) ** 15
 
 
 def _strict_number(value: Any) -> Any:
     """Numbers only: a string, a boolean or a float is a mistake in a price or a size."""
     if isinstance(value, bool) or not isinstance(value, int | Decimal):
         raise ValueError("must be a number")
-    return Decimal(value)
+    number = Decimal(value)
+    if abs(number) > MAX_NUMBER:
+        raise ValueError(f"{number:.3e} is too large: at most 1e15")
+    return number
 
 
 def _strict_integer(value: Any) -> Any:
@@ -78,7 +85,11 @@ def _strict_integer(value: Any) -> Any:
     return value
 
 
-Number = Annotated[Decimal, BeforeValidator(_strict_number), WithJsonSchema({"type": "number"})]
+Number = Annotated[
+    Decimal,
+    BeforeValidator(_strict_number),
+    WithJsonSchema({"type": "number", "maximum": 10**15}),
+]
 Positive = Annotated[Number, Field(gt=0)]
 NonNegative = Annotated[Number, Field(ge=0)]
 Leverage = Annotated[
