@@ -39,6 +39,7 @@ from reconciler.actions import (
     Risk,
     SymbolChange,
 )
+from reconciler.crossing import crossing_violations
 from reconciler.errors import PolicyViolation, SpecError
 from reconciler.exchange.models import Order, Position
 from reconciler.snapshot import Snapshot
@@ -127,6 +128,7 @@ class SymbolPlan:
     actions: list[Action] = field(default_factory=list)
     after: Holding | None = None
     problems: list[str] = field(default_factory=list)
+    placed: list[int] = field(default_factory=list)  # indices of the file's orders placed
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,9 @@ def _plan(desired: DesiredState, snapshot: Snapshot) -> Plan:
     actions = _execution_order(symbol_plans)
     after = {sp.symbol: sp.after for sp in symbol_plans}
     violations = policy_violations(context, actions, after)
+    violations.extend(
+        crossing_violations(desired, snapshot, {sp.symbol: sp.placed for sp in symbol_plans})
+    )
     return Plan(
         user_id=snapshot.user_id,
         fingerprint=snapshot.fingerprint(),
@@ -229,7 +234,13 @@ def plan_symbol(context: Context, symbol: str) -> SymbolPlan:
             result.after = plan_position(context, symbol, current, target, result.actions)
     if entry.orders is not None:
         result.actions.extend(
-            plan_orders(context, symbol, entry.orders, additive=entry.orders_mode == "additive")
+            plan_orders(
+                context,
+                symbol,
+                entry.orders,
+                additive=entry.orders_mode == "additive",
+                placed=result.placed,
+            )
         )
     return result
 
@@ -504,15 +515,15 @@ def live_order_key(order: Order) -> OrderKey | None:
     return (order.side, order.orderType, order.price, order.remaining, order.reduce_only, leverage)
 
 
-def wanted_order_key(context: Context, symbol: str, order: DesiredOrder) -> OrderKey:
-    leverage = None if order.reduce_only else context.desired.order_leverage(symbol, order)
+def wanted_order_key(desired: DesiredState, symbol: str, order: DesiredOrder) -> OrderKey:
+    leverage = None if order.reduce_only else desired.order_leverage(symbol, order)
     return (order.side, "limit", order.price, order.size, order.reduce_only, leverage)
 
 
 def match_orders(
-    context: Context, symbol: str, wanted: tuple[DesiredOrder, ...], live: tuple[Order, ...]
-) -> tuple[list[Order], list[DesiredOrder], list[Order]]:
-    """Maximum matching of wanted to live orders: (kept, to place, unmatched live).
+    desired: DesiredState, symbol: str, wanted: tuple[DesiredOrder, ...], live: tuple[Order, ...]
+) -> tuple[list[Order], list[int], list[Order]]:
+    """Maximum matching of wanted to live orders: (kept, indices to place, unmatched live).
 
     Matching is equality of keys, so greedy per key is maximum. The oldest live orders are
     kept first: they hold the best queue position.
@@ -523,25 +534,46 @@ def match_orders(
         if key is not None:
             pool.setdefault(key, []).append(order)
     kept: list[Order] = []
-    to_place: list[DesiredOrder] = []
-    for want in wanted:
-        candidates = pool.get(wanted_order_key(context, symbol, want))
+    to_place: list[int] = []
+    for index, want in enumerate(wanted):
+        candidates = pool.get(wanted_order_key(desired, symbol, want))
         if candidates:
             kept.append(candidates.pop(0))
         else:
-            to_place.append(want)
+            to_place.append(index)
     kept_ids = {order.id for order in kept}
     unmatched = [order for order in live if order.id not in kept_ids]
     return kept, to_place, unmatched
 
 
+def symbols_placing_orders(desired: DesiredState, snapshot: Snapshot) -> frozenset[str]:
+    """Managed symbols where the plan will place at least one resting order (no mark needed).
+
+    The reader asks this after reading the orders, to read a mark and the book top only
+    where an order is going to be sent.
+    """
+    placing = set()
+    for symbol, entry in desired.symbols.items():
+        if entry.orders:
+            _, to_place, _ = match_orders(desired, symbol, entry.orders, snapshot.orders(symbol))
+            if to_place:
+                placing.add(symbol)
+    return frozenset(placing)
+
+
 def plan_orders(
-    context: Context, symbol: str, wanted: tuple[DesiredOrder, ...], *, additive: bool
+    context: Context,
+    symbol: str,
+    wanted: tuple[DesiredOrder, ...],
+    *,
+    additive: bool,
+    placed: list[int],
 ) -> list[Action]:
     live = context.snapshot.orders(symbol)
-    _, to_place, unmatched = match_orders(context, symbol, wanted, live)
+    _, to_place, unmatched = match_orders(context.desired, symbol, wanted, live)
     actions = [] if additive else cancel_orders(context, symbol, tuple(unmatched))
-    actions.extend(place_limit(context, symbol, order) for order in to_place)
+    actions.extend(place_limit(context, symbol, wanted[index]) for index in to_place)
+    placed.extend(to_place)
     return actions
 
 
@@ -822,8 +854,7 @@ def _feasibility_violations(
     """What the exchange would refuse or undo, so the plan could never converge.
 
     Margin below the initial requirement is refused; a reduce-only order with nothing to
-    reduce is refused when placed and cancelled by the exchange when resting; a limit order
-    that crosses the mark fills at once instead of resting.
+    reduce is refused when placed and cancelled by the exchange when resting.
     """
     entry = context.desired.symbols.get(symbol)
     wanted_margin = entry is not None and entry.position is not None and entry.position.margin
@@ -832,20 +863,11 @@ def _feasibility_violations(
             f"{symbol}: margin {holding.margin:f} is below the initial requirement "
             f"{holding.requirement:f} at {holding.leverage}x"
         )
-    mark = context.snapshot.mark(symbol)
     for order in (entry.orders or ()) if entry is not None else ():
         if order.reduce_only and not _reduces(holding, order.side):
             yield (
                 f"{symbol}: reduce-only {order.side} {order.size:f} @ {order.price:f} "
                 "has no opposite position to reduce after the plan"
-            )
-        if mark is not None and (
-            (order.side == "buy" and order.price >= mark)
-            or (order.side == "sell" and order.price <= mark)
-        ):
-            yield (
-                f"{symbol}: {order.side} limit @ {order.price:f} crosses the mark {mark:f} "
-                "and would fill at once instead of resting"
             )
 
 
@@ -965,7 +987,8 @@ def _fingerprinted(context: Context, actions: list[Action]) -> list[str]:
 
 
 def _marks_used(context: Context, symbol_plans: list[SymbolPlan]) -> dict[str, Decimal]:
-    """The price of every symbol where the plan trades at market or sized from a price."""
+    """The price of every symbol where the plan trades at market, sized from a price, or
+    places a resting order (judged against it: see `reconciler.crossing`)."""
     marks: dict[str, Decimal] = {}
     for sp in symbol_plans:
         entry = context.desired.symbols.get(sp.symbol)
@@ -976,7 +999,7 @@ def _marks_used(context: Context, symbol_plans: list[SymbolPlan]) -> dict[str, D
             for action in sp.actions
         )
         mark = context.snapshot.mark(sp.symbol)
-        if (sized or trades) and mark is not None:
+        if (sized or trades or sp.placed) and mark is not None:
             marks[sp.symbol] = mark
     return marks
 

@@ -151,13 +151,18 @@ class DesiredPosition(_Model):
 
 
 class DesiredOrder(_Model):
-    """One resting limit order wanted; `leverage` defaults to the symbol's leverage."""
+    """One resting limit order wanted; `leverage` defaults to the symbol's leverage.
+
+    `taker: true` allows an order that crosses the book (it fills at once instead of
+    resting); without it such an order is refused.
+    """
 
     side: Literal["buy", "sell"]
     price: Positive
     size: Positive
     leverage: Leverage | None = None
     reduce_only: StrictBool = False
+    taker: StrictBool = False
 
 
 class DesiredSymbol(_Model):

@@ -21,10 +21,11 @@ from reconciler.exchange.settings import ClientSettings
 from reconciler.planner import plan
 from reconciler.progress import ProgressSink
 from reconciler.reader import read_snapshot
+from reconciler.snapshot import Snapshot
 from reconciler.spec import DesiredState
 from reconciler.spec import fingerprint as desired_fingerprint
 
-__all__ = ["ApplyOptions", "apply_account", "narrow", "plan_account"]
+__all__ = ["ApplyOptions", "apply_account", "narrow", "plan_account", "without_takers"]
 
 
 def narrow(desired: DesiredState, targets: Sequence[str]) -> DesiredState:
@@ -42,6 +43,27 @@ def narrow(desired: DesiredState, targets: Sequence[str]) -> DesiredState:
     kept = {symbol: entry for symbol, entry in desired.symbols.items() if symbol in targets}
     policy = desired.policy.model_copy(update={"unmanaged": "ignore"})
     return desired.model_copy(update={"symbols": kept, "policy": policy})
+
+
+def without_takers(desired: DesiredState) -> DesiredState:
+    """The file as apply re-plans it after a pass: `taker: true` orders are sent once.
+
+    A taker order fills at once, so it never rests; re-planning with it would send it again
+    every pass. Its symbol's other orders are kept (`additive`, so the filled one's absence
+    cancels nothing either).
+    """
+    symbols = dict(desired.symbols)
+    for symbol, entry in desired.symbols.items():
+        if entry.orders and any(order.taker for order in entry.orders):
+            kept = tuple(order for order in entry.orders if not order.taker)
+            symbols[symbol] = entry.model_copy(update={"orders": kept, "orders_mode": "additive"})
+    if symbols == desired.symbols:
+        return desired
+    return desired.model_copy(update={"symbols": symbols})
+
+
+def _replan(desired: DesiredState, snapshot: Snapshot) -> Plan:
+    return plan(without_takers(desired), snapshot)
 
 
 async def plan_account(
@@ -89,6 +111,7 @@ async def apply_account(
             client=client,
             desired=desired,
             read_snapshot=read_snapshot,
+            planner=_replan,
             state_dir=options.state_dir,
             journal_path=journal,
             max_age_ms=options.max_plan_age_ms,

@@ -450,7 +450,10 @@ symbols:
 """)
     text = "\n".join(plan(want, snapshot()).violations)
     assert "below the initial requirement" in text
-    assert "crosses the mark" in text
+    assert (
+        "desired.yaml:7:28: symbols.BTC_USDT.orders[0].price: buy limit @ 50000 would fill "
+        "at once: at or above the mark 45000"
+    ) in text
     assert "has no opposite position" in text
 
 

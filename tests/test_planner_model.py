@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from reconciler.actions import POSITION_ID_PLACEHOLDER, Action, Plan
 from reconciler.exchange.models import AccountOverview, MarketStats, Order, Position, SymbolSpec
-from reconciler.planner import plan
+from reconciler.planner import plan, symbols_placing_orders
 from reconciler.sandbox.engine import Exchange
 from reconciler.snapshot import Snapshot, needs
 from reconciler.spec import DesiredState
@@ -221,20 +221,21 @@ def read(exchange: Exchange, desired: DesiredState, equity: Decimal | None = Non
             break
         page += 1
     wanted = needs(desired)
-    marks = {}
-    for symbol in sorted(wanted.stats_for(p.symbol for p in positions)):
-        stats = MarketStats.model_validate(exchange.market_stats(symbol))
-        marks[symbol] = stats.markPrice
     if wanted.equity and equity is None:
         equity = AccountOverview.model_validate(exchange.account_overview(USER)).equity
-    return Snapshot(
+    read = Snapshot(
         user_id=USER,
         specs={s.symbol: s for s in specs},
         positions={p.symbol: p for p in positions},
         open_orders={symbol: tuple(items) for symbol, items in orders.items()},
-        marks=marks,
         equity=equity if wanted.equity else None,
     )
+    placing = symbols_placing_orders(desired, read) - set(read.positions)
+    marks = {}
+    for symbol in sorted(wanted.stats_for(read.positions) | placing):
+        stats = MarketStats.model_validate(exchange.market_stats(symbol))
+        marks[symbol] = stats.markPrice
+    return read.model_copy(update={"marks": marks})
 
 
 def apply(exchange: Exchange, actions: tuple[Action, ...]) -> None:

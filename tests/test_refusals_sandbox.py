@@ -32,6 +32,16 @@ def _sent(sandbox: Any) -> list[tuple[str, str]]:
     return [(entry["method"], entry["path"]) for entry in writes(sandbox)]
 
 
+def _names(text: str, where: str, field: str, fragment: str = "") -> bool:
+    """Some line of `text` names `file:line:` (`where`), the field, and the fragment."""
+    return any(
+        line.startswith(("Error: " + where + ":", where + ":", "  - " + where + ":"))
+        and f": {field}: " in line
+        and fragment in line
+        for line in text.splitlines()
+    )
+
+
 def test_huge_numbers_are_a_located_error_not_a_traceback(cli, sandbox, tmp_path) -> None:  # type: ignore[no-untyped-def]
     name = _write(
         tmp_path,
@@ -52,3 +62,80 @@ def test_huge_numbers_are_a_located_error_not_a_traceback(cli, sandbox, tmp_path
         assert f"{name}:5:34: symbols.BTC_USDT.position.size: " in result.err
         assert f"{name}:7:39: symbols.ETH_USDT.position.notional: " in result.err
     assert sandbox.requests() == []  # refused before even a read
+
+
+def test_crossed_take_profit_and_stop_loss_are_refused_naming_the_field(
+    cli, sandbox, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    name = _write(
+        tmp_path,
+        "symbols:\n"
+        "  BTC_USDT:\n"
+        "    position: {side: long, size: 0.2, leverage: 10, take_profit: 44000}\n"
+        "  ETH_USDT:\n"
+        "    position: {side: short, size: 3, stop_loss: 2400}\n"
+        "  SOL_USDT:\n"
+        "    position: {side: long, size: 1, stop_loss: 101}\n",
+    )
+    plan = cli("plan", "-f", name)
+    applied = cli("apply", "-f", name, "--auto-approve")
+    for result in (plan, applied):
+        assert result.code == 4, result.err
+        assert (
+            f"{name}:5:66: symbols.BTC_USDT.position.take_profit: take_profit 44000 of a long "
+            "is at or below the mark 45000"
+        ) in result.err
+        assert _names(result.err, f"{name}:7", "symbols.ETH_USDT.position.stop_loss", "2400")
+        assert _names(result.err, f"{name}:9", "symbols.SOL_USDT.position.stop_loss", "101")
+    assert writes(sandbox) == []
+
+
+def test_crossing_resting_orders_are_refused_even_where_no_mark_was_needed(
+    cli, sandbox, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    # SOL is wanted flat and DOGE has only orders: before, neither mark was read at all.
+    name = _write(
+        tmp_path,
+        "symbols:\n"
+        "  SOL_USDT:\n"
+        "    position: {side: flat}\n"
+        "    orders:\n"
+        "      - {side: buy, price: 90, size: 10}\n"
+        "      - {side: buy, price: 100, size: 10}\n"
+        "  DOGE_USDT:\n"
+        "    orders: [{side: sell, price: 0.08, size: 1000}]\n",
+    )
+    plan = cli("plan", "-f", name)
+    applied = cli("apply", "-f", name, "--auto-approve")
+    for result in (plan, applied):
+        assert result.code == 4, result.err
+        assert (
+            f"{name}:8:28: symbols.SOL_USDT.orders[1].price: buy limit @ 100 would fill at once"
+        ) in result.err
+        assert _names(
+            result.err, f"{name}:10", "symbols.DOGE_USDT.orders[0].price", "sell limit @ 0.08"
+        )
+        assert "symbols.SOL_USDT.orders[0]" not in result.err  # the buy at 90 rests
+    assert writes(sandbox) == []
+    reads = {entry["path"] for entry in sandbox.requests()}
+    for symbol in ("SOL_USDT", "DOGE_USDT"):
+        assert f"/api/v1/market/orderbook?symbol={symbol}&depth=1" in reads
+        assert f"/api/v1/market/market-stats?symbol={symbol}" in reads
+
+    # `taker: true` sends the crossing order on purpose: it fills at once, and apply's
+    # later passes do not send it again although it does not rest.
+    (tmp_path / name).write_text(
+        (tmp_path / name)
+        .read_text()
+        .replace(
+            "{side: buy, price: 100, size: 10}", "{side: buy, price: 100, size: 10, taker: true}"
+        )
+        .replace("    position: {side: flat}\n", "")
+        .replace("  DOGE_USDT:\n    orders: [{side: sell, price: 0.08, size: 1000}]\n", "")
+    )
+    sandbox.clear_requests()
+    applied = cli("apply", "-f", name, "--auto-approve")
+    assert applied.code == 0, applied.err
+    assert _sent(sandbox) == [("POST", "/api/v1/order/cancel"), ("POST", "/api/v1/order")]
+    (position,) = sandbox.exchange.positions("demo", "SOL_USDT")
+    assert (position["side"], position["size"]) == ("long", 10)
