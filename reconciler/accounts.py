@@ -170,6 +170,7 @@ class Outcome:
     plan: Plan | None = None
     error: str | None = None
     report: ApplyReport | None = None
+    saved: bool = False  # the plan came from a file: a proposal, planned again before it runs
 
     @property
     def user_id(self) -> str:
@@ -264,7 +265,8 @@ def with_saved_plans(
                 )
             )
         elif outcome.error is None:
-            outcome = replace(outcome, plan=planned, code=4 if planned.violations else 0)
+            code = 4 if planned.violations else 0
+            outcome = replace(outcome, plan=planned, code=code, saved=True)
         outcomes.append(outcome)
     return outcomes
 
@@ -321,6 +323,7 @@ async def apply_all(
             outcome.plan,
             progress=progress,
             options=options,
+            saved=outcome.saved,
         )
         return replace(outcome, report=report, code=report.exit_code)
 

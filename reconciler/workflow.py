@@ -15,11 +15,12 @@ from pathlib import Path
 from reconciler.actions import Plan
 from reconciler.apply import DEFAULT_MAX_PRICE_MOVE_BPS, ApplyReport, run_apply
 from reconciler.connection import STATE_DIR
-from reconciler.errors import PreconditionFailed, SpecError
+from reconciler.errors import PolicyViolation, PreconditionFailed, SpecError
 from reconciler.exchange.client import LevretClient
 from reconciler.exchange.settings import ClientSettings
 from reconciler.planner import plan
 from reconciler.progress import ProgressSink
+from reconciler.proposal import first_difference, for_execution
 from reconciler.reader import read_snapshot
 from reconciler.snapshot import Snapshot
 from reconciler.spec import DesiredState
@@ -62,6 +63,27 @@ def without_takers(desired: DesiredState) -> DesiredState:
     return desired.model_copy(update={"symbols": symbols})
 
 
+async def _confirm_saved(client: LevretClient, desired: DesiredState, saved: Plan) -> Plan:
+    """The plan made now, if it sends exactly the saved calls; else exit 3 (or 4) unsent."""
+    snapshot = await read_snapshot(client, desired)
+    fresh = plan(desired, snapshot)
+    difference = first_difference(saved, fresh)
+    if difference is not None:
+        weighted = any(
+            entry.position is not None and entry.position.weight is not None
+            for entry in desired.symbols.values()
+        )
+        if weighted and snapshot.equity is not None:
+            difference += f" (sizes follow weight: the account's equity is now {snapshot.equity:f})"
+        raise PreconditionFailed(
+            "the saved plan is not what a plan made now would send; nothing was sent, "
+            f"re-run plan:\n{difference}"
+        )
+    if fresh.violations:
+        raise PolicyViolation(list(fresh.violations))
+    return for_execution(saved, fresh)
+
+
 def _replan(desired: DesiredState, snapshot: Snapshot) -> Plan:
     return plan(without_takers(desired), snapshot)
 
@@ -97,8 +119,13 @@ async def apply_account(
     progress: ProgressSink,
     journal: Path | None = None,
     options: ApplyOptions = ApplyOptions(),
+    saved: bool = False,
 ) -> ApplyReport:
-    """Execute `planned` on the account (locked, journalled, freshness-checked, verified)."""
+    """Execute `planned` on the account (locked, journalled, freshness-checked, verified).
+
+    `saved`: the plan was read from a file, so it is only a proposal: it is planned again now
+    and executed only if the fresh plan makes the same calls (see `reconciler.proposal`).
+    """
     wanted = desired_fingerprint(desired)
     if planned.desired_fingerprint is not None and planned.desired_fingerprint != wanted:
         raise PreconditionFailed(
@@ -106,6 +133,8 @@ async def apply_account(
             "(the file or --target changed); re-run plan"
         )
     async with LevretClient(settings) as client:
+        if saved:
+            planned = await _confirm_saved(client, desired, planned)
         return await run_apply(
             planned,
             client=client,

@@ -8,6 +8,7 @@ message to prove it names what was refused.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -139,3 +140,52 @@ def test_crossing_resting_orders_are_refused_even_where_no_mark_was_needed(
     assert _sent(sandbox) == [("POST", "/api/v1/order/cancel"), ("POST", "/api/v1/order")]
     (position,) = sandbox.exchange.positions("demo", "SOL_USDT")
     assert (position["side"], position["size"]) == ("long", 10)
+
+
+def test_an_edited_saved_plan_is_never_sent_and_show_says_why(cli, sandbox, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    name = _write(
+        tmp_path,
+        "policy: {max_order_notional: 20000}\n"
+        "symbols:\n"
+        "  BTC_USDT:\n"
+        "    position: {side: long, size: 0.5, leverage: 10}\n",
+    )
+    assert cli("plan", "-f", name, "--out", "plan.json").code == 0
+    text = (tmp_path / "plan.json").read_text()
+    assert text.count('"size": 0.3') == 1  # the one market order: +0.3 BTC
+    (tmp_path / "plan.json").write_text(text.replace('"size": 0.3', '"size": 3'))
+
+    shown = cli("show", "plan.json", "-f", name)
+    assert shown.code == 4, shown.err
+    assert "Policy: ok" not in shown.out
+    assert "order notional 135000 exceeds policy.max_order_notional 20000" in shown.err
+    alone = cli("show", "plan.json")
+    assert alone.code == 4 and "the saved plan was edited" in alone.err
+
+    applied = cli("apply", "plan.json", "-f", name)
+    assert applied.code == 3, applied.err
+    assert "call 1: the saved plan sends place_order BTC_USDT: POST /order" in applied.err
+    assert '"size":3' in applied.err and '"size":0.3' in applied.err
+    assert writes(sandbox) == []
+
+
+def test_a_weight_sized_saved_plan_is_stale_once_equity_fell(cli, sandbox, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    name = _write(
+        tmp_path, "symbols:\n  SOL_USDT:\n    position: {side: long, weight: 0.1, leverage: 5}\n"
+    )
+    assert cli("plan", "-f", name, "--out", "plan.json").code == 0
+    # An unmanaged long of 6000 AVAX at 5x loses 5.7 USDT each: a third of the equity.
+    sandbox.exchange.place_order(
+        "demo",
+        {"userId": "demo", "symbol": "AVAX_USDT", "side": "buy", "orderType": "market",
+         "size": 6000, "leverage": 5},
+    )  # fmt: skip
+    sandbox.set_prices({"AVAX_USDT": "30.3"})
+    equity = sandbox.exchange.account_overview("demo")["equity"]
+    assert equity < 67_000
+    sandbox.clear_requests()
+    applied = cli("apply", "plan.json", "-f", name)
+    assert applied.code == 3, applied.err
+    assert f"sizes follow weight: the account's equity is now {equity.normalize():f}" in applied.err
+    assert "call 1: the saved plan sends place_order SOL_USDT" in applied.err
+    assert writes(sandbox) == []

@@ -1,7 +1,9 @@
 """`reconciler apply`: plan (or load a saved plan), confirm, execute, verify.
 
 `apply -f FILE` plans now and asks for `yes`; `apply PLAN.json` executes a plan reviewed
-earlier (for example in a pull request) only if the account still looks as it did then.
+earlier (for example in a pull request) only if a plan made now from the live account and
+FILE makes exactly the same calls (see `reconciler.proposal`) and the account still looks as
+it did then. An edited plan is never sent as stored.
 
 Several files (or a directory) apply every account: all are planned concurrently and shown
 one section per account; without `--auto-approve` each account with changes is asked for
@@ -172,7 +174,13 @@ def apply(
                 progress = PlainProgress(console.err)
             report = asyncio.run(
                 apply_account(
-                    settings, desired, plan, progress=progress, journal=journal, options=options
+                    settings,
+                    desired,
+                    plan,
+                    progress=progress,
+                    journal=journal,
+                    options=options,
+                    saved=saved is not None,
                 )
             )
     if report.exit_code != 0:
