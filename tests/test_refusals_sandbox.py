@@ -8,7 +8,6 @@ message to prove it names what was refused.
 
 from __future__ import annotations
 
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 

@@ -1,7 +1,8 @@
 """`reconciler show PLAN.json [-f FILE]`: render a saved plan, judged afresh, e.g. in a PR.
 
-A stored "ok" is never taken on trust: the saved requests are judged again (`reconciler.proposal.saved_violations`), by FILE's policy when `-f` names it, and
-checked against their own notional in any case. Exit 4 when anything is wrong, as `plan`.
+A stored "ok" is never taken on trust: the saved requests are judged again
+(`reconciler.proposal.saved_violations`), by FILE's policy when `-f` names it, and checked
+against their own notional in any case. Exit 4 when anything is wrong, as `plan`.
 """
 
 from __future__ import annotations
