@@ -223,13 +223,19 @@ async def _each(
 
 
 async def plan_all(
-    accounts: Sequence[AccountFile], where: Endpoint, *, now_ms: int | None = None
+    accounts: Sequence[AccountFile],
+    where: Endpoint,
+    *,
+    now_ms: int | None = None,
+    allow_flatten: bool = False,
 ) -> list[Outcome]:
     """Read and plan every account concurrently. Codes: 4 for violations, 1 for errors."""
 
     async def one(outcome: Outcome) -> Outcome:
         assert outcome.settings is not None
-        planned = await plan_account(outcome.settings, outcome.account.desired, now_ms=now_ms)
+        planned = await plan_account(
+            outcome.settings, outcome.account.desired, now_ms=now_ms, allow_flatten=allow_flatten
+        )
         return replace(outcome, plan=planned, code=4 if planned.violations else 0)
 
     return await _each(_resolve(accounts, where), one)

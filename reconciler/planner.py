@@ -152,14 +152,18 @@ class Context:
 # -- the plan --------------------------------------------------------------------------------
 
 
-def plan(desired: DesiredState, snapshot: Snapshot) -> Plan:
-    """The minimal plan that makes `snapshot` match `desired` (raises SpecError on bad input)."""
+def plan(desired: DesiredState, snapshot: Snapshot, *, allow_flatten: bool = False) -> Plan:
+    """The minimal plan that makes `snapshot` match `desired` (raises SpecError on bad input).
+
+    `allow_flatten` (the CLI's `--allow-flatten`) lifts the refusal of a plan that closes
+    every position of the account or more than `policy.max_closes`.
+    """
     with localcontext() as wide:
         wide.prec = PLANNER_PRECISION
-        return _plan(desired, snapshot)
+        return _plan(desired, snapshot, allow_flatten)
 
 
-def _plan(desired: DesiredState, snapshot: Snapshot) -> Plan:
+def _plan(desired: DesiredState, snapshot: Snapshot, allow_flatten: bool) -> Plan:
     problems = check_against_specs(desired, snapshot.specs)
     if problems:
         raise SpecError(problems)
@@ -174,6 +178,8 @@ def _plan(desired: DesiredState, snapshot: Snapshot) -> Plan:
     violations.extend(
         crossing_violations(desired, snapshot, {sp.symbol: sp.placed for sp in symbol_plans})
     )
+    if not allow_flatten:
+        violations.extend(_flatten_violations(context, actions, after))
     return Plan(
         user_id=snapshot.user_id,
         fingerprint=snapshot.fingerprint(),
@@ -869,6 +875,25 @@ def _feasibility_violations(
                 f"{symbol}: reduce-only {order.side} {order.size:f} @ {order.price:f} "
                 "has no opposite position to reduce after the plan"
             )
+
+
+def _flatten_violations(
+    context: Context, actions: list[Action], after: dict[str, Holding | None]
+) -> Iterator[str]:
+    """No plan closes the whole account, or more than `policy.max_closes`, without consent."""
+    closes = sorted(action.symbol for action in actions if action.kind == "close_position")
+    if not closes:
+        return
+    live = len(context.snapshot.positions)
+    remaining = sum(1 for holding in _resulting_holdings(context, after).values() if holding)
+    hint = "give --allow-flatten to allow it"
+    if remaining == 0:
+        yield (
+            f"the plan closes every position of the account ({live}: {', '.join(closes)}); " + hint
+        )
+    cap = context.desired.policy.max_closes
+    if cap is not None and len(closes) > cap:
+        yield f"the plan closes {len(closes)} positions, more than policy.max_closes {cap}; " + hint
 
 
 def _reduces(holding: Holding | None, side: str) -> bool:

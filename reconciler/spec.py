@@ -135,6 +135,7 @@ class Policy(_Model):
     max_gross_notional: Positive | None = None
     allowed_symbols: tuple[SymbolName, ...] | None = None
     unmanaged: Literal["ignore", "close"] = "ignore"
+    max_closes: Annotated[int, BeforeValidator(_strict_integer), Field(ge=0)] | None = None
 
 
 class DesiredPosition(_Model):

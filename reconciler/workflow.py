@@ -7,7 +7,7 @@ one file and many files go through exactly the same steps.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -63,10 +63,12 @@ def without_takers(desired: DesiredState) -> DesiredState:
     return desired.model_copy(update={"symbols": symbols})
 
 
-async def _confirm_saved(client: LevretClient, desired: DesiredState, saved: Plan) -> Plan:
+async def _confirm_saved(
+    client: LevretClient, desired: DesiredState, saved: Plan, allow_flatten: bool
+) -> Plan:
     """The plan made now, if it sends exactly the saved calls; else exit 3 (or 4) unsent."""
     snapshot = await read_snapshot(client, desired)
-    fresh = plan(desired, snapshot)
+    fresh = plan(desired, snapshot, allow_flatten=allow_flatten)
     difference = first_difference(saved, fresh)
     if difference is not None:
         weighted = any(
@@ -84,17 +86,26 @@ async def _confirm_saved(client: LevretClient, desired: DesiredState, saved: Pla
     return for_execution(saved, fresh)
 
 
-def _replan(desired: DesiredState, snapshot: Snapshot) -> Plan:
-    return plan(without_takers(desired), snapshot)
+def _replanner(allow_flatten: bool) -> Callable[[DesiredState, Snapshot], Plan]:
+    """How apply re-plans after a pass: without taker orders, with the same flatten consent."""
+
+    def replan(desired: DesiredState, snapshot: Snapshot) -> Plan:
+        return plan(without_takers(desired), snapshot, allow_flatten=allow_flatten)
+
+    return replan
 
 
 async def plan_account(
-    settings: ClientSettings, desired: DesiredState, *, now_ms: int | None = None
+    settings: ClientSettings,
+    desired: DesiredState,
+    *,
+    now_ms: int | None = None,
+    allow_flatten: bool = False,
 ) -> Plan:
     """Read what the plan needs and compute it; `now_ms` stamps the plan for staleness checks."""
     async with LevretClient(settings) as client:
         snapshot = await read_snapshot(client, desired)
-    result = plan(desired, snapshot)
+    result = plan(desired, snapshot, allow_flatten=allow_flatten)
     if now_ms is not None:
         result = result.model_copy(update={"created_at_ms": now_ms})
     return result
@@ -109,6 +120,7 @@ class ApplyOptions:
     parallelism: int = 4
     max_passes: int = 3
     state_dir: Path = STATE_DIR
+    allow_flatten: bool = False  # `--allow-flatten`: a plan may close every position
 
 
 async def apply_account(
@@ -134,13 +146,13 @@ async def apply_account(
         )
     async with LevretClient(settings) as client:
         if saved:
-            planned = await _confirm_saved(client, desired, planned)
+            planned = await _confirm_saved(client, desired, planned, options.allow_flatten)
         return await run_apply(
             planned,
             client=client,
             desired=desired,
             read_snapshot=read_snapshot,
-            planner=_replan,
+            planner=_replanner(options.allow_flatten),
             state_dir=options.state_dir,
             journal_path=journal,
             max_age_ms=options.max_plan_age_ms,

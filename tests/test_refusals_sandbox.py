@@ -188,3 +188,30 @@ def test_a_weight_sized_saved_plan_is_stale_once_equity_fell(cli, sandbox, tmp_p
     assert f"sizes follow weight: the account's equity is now {equity.normalize():f}" in applied.err
     assert "call 1: the saved plan sends place_order SOL_USDT" in applied.err
     assert writes(sandbox) == []
+
+
+def test_emptied_symbols_with_unmanaged_close_do_not_flatten_the_account(
+    cli, sandbox, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    name = _write(tmp_path, "policy: {unmanaged: close}\nsymbols: {}\n")
+    for command in (("plan", "-f", name), ("apply", "-f", name, "--auto-approve")):
+        result = cli(*command)
+        assert result.code == 4, result.err
+        assert (
+            "the plan closes every position of the account (2: BTC_USDT, ETH_USDT); "
+            "give --allow-flatten"
+        ) in result.err
+    assert writes(sandbox) == []
+
+    capped = _write(
+        tmp_path,
+        "policy: {max_closes: 0}\nsymbols:\n  ETH_USDT:\n    position: {side: flat}\n",
+        "capped.yaml",
+    )
+    result = cli("apply", "-f", capped, "--auto-approve")
+    assert result.code == 4 and "more than policy.max_closes 0" in result.err
+    assert writes(sandbox) == []
+
+    consented = cli("apply", "-f", name, "--auto-approve", "--allow-flatten")
+    assert consented.code == 0, consented.err
+    assert sandbox.exchange.positions("demo", None) == []

@@ -100,6 +100,11 @@ def _saved_plan(plan_file: Path) -> Plan:
     show_default=True,
     help="Refuse a saved plan whose marks moved more than this.",
 )
+@click.option(
+    "--allow-flatten",
+    is_flag=True,
+    help="Allow a plan that closes every position, or more than policy.max_closes.",
+)
 @click.option("--parallelism", type=click.IntRange(1, 64), default=4, show_default=True)
 @click.option("--max-passes", type=click.IntRange(1, 10), default=3, show_default=True)
 @click.option(
@@ -117,6 +122,7 @@ def apply(
     target: tuple[str, ...],
     max_plan_age: str,
     max_price_move_bps: Decimal,
+    allow_flatten: bool,
     parallelism: int,
     max_passes: int,
     journal: Path | None,
@@ -130,6 +136,7 @@ def apply(
         max_price_move_bps=max_price_move_bps,
         parallelism=parallelism,
         max_passes=max_passes,
+        allow_flatten=allow_flatten,
     )
     if is_multi(files):
         if journal is not None:
@@ -154,7 +161,9 @@ def apply(
     with endpoint(sandbox=sandbox, base_url=base_url) as where:
         settings = client_settings(where, desired)
         if saved is None:
-            plan = asyncio.run(plan_account(settings, desired, now_ms=now_ms()))
+            plan = asyncio.run(
+                plan_account(settings, desired, now_ms=now_ms(), allow_flatten=allow_flatten)
+            )
             console.data(render(plan, output_format, console))
         else:
             plan = saved
@@ -206,7 +215,9 @@ def _apply_many(
     saved = load_saved_plans(plan_dir, accounts) if plan_dir is not None else None
     with endpoint(sandbox=sandbox, base_url=base_url) as where:
         if saved is None:
-            outcomes = asyncio.run(plan_all(accounts, where, now_ms=now_ms()))
+            outcomes = asyncio.run(
+                plan_all(accounts, where, now_ms=now_ms(), allow_flatten=options.allow_flatten)
+            )
             show_plans(console, outcomes, output_format)
         else:
             outcomes = with_saved_plans(accounts, where, saved)
