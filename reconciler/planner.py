@@ -110,6 +110,9 @@ class Target:
     margin: Decimal | None
     take_profit: Decimal | None
     stop_loss: Decimal | None
+    # Left out of the file: keep what a position that stays open has (a new one has none).
+    keep_take_profit: bool = False
+    keep_stop_loss: bool = False
 
     @property
     def side(self) -> Side:
@@ -288,7 +291,16 @@ def resolve_target(
             )
             return None
     signed = size if wanted.side == "long" else -size
-    return Target(signed, leverage, wanted.margin, wanted.take_profit, wanted.stop_loss)
+    given = wanted.model_fields_set
+    return Target(
+        signed,
+        leverage,
+        wanted.margin,
+        wanted.take_profit,
+        wanted.stop_loss,
+        keep_take_profit="take_profit" not in given,
+        keep_stop_loss="stop_loss" not in given,
+    )
 
 
 def round_down(value: Decimal, step: Decimal) -> Decimal:
@@ -463,7 +475,12 @@ def adjust_margin(
 def set_tpsl(
     context: Context, symbol: str, holding: Holding, target: Target, out: list[Action]
 ) -> Holding:
-    """Both prices in one call when either differs; absent in the file means cleared."""
+    """Both prices in one call when either differs; left out of the file means kept as is."""
+    target = replace(
+        target,
+        take_profit=holding.take_profit if target.keep_take_profit else target.take_profit,
+        stop_loss=holding.stop_loss if target.keep_stop_loss else target.stop_loss,
+    )
     if (holding.take_profit, holding.stop_loss) == (target.take_profit, target.stop_loss):
         return holding
     out.append(

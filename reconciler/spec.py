@@ -139,7 +139,10 @@ class Policy(_Model):
 
 
 class DesiredPosition(_Model):
-    """The position wanted on one symbol. Absent TP/SL mean *no* TP/SL; absent margin, any."""
+    """The position wanted on one symbol. TP/SL left out: kept as is; `null`: cleared.
+
+    Absent margin: any. Whether a TP/SL was given is `model_fields_set`, not its value.
+    """
 
     side: Literal["long", "short", "flat"]
     size: Positive | None = None
@@ -477,5 +480,11 @@ def json_schema() -> dict[str, Any]:
 
 def fingerprint(desired: DesiredState) -> str:
     """SHA-256 of what the file asks for, not how it is written (comments, order, spelling)."""
-    canonical = json.dumps(desired.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    data = desired.model_dump(mode="json")
+    for symbol, entry in desired.symbols.items():  # left out (kept) is not `null` (cleared)
+        if entry.position is not None:
+            for name in ("take_profit", "stop_loss"):
+                if name not in entry.position.model_fields_set:
+                    data["symbols"][symbol]["position"][name] = "keep"
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

@@ -143,7 +143,7 @@ def test_rule3_each_differing_attribute_is_one_call() -> None:
     want = desired("""
 symbols:
   BTC_USDT:
-    position: {side: long, size: 1, leverage: 10, margin: 5000, take_profit: 50000}
+    position: {side: long, size: 1, leverage: 10, margin: 5000, take_profit: 50000, stop_loss: null}
 """)
     live = snapshot([position("BTC_USDT", "long", "1", leverage=5, sl="40000")])
     actions = plan(want, live).actions
@@ -188,12 +188,16 @@ symbols:
     assert [a.kind for a in plan(want, live).actions] == ["place_order", "place_order"]
 
 
-def test_rule3_tpsl_absent_means_clear() -> None:
-    want = desired("symbols:\n  SOL_USDT:\n    position: {side: short, size: 10}\n")
+def test_rule3_tpsl_left_out_is_kept_and_null_clears() -> None:
     live = snapshot([position("SOL_USDT", "short", "10", tp="90", sl="110")])
+    kept = desired("symbols:\n  SOL_USDT:\n    position: {side: short, size: 10}\n")
+    assert plan(kept, live).is_empty  # an emergency stop added by hand survives
+    want = desired(
+        "symbols:\n  SOL_USDT:\n    position: {side: short, size: 10, take_profit: null}\n"
+    )
     (action,) = plan(want, live).actions
     assert action.kind == "set_tpsl"
-    assert action.request.body == {"takeProfitPrice": None, "stopLossPrice": None}
+    assert action.request.body == {"takeProfitPrice": None, "stopLossPrice": Decimal(110)}
 
 
 # -- rule 4: resting orders ------------------------------------------------------------------
