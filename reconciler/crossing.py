@@ -84,6 +84,19 @@ def _order_crossings(
     mark: Decimal | None,
 ) -> Iterator[str]:
     path = ("symbols", symbol, "orders", index)
+    side = "long" if order.side == "buy" else "short"  # what a fill opens, at the limit price
+    for name in ("take_profit", "stop_loss"):
+        price: Decimal | None = getattr(order, name)
+        above = (side == "long") == (name == "take_profit")
+        if price is not None and (
+            (above and price <= order.price) or (not above and price >= order.price)
+        ):
+            where = "at or below" if above else "at or above"
+            yield desired.problem(
+                (*path, name),
+                f"{name} {price:f} is {where} the order's price {order.price:f}: "
+                f"it would close the {side} the fill opens at once",
+            )
     if not order.taker:
         if mark is None:
             yield desired.problem((*path, "price"), "no mark price to check the order against")

@@ -527,20 +527,38 @@ def close_position(context: Context, symbol: str, holding: Holding, why: str) ->
 
 # -- rule 4: resting orders -----------------------------------------------------------------
 
-OrderKey = tuple[str, str, Decimal | None, Decimal, bool, int | None]
+OrderKey = tuple[
+    str, str, Decimal | None, Decimal, bool, int | None, Decimal | None, Decimal | None
+]
 
 
 def live_order_key(order: Order) -> OrderKey | None:
-    """What makes a live order equal to a wanted one; None = it can never match (TP/SL set)."""
-    if order.takeProfit is not None or order.stopLoss is not None:
-        return None
+    """What makes a live order equal to a wanted one, its own TP/SL included."""
     leverage = None if order.reduce_only else order.leverage
-    return (order.side, order.orderType, order.price, order.remaining, order.reduce_only, leverage)
+    return (
+        order.side,
+        order.orderType,
+        order.price,
+        order.remaining,
+        order.reduce_only,
+        leverage,
+        order.takeProfit,
+        order.stopLoss,
+    )
 
 
 def wanted_order_key(desired: DesiredState, symbol: str, order: DesiredOrder) -> OrderKey:
     leverage = None if order.reduce_only else desired.order_leverage(symbol, order)
-    return (order.side, "limit", order.price, order.size, order.reduce_only, leverage)
+    return (
+        order.side,
+        "limit",
+        order.price,
+        order.size,
+        order.reduce_only,
+        leverage,
+        order.take_profit,
+        order.stop_loss,
+    )
 
 
 def match_orders(
@@ -652,6 +670,10 @@ def place_limit(context: Context, symbol: str, order: DesiredOrder) -> Action:
         "leverage": leverage,
         "reduce_only": order.reduce_only,
     }
+    if order.take_profit is not None:
+        body["takeProfit"] = order.take_profit
+    if order.stop_loss is not None:
+        body["stopLoss"] = order.stop_loss
     return _action(
         "place_order",
         symbol,

@@ -166,6 +166,8 @@ class DesiredOrder(_Model):
     size: Positive
     leverage: Leverage | None = None
     reduce_only: StrictBool = False
+    take_profit: Positive | None = None  # the order's own, for the position it opens
+    stop_loss: Positive | None = None
     taker: StrictBool = False
 
 
@@ -439,6 +441,10 @@ def check_against_specs(desired: DesiredState, specs: Mapping[str, SymbolSpec]) 
             path = (*base, "orders", index)
             problems.extend(_size_problems(desired, (*path, "size"), order.size, spec))
             problems.extend(_price_problems(desired, (*path, "price"), order.price, spec))
+            for name in ("take_profit", "stop_loss"):
+                trigger = getattr(order, name)
+                if trigger is not None:
+                    problems.extend(_price_problems(desired, (*path, name), trigger, spec))
             if order.leverage and order.leverage > spec.maxLeverage:
                 problems.append(
                     desired.problem(

@@ -8,6 +8,7 @@ message to prove it names what was refused.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -215,3 +216,32 @@ def test_emptied_symbols_with_unmanaged_close_do_not_flatten_the_account(
     consented = cli("apply", "-f", name, "--auto-approve", "--allow-flatten")
     assert consented.code == 0, consented.err
     assert sandbox.exchange.positions("demo", None) == []
+
+
+def test_import_then_plan_keeps_a_resting_orders_own_tpsl(cli, sandbox, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    exchange = sandbox.exchange
+    exchange.place_order(
+        "demo",
+        {"userId": "demo", "symbol": "BTC_USDT", "side": "buy", "orderType": "limit",
+         "size": Decimal("0.05"), "price": Decimal(41000), "leverage": 20,
+         "takeProfit": Decimal(48000), "stopLoss": Decimal(39000)},
+    )  # fmt: skip
+    exchange.place_order(
+        "demo",
+        {"userId": "demo", "symbol": "ETH_USDT", "side": "buy", "orderType": "limit",
+         "size": Decimal(1), "price": Decimal(2400), "reduce_only": True},
+    )  # fmt: skip
+    (btc,) = exchange.positions("demo", "BTC_USDT")
+    exchange.set_tpsl(
+        "demo", btc["id"], {"takeProfitPrice": Decimal("50000"), "stopLossPrice": Decimal("42000")}
+    )
+    (eth,) = exchange.positions("demo", "ETH_USDT")
+    exchange.adjust_margin("demo", eth["id"], {"mode": "add", "amount": Decimal(250)})
+
+    assert cli("import", "--user-id", "demo", "-o", "imported.yaml").code == 0
+    imported = (tmp_path / "imported.yaml").read_text()
+    assert "take_profit: 48000" in imported and "stop_loss: 39000" in imported
+    sandbox.clear_requests()
+    planned = cli("plan", "-f", "imported.yaml", "--detailed-exitcode")
+    assert planned.code == 0, planned.out + planned.err
+    assert writes(sandbox) == []
