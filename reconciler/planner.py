@@ -2,7 +2,8 @@
 
 Pure: no IO, no clock, no randomness. It reads top to bottom as the rules it implements:
 
-1. Tolerance — a difference at or below `defaults.tolerance` is no difference.
+1. Tolerance — a difference within the symbol's tolerance is no difference (never across
+   sides, never by `minSize` or more; see `Context.within_tolerance`).
 2. One size-changing call per symbol — an open, an add, a reduce or a flip is one market
    order; going flat is one `close_position`. A new position gets its leverage and TP/SL in
    the order body, never in extra calls.
@@ -143,13 +144,37 @@ class Context:
     def user_id(self) -> str:
         return self.snapshot.user_id
 
-    @property
-    def size_tolerance(self) -> Decimal:
-        return self.desired.defaults.tolerance.size
-
-    @property
-    def margin_tolerance(self) -> Decimal:
+    def margin_tolerance(self, symbol: str) -> Decimal:
+        own = self.desired.symbols.get(symbol)
+        if own is not None and own.tolerance is not None and own.tolerance.margin is not None:
+            return own.tolerance.margin
         return self.desired.defaults.tolerance.margin
+
+    def within_tolerance(self, symbol: str, current: Holding | None, target: Decimal) -> bool:
+        """Is the position `current` close enough to the signed `target` to leave it alone?
+
+        Never across sides (flat counts as a side), never by `minSize` or more; else by the
+        symbol's size tolerance in contracts, or its (else the default) notional one in USDT
+        at the mark.
+        """
+        now = current.signed if current is not None else Decimal(0)
+        if (now > 0) != (target > 0) or (now < 0) != (target < 0):
+            return False
+        difference = abs(target - now)
+        if difference == 0:
+            return True
+        spec = self.snapshot.specs.get(symbol)
+        if spec is not None and difference >= spec.minSize:
+            return False
+        own = self.desired.symbols.get(symbol)
+        tolerance = own.tolerance if own is not None else None
+        if tolerance is not None and tolerance.size is not None:
+            return difference <= tolerance.size
+        notional = self.desired.defaults.tolerance.notional
+        if tolerance is not None and tolerance.notional is not None:
+            notional = tolerance.notional
+        mark = self.snapshot.mark(symbol) or (current.entry if current is not None else None)
+        return mark is not None and difference * mark <= notional
 
 
 # -- the plan --------------------------------------------------------------------------------
@@ -314,18 +339,15 @@ def plan_position(
     context: Context, symbol: str, current: Holding | None, target: Target, out: list[Action]
 ) -> Holding | None:
     """Append the position's actions to `out`; return the predicted position afterwards."""
-    current_signed = current.signed if current is not None else Decimal(0)
-    within = abs(target.signed - current_signed) <= context.size_tolerance
+    within = context.within_tolerance(symbol, current, target.signed)
     if target.signed == 0:
         if current is None or within:
             return current
         out.append(close_position(context, symbol, current, "desired flat"))
         return None
     flips = current is not None and current.side != target.side
-    if current is None or (flips and not within):
+    if current is None or flips:  # another side is never within tolerance
         holding = open_position(context, symbol, current, target, out)
-    elif flips:  # a sliver on the other side, inside tolerance: leave it be
-        return current
     else:
         holding = set_leverage(context, symbol, current, target, out)
         if not within:
@@ -449,7 +471,7 @@ def adjust_margin(
     if target.margin is None:
         return holding
     difference = target.margin - holding.margin
-    if abs(difference) <= context.margin_tolerance:
+    if abs(difference) <= context.margin_tolerance(symbol):
         return holding
     mode = "add" if difference > 0 else "reduce"
     amount = _margin(abs(difference))

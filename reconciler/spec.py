@@ -41,6 +41,7 @@ from reconciler.yamlsource import PathKey, SourceDocument, YamlProblem, load_tex
 __all__ = [
     "Account",
     "CredentialsEnv",
+    "DefaultTolerance",
     "Defaults",
     "DesiredOrder",
     "DesiredPosition",
@@ -117,16 +118,38 @@ class Account(_Model):
     credentials_env: CredentialsEnv | None = None
 
 
-class Tolerance(_Model):
-    """Differences at or below these are not worth a trade."""
+def _no_default_size(value: Any) -> Any:
+    if isinstance(value, dict) and "size" in value:
+        raise ValueError(
+            "a size tolerance is in contracts, which mean something else on every symbol: "
+            "set it per symbol (symbols.<SYMBOL>.tolerance.size), or use notional here"
+        )
+    return value
 
-    size: NonNegative = Decimal("0.0001")
+
+class DefaultTolerance(_Model):
+    """Differences at or below these are not worth a trade, on every symbol (in USDT)."""
+
+    notional: NonNegative = Decimal(1)
     margin: NonNegative = Decimal(1)
+
+
+class Tolerance(_Model):
+    """One symbol's tolerance: a position difference in contracts (`size`) or in USDT at the
+    mark (`notional`), and a margin difference in USDT; unset values fall back to defaults.
+
+    Whatever it says, a different side and a difference of the symbol's `minSize` or more are
+    never within tolerance.
+    """
+
+    size: NonNegative | None = None
+    notional: NonNegative | None = None
+    margin: NonNegative | None = None
 
 
 class Defaults(_Model):
     leverage: Leverage = 5
-    tolerance: Tolerance = Tolerance()
+    tolerance: Annotated[DefaultTolerance, BeforeValidator(_no_default_size)] = DefaultTolerance()
 
 
 class Policy(_Model):
@@ -176,6 +199,7 @@ class DesiredSymbol(_Model):
     orders: tuple[DesiredOrder, ...] | None = None
     orders_mode: Literal["authoritative", "additive"] = "authoritative"
     protect: StrictBool = False
+    tolerance: Tolerance | None = None
 
 
 CronExpression = Annotated[StrictStr, AfterValidator(check_cron)]
@@ -343,6 +367,11 @@ def semantic_problems(desired: DesiredState) -> list[str]:
         )
     for symbol, entry in desired.symbols.items():
         base: PathKey = ("symbols", symbol)
+        tolerance = entry.tolerance
+        if tolerance is not None and tolerance.size is not None and tolerance.notional is not None:
+            problems.append(
+                desired.problem((*base, "tolerance", "notional"), "give only one of size, notional")
+            )
         if entry.position is not None:
             problems.extend(_position_problems(desired, (*base, "position"), entry.position))
         for index, order in enumerate(entry.orders or ()):

@@ -34,13 +34,32 @@ symbols:
 
 def test_rule1_differences_within_tolerance_are_not_traded() -> None:
     want = desired("""
-defaults: {tolerance: {size: 0.002, margin: 5}}
+defaults: {tolerance: {notional: 100, margin: 5}}
 symbols:
   BTC_USDT:
     position: {side: long, size: 0.5, margin: 4502}
 """)
-    live = snapshot([position("BTC_USDT", "long", "0.501", margin="4500")])
+    live = snapshot([position("BTC_USDT", "long", "0.5005", margin="4500")])  # off-step sliver
     assert plan(want, live).is_empty
+
+
+def test_rule1_tolerance_never_spans_a_side_or_a_minimum_size() -> None:
+    live = snapshot([position("BTC_USDT", "long", "0.2", leverage=10)])
+    short = desired("""
+symbols:
+  BTC_USDT:
+    tolerance: {size: 10}
+    position: {side: short, size: 5, leverage: 10}
+""")
+    (flip,) = plan(short, live).actions
+    assert flip.reason == "flip long 0.2 to short 5"
+    more = desired("""
+defaults: {tolerance: {notional: 1000}}
+symbols:
+  BTC_USDT: {position: {side: long, size: 0.201, leverage: 10}}
+""")
+    (add,) = plan(more, live).actions  # 0.001 BTC is 45 USDT, but it is the minimum size
+    assert add.request.body is not None and add.request.body["size"] == Decimal("0.001")
 
 
 def test_rule1_absent_position_and_orders_leave_the_symbol_alone() -> None:

@@ -245,3 +245,24 @@ def test_import_then_plan_keeps_a_resting_orders_own_tpsl(cli, sandbox, tmp_path
     planned = cli("plan", "-f", "imported.yaml", "--detailed-exitcode")
     assert planned.code == 0, planned.out + planned.err
     assert writes(sandbox) == []
+
+
+def test_a_size_tolerance_never_keeps_a_long_the_file_wants_short(cli, sandbox, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    default = _write(tmp_path, "defaults: {tolerance: {size: 10}}\nsymbols: {}\n", "default.yaml")
+    refused = cli("plan", "-f", default)
+    assert refused.code == 1
+    assert _names(refused.err, f"{default}:3", "defaults.tolerance", "set it per symbol")
+    assert sandbox.requests() == []
+
+    name = _write(
+        tmp_path,
+        "symbols:\n"
+        "  BTC_USDT:\n"
+        "    tolerance: {size: 10}\n"
+        "    position: {side: short, size: 5, leverage: 10}\n",
+    )
+    planned = cli("plan", "-f", name, "--detailed-exitcode")
+    assert planned.code == 2, planned.err
+    assert "flip long 0.2 to short 5" in planned.out
+    assert "Unchanged" not in planned.out
+    assert writes(sandbox) == []
