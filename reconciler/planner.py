@@ -43,6 +43,7 @@ from reconciler.actions import (
 from reconciler.crossing import crossing_violations
 from reconciler.errors import PolicyViolation, SpecError
 from reconciler.exchange.models import Order, Position
+from reconciler.exposure import Resting, resting_side_notional, worst_case_gross
 from reconciler.snapshot import Snapshot
 from reconciler.spec import (
     DesiredOrder,
@@ -845,13 +846,19 @@ def policy_violations(
         violations.extend(_action_violations(context, action))
     violations.extend(_protected_violations(context, actions))
     if policy.max_gross_notional is not None:
-        before = _gross(context, {s: _live_holding(context, s) for s in context.snapshot.positions})
-        gross = _gross(context, _resulting_holdings(context, after))
+        live = {s: _live_holding(context, s) for s in context.snapshot.positions}
+        before = _worst_gross(context, live, _resting_before(context))
+        gross = _worst_gross(
+            context, _resulting_holdings(context, after), _resting_after(context, actions)
+        )
         if gross > policy.max_gross_notional and gross > before:
             violations.append(
-                f"gross notional after the plan {gross:f} exceeds policy.max_gross_notional "
+                f"worst-case gross notional after the plan {gross:f} (positions plus every "
+                f"resting order that could fill) exceeds policy.max_gross_notional "
                 f"{policy.max_gross_notional:f}"
             )
+    if policy.max_order_notional is not None:
+        violations.extend(_resting_cap_violations(context, actions, policy.max_order_notional))
     for symbol, holding in after.items():
         violations.extend(_feasibility_violations(context, symbol, holding, actions))
     return violations
@@ -977,6 +984,69 @@ def _resulting_holdings(
     result = {symbol: _live_holding(context, symbol) for symbol in context.snapshot.positions}
     result.update(after)
     return result
+
+
+def _resting_before(context: Context) -> dict[str, list[Resting]]:
+    return {
+        symbol: [_resting(order) for order in orders if order.price is not None]
+        for symbol, orders in context.snapshot.open_orders.items()
+    }
+
+
+def _resting(order: Order) -> Resting:
+    assert order.price is not None
+    return Resting(order.side, order.price, order.remaining, order.reduce_only)
+
+
+def _resting_after(context: Context, actions: list[Action]) -> dict[str, list[Resting]]:
+    """Every resting order once the plan ran: live ones not cancelled, plus those it places."""
+    cancelled_all = {a.symbol for a in actions if a.kind == "cancel_all_orders"}
+    cancelled = {(a.request.body or {}).get("orderId") for a in actions if a.kind == "cancel_order"}
+    result: dict[str, list[Resting]] = {}
+    for symbol, orders in context.snapshot.open_orders.items():
+        if symbol not in cancelled_all:
+            result[symbol] = [
+                _resting(o) for o in orders if o.id not in cancelled and o.price is not None
+            ]
+    for action in actions:
+        body = action.request.body or {}
+        if action.kind == "place_order" and body.get("orderType") == "limit":
+            result.setdefault(action.symbol, []).append(
+                Resting(
+                    str(body["side"]),
+                    Decimal(body["price"]),
+                    Decimal(body["size"]),
+                    bool(body.get("reduce_only")),
+                )
+            )
+    return result
+
+
+def _worst_gross(
+    context: Context, holdings: dict[str, Holding | None], orders: dict[str, list[Resting]]
+) -> Decimal:
+    signed = {s: h.signed for s, h in holdings.items() if h is not None}
+    marks = {s: context.snapshot.mark(s) or h.entry for s, h in holdings.items() if h is not None}
+    return _margin(worst_case_gross(signed, marks, orders))
+
+
+def _resting_cap_violations(context: Context, actions: list[Action], cap: Decimal) -> Iterator[str]:
+    """Resting orders on one side of a symbol could all fill together: they share the cap."""
+    placed_sides = {
+        (a.symbol, (a.request.body or {}).get("side"))
+        for a in actions
+        if a.kind == "place_order"
+        and (a.request.body or {}).get("orderType") == "limit"
+        and not (a.request.body or {}).get("reduce_only")
+    }
+    after = _resting_after(context, actions)
+    for symbol, side in sorted(placed_sides, key=str):
+        total = _margin(resting_side_notional(after.get(symbol, []), str(side)))
+        if total > cap:
+            yield (
+                f"{symbol}: resting {side} orders after the plan add up to {total:f}, which "
+                f"could fill together: exceeds policy.max_order_notional {cap:f}"
+            )
 
 
 def _gross(context: Context, holdings: dict[str, Holding | None]) -> Decimal:

@@ -266,3 +266,21 @@ def test_a_size_tolerance_never_keeps_a_long_the_file_wants_short(cli, sandbox, 
     assert "flip long 0.2 to short 5" in planned.out
     assert "Unchanged" not in planned.out
     assert writes(sandbox) == []
+
+
+def test_caps_count_every_resting_order_that_could_fill(cli, sandbox, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    ladder = "".join(
+        f"      - {{side: buy, price: {40000 + 100 * i}, size: 1}}\n" for i in range(10)
+    )
+    name = _write(
+        tmp_path,
+        "policy: {max_gross_notional: 100000, max_order_notional: 50000}\n"
+        "symbols:\n  BTC_USDT:\n    orders:\n" + ladder,
+    )
+    for command in (("plan", "-f", name), ("apply", "-f", name, "--auto-approve")):
+        result = cli(*command)
+        assert result.code == 4, result.err
+        # BTC 9000 + the ladder 404500, ETH short 7500, the two SOL buys 1750
+        assert "worst-case gross notional after the plan 422750 " in result.err
+        assert "BTC_USDT: resting buy orders after the plan add up to 404500" in result.err
+    assert writes(sandbox) == []
