@@ -134,6 +134,7 @@ class SymbolPlan:
     after: Holding | None = None
     problems: list[str] = field(default_factory=list)
     placed: list[int] = field(default_factory=list)  # indices of the file's orders placed
+    infeasible: list[str] = field(default_factory=list)  # why the symbol is left alone
 
 
 @dataclass(frozen=True)
@@ -201,6 +202,8 @@ def _plan(desired: DesiredState, snapshot: Snapshot, allow_flatten: bool) -> Pla
     sizing_problems = [problem for sp in symbol_plans for problem in sp.problems]
     if sizing_problems:
         raise SpecError(sizing_problems)
+    for sp in symbol_plans:
+        _leave_alone_if_infeasible(context, sp)
     actions = _execution_order(symbol_plans)
     after = {sp.symbol: sp.after for sp in symbol_plans}
     violations = policy_violations(context, actions, after)
@@ -220,6 +223,7 @@ def _plan(desired: DesiredState, snapshot: Snapshot, allow_flatten: bool) -> Pla
         marks=_marks_used(context, symbol_plans),
         actions=tuple(actions),
         violations=tuple(violations),
+        infeasible=tuple(problem for sp in symbol_plans for problem in sp.infeasible),
         summary=_summary(context, actions, after),
         empty_reason=_empty_reason(context) if not actions else None,
         changes=tuple(_change(context, sp) for sp in symbol_plans if sp.actions),
@@ -231,6 +235,29 @@ def enforce(plan: Plan) -> Plan:
     if plan.violations:
         raise PolicyViolation(list(plan.violations))
     return plan
+
+
+def _leave_alone_if_infeasible(context: Context, sp: SymbolPlan) -> None:
+    """A symbol whose change cannot be made exactly is reported and left alone, not the plan.
+
+    Below `minSize` or off the step, a market order would be refused by the exchange (or,
+    sent rounded, land elsewhere than the file says); the other symbols need not wait.
+    """
+    spec = context.snapshot.specs.get(sp.symbol)
+    if spec is not None:
+        for action in sp.actions:
+            size = (action.request.body or {}).get("size")
+            if action.kind != "place_order" or not isinstance(size, Decimal):
+                continue
+            if size < spec.minSize or size % spec.stepSize != 0:
+                sp.infeasible.append(
+                    f"{sp.symbol}: {action.reason} needs an order of {size:f}, which the "
+                    f"exchange cannot take (minSize {spec.minSize:f}, step {spec.stepSize:f})"
+                )
+    if sp.infeasible:
+        live = context.snapshot.positions.get(sp.symbol)
+        sp.actions, sp.placed = [], []
+        sp.after = Holding.from_position(live) if live is not None else None
 
 
 def _symbols_in_scope(context: Context) -> list[str]:
@@ -264,7 +291,7 @@ def plan_symbol(context: Context, symbol: str) -> SymbolPlan:
         result.actions.extend(cancel_orders(context, symbol, context.snapshot.orders(symbol)))
         return result
     if entry.position is not None:
-        target = resolve_target(context, symbol, entry.position, result.problems)
+        target = resolve_target(context, symbol, entry.position, result.problems, result.infeasible)
         if target is not None:
             result.after = plan_position(context, symbol, current, target, result.actions)
     if entry.orders is not None:
@@ -284,7 +311,11 @@ def plan_symbol(context: Context, symbol: str) -> SymbolPlan:
 
 
 def resolve_target(
-    context: Context, symbol: str, wanted: DesiredPosition, problems: list[str]
+    context: Context,
+    symbol: str,
+    wanted: DesiredPosition,
+    problems: list[str],
+    infeasible: list[str],
 ) -> Target | None:
     """Turn the desired position into a signed size; notional and weight round *down*."""
     desired = context.desired
@@ -309,7 +340,7 @@ def resolve_target(
             amount, field_name = wanted.weight * equity, "weight"
         size = round_down(amount / mark, spec.stepSize)
         if size < spec.minSize:
-            problems.append(
+            infeasible.append(
                 desired.problem(
                     (*path, field_name),
                     f"{amount:f} USDT at mark {mark:f} is {size:f}, below minSize {spec.minSize:f}",

@@ -334,10 +334,25 @@ symbols:
     ]
 
 
-def test_rule5_notional_too_small_for_min_size_is_an_error() -> None:
-    want = desired("symbols:\n  BTC_USDT: {position: {side: long, notional: 10}}\n")
-    with pytest.raises(SpecError, match=r"position.notional: .*below minSize"):
-        plan(want, snapshot())
+def test_rule5_a_change_that_cannot_be_made_is_local_to_its_symbol() -> None:
+    want = desired("""
+symbols:
+  BTC_USDT:
+    position: {side: long, notional: 10}
+    orders: [{side: buy, price: 40000, size: 0.1}]
+  ETH_USDT: {position: {side: short, size: 1}}
+""")
+    result = plan(want, snapshot())
+    (problem,) = result.infeasible
+    assert (
+        "symbols.BTC_USDT.position.notional: 10 USDT at mark 45000 is 0.000, below minSize"
+        in problem
+    )
+    assert [(a.symbol, a.kind) for a in result.actions] == [("ETH_USDT", "place_order")]
+    assert not result.violations
+    live = snapshot([position("SOL_USDT", "long", "10.05")])  # off the step of 0.1
+    sliver = plan(desired("symbols:\n  SOL_USDT: {position: {side: long, size: 10}}\n"), live)
+    assert sliver.is_empty and "needs an order of 0.05" in sliver.infeasible[0]
 
 
 def test_needs_skips_stats_for_symbols_with_a_position() -> None:

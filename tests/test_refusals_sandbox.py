@@ -284,3 +284,27 @@ def test_caps_count_every_resting_order_that_could_fill(cli, sandbox, tmp_path) 
         assert "worst-case gross notional after the plan 422750 " in result.err
         assert "BTC_USDT: resting buy orders after the plan add up to 404500" in result.err
     assert writes(sandbox) == []
+
+
+def test_a_change_below_min_size_is_left_alone_and_the_rest_goes_ahead(
+    cli, sandbox, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    name = _write(
+        tmp_path,
+        "symbols:\n"
+        "  DOGE_USDT:\n"
+        "    position: {side: long, notional: 0.5}\n"
+        "  ETH_USDT:\n"
+        "    position: {side: flat}\n",
+    )
+    planned = cli("plan", "-f", name, "--detailed-exitcode")
+    assert planned.code == 2, planned.err
+    assert "Left alone, the change cannot be made exactly (1):" in planned.out
+    applied = cli("apply", "-f", name, "--auto-approve")
+    assert applied.code == 2, applied.err
+    assert _names(applied.err, f"{name}:5", "symbols.DOGE_USDT.position.notional", "minSize")
+    # the unrelated close went ahead; nothing was sent for DOGE
+    ((method, path),) = _sent(sandbox)
+    assert method == "POST" and path.startswith("/api/v1/positions/") and path.endswith("/close")
+    assert sandbox.exchange.positions("demo", "ETH_USDT") == []
+    assert sandbox.exchange.positions("demo", "DOGE_USDT") == []

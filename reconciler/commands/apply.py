@@ -46,6 +46,7 @@ from reconciler.render import load_plan
 from reconciler.spec import load
 from reconciler.workflow import ApplyOptions, apply_account, narrow, plan_account
 
+EXIT_CHANGES_REMAIN = 2  # applied what could be; some symbols' changes cannot be made
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
 
@@ -171,6 +172,8 @@ def apply(
         if plan.violations:
             raise PolicyViolation(list(plan.violations))
         if not plan.actions:
+            if plan.infeasible:
+                _changes_remain(console, plan)
             console.note("No changes. The account already matches the file.")
             return
         if saved is None and not auto_approve:
@@ -194,7 +197,18 @@ def apply(
             )
     if report.exit_code != 0:
         report.raise_for_status()
+    if plan.infeasible:
+        console.note("Apply complete: the rest converged.")
+        _changes_remain(console, plan)
     console.note("Apply complete: converged.")
+
+
+def _changes_remain(console: Console, plan: Plan) -> None:
+    """Exit 2: symbols whose change cannot be made exactly were left alone, as reported."""
+    console.note("Changes remain: these symbols were left alone:")
+    for problem in plan.infeasible:
+        console.note(f"  - {problem}")
+    raise click.exceptions.Exit(EXIT_CHANGES_REMAIN)
 
 
 def _apply_many(

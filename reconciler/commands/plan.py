@@ -94,7 +94,7 @@ def plan(
     console.data(render(result, output_format, console))
     if result.violations:
         raise PolicyViolation(list(result.violations))
-    if detailed_exitcode and result.actions:
+    if detailed_exitcode and (result.actions or result.infeasible):
         raise click.exceptions.Exit(EXIT_CHANGES)
 
 
@@ -128,6 +128,12 @@ def _plan_many(
 
 
 def _code(outcome: Outcome, detailed_exitcode: bool) -> int:
-    if outcome.code == 0 and detailed_exitcode and outcome.plan and outcome.plan.actions:
+    planned = outcome.plan
+    if (
+        outcome.code == 0
+        and detailed_exitcode
+        and planned
+        and (planned.actions or planned.infeasible)
+    ):
         return EXIT_CHANGES
     return outcome.code
