@@ -13,6 +13,7 @@ the last tick, so numbers from different machines describe the same work.
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 from typing import Any, Literal
@@ -100,9 +101,14 @@ class SymbolCase:
         }
 
     @property
+    def places_orders(self) -> bool:
+        """Some wanted order has no equal live one, so the plan places it."""
+        return bool(Counter(self.wanted_orders) - Counter(self.orders))
+
+    @property
     def needs_price(self) -> bool:
-        """`snapshot.needs`: a non-flat desired position on a symbol with no open position."""
-        return self.wanted_position is not None and self.position is None
+        """A stats read: no open position, and a non-flat desired position or an order to place."""
+        return self.position is None and (self.wanted_position is not None or self.places_orders)
 
 
 @dataclass
@@ -125,12 +131,15 @@ class Portfolio:
 
     @property
     def min_plan_reads(self) -> int:
-        """specs + positions + ceil(orders / 100) pages + one stats read per priced symbol.
+        """specs + positions + ceil(orders / 100) pages + one stats read per priced symbol
+        + one book read per symbol where an order is placed.
 
         No desired position is sized by `weight`, so the account overview is never needed.
         """
         pages = max(1, -(-self.live_orders // 100))
-        return 1 + 1 + pages + sum(1 for case in self.cases if case.needs_price)
+        priced = sum(1 for case in self.cases if case.needs_price)
+        books = sum(1 for case in self.cases if case.places_orders)
+        return 1 + 1 + pages + priced + books
 
     def balance(self) -> Decimal:
         """A deposit that pays every margin and reserve, before and after, several times over."""

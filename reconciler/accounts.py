@@ -170,6 +170,7 @@ class Outcome:
     plan: Plan | None = None
     error: str | None = None
     report: ApplyReport | None = None
+    saved: bool = False  # the plan came from a file: a proposal, planned again before it runs
 
     @property
     def user_id(self) -> str:
@@ -222,13 +223,19 @@ async def _each(
 
 
 async def plan_all(
-    accounts: Sequence[AccountFile], where: Endpoint, *, now_ms: int | None = None
+    accounts: Sequence[AccountFile],
+    where: Endpoint,
+    *,
+    now_ms: int | None = None,
+    allow_flatten: bool = False,
 ) -> list[Outcome]:
     """Read and plan every account concurrently. Codes: 4 for violations, 1 for errors."""
 
     async def one(outcome: Outcome) -> Outcome:
         assert outcome.settings is not None
-        planned = await plan_account(outcome.settings, outcome.account.desired, now_ms=now_ms)
+        planned = await plan_account(
+            outcome.settings, outcome.account.desired, now_ms=now_ms, allow_flatten=allow_flatten
+        )
         return replace(outcome, plan=planned, code=4 if planned.violations else 0)
 
     return await _each(_resolve(accounts, where), one)
@@ -264,7 +271,8 @@ def with_saved_plans(
                 )
             )
         elif outcome.error is None:
-            outcome = replace(outcome, plan=planned, code=4 if planned.violations else 0)
+            code = 4 if planned.violations else 0
+            outcome = replace(outcome, plan=planned, code=code, saved=True)
         outcomes.append(outcome)
     return outcomes
 
@@ -321,6 +329,7 @@ async def apply_all(
             outcome.plan,
             progress=progress,
             options=options,
+            saved=outcome.saved,
         )
         return replace(outcome, report=report, code=report.exit_code)
 

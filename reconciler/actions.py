@@ -144,6 +144,9 @@ class Plan(Frozen):
     marks: dict[str, Decimal]
     actions: tuple[Action, ...]
     violations: tuple[str, ...] = ()
+    # Symbols whose change cannot be made exactly (below minSize, off the step): reported
+    # and left alone, while the rest of the plan goes ahead.
+    infeasible: tuple[str, ...] = ()
     summary: PlanSummary = PlanSummary()
     empty_reason: str | None = None  # why there is nothing to do, when there is nothing
     changes: tuple[SymbolChange, ...] = ()  # one per changed symbol, in symbol order

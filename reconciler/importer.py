@@ -45,6 +45,10 @@ def _order_entry(order: Order, default_leverage: int) -> dict[str, Any]:
         entry["leverage"] = order.leverage
     if order.reduce_only:
         entry["reduce_only"] = True
+    if order.takeProfit is not None:
+        entry["take_profit"] = order.takeProfit
+    if order.stopLoss is not None:
+        entry["stop_loss"] = order.stopLoss
     return entry
 
 

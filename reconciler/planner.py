@@ -2,7 +2,8 @@
 
 Pure: no IO, no clock, no randomness. It reads top to bottom as the rules it implements:
 
-1. Tolerance — a difference at or below `defaults.tolerance` is no difference.
+1. Tolerance — a difference within the symbol's tolerance is no difference (never across
+   sides, never by `minSize` or more; see `Context.within_tolerance`).
 2. One size-changing call per symbol — an open, an add, a reduce or a flip is one market
    order; going flat is one `close_position`. A new position gets its leverage and TP/SL in
    the order body, never in extra calls.
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal, localcontext
 from typing import Any, Literal
 
 from reconciler.actions import (
@@ -39,8 +40,10 @@ from reconciler.actions import (
     Risk,
     SymbolChange,
 )
+from reconciler.crossing import crossing_violations
 from reconciler.errors import PolicyViolation, SpecError
 from reconciler.exchange.models import Order, Position
+from reconciler.exposure import Resting, resting_side_notional, worst_case_gross
 from reconciler.snapshot import Snapshot
 from reconciler.spec import (
     DesiredOrder,
@@ -54,6 +57,9 @@ __all__ = ["TAKER_FEE_RATE", "enforce", "plan"]
 
 TAKER_FEE_RATE = Decimal("0.0005")
 MARGIN_QUANTUM = Decimal("0.00000001")
+# Digits the planner computes with: a size of 10^15 in steps of 10^-8, valued at a price of
+# 10^15, needs about 40; Python's default of 28 would raise instead of answering.
+PLANNER_PRECISION = 60
 
 Side = Literal["long", "short"]
 
@@ -106,6 +112,9 @@ class Target:
     margin: Decimal | None
     take_profit: Decimal | None
     stop_loss: Decimal | None
+    # Left out of the file: keep what a position that stays open has (a new one has none).
+    keep_take_profit: bool = False
+    keep_stop_loss: bool = False
 
     @property
     def side(self) -> Side:
@@ -124,6 +133,8 @@ class SymbolPlan:
     actions: list[Action] = field(default_factory=list)
     after: Holding | None = None
     problems: list[str] = field(default_factory=list)
+    placed: list[int] = field(default_factory=list)  # indices of the file's orders placed
+    infeasible: list[str] = field(default_factory=list)  # why the symbol is left alone
 
 
 @dataclass(frozen=True)
@@ -135,20 +146,54 @@ class Context:
     def user_id(self) -> str:
         return self.snapshot.user_id
 
-    @property
-    def size_tolerance(self) -> Decimal:
-        return self.desired.defaults.tolerance.size
-
-    @property
-    def margin_tolerance(self) -> Decimal:
+    def margin_tolerance(self, symbol: str) -> Decimal:
+        own = self.desired.symbols.get(symbol)
+        if own is not None and own.tolerance is not None and own.tolerance.margin is not None:
+            return own.tolerance.margin
         return self.desired.defaults.tolerance.margin
+
+    def within_tolerance(self, symbol: str, current: Holding | None, target: Decimal) -> bool:
+        """Is the position `current` close enough to the signed `target` to leave it alone?
+
+        Never across sides (flat counts as a side), never by `minSize` or more; else by the
+        symbol's size tolerance in contracts, or its (else the default) notional one in USDT
+        at the mark.
+        """
+        now = current.signed if current is not None else Decimal(0)
+        if (now > 0) != (target > 0) or (now < 0) != (target < 0):
+            return False
+        difference = abs(target - now)
+        if difference == 0:
+            return True
+        spec = self.snapshot.specs.get(symbol)
+        if spec is not None and difference >= spec.minSize:
+            return False
+        own = self.desired.symbols.get(symbol)
+        tolerance = own.tolerance if own is not None else None
+        if tolerance is not None and tolerance.size is not None:
+            return difference <= tolerance.size
+        notional = self.desired.defaults.tolerance.notional
+        if tolerance is not None and tolerance.notional is not None:
+            notional = tolerance.notional
+        mark = self.snapshot.mark(symbol) or (current.entry if current is not None else None)
+        return mark is not None and difference * mark <= notional
 
 
 # -- the plan --------------------------------------------------------------------------------
 
 
-def plan(desired: DesiredState, snapshot: Snapshot) -> Plan:
-    """The minimal plan that makes `snapshot` match `desired` (raises SpecError on bad input)."""
+def plan(desired: DesiredState, snapshot: Snapshot, *, allow_flatten: bool = False) -> Plan:
+    """The minimal plan that makes `snapshot` match `desired` (raises SpecError on bad input).
+
+    `allow_flatten` (the CLI's `--allow-flatten`) lifts the refusal of a plan that closes
+    every position of the account or more than `policy.max_closes`.
+    """
+    with localcontext() as wide:
+        wide.prec = PLANNER_PRECISION
+        return _plan(desired, snapshot, allow_flatten)
+
+
+def _plan(desired: DesiredState, snapshot: Snapshot, allow_flatten: bool) -> Plan:
     problems = check_against_specs(desired, snapshot.specs)
     if problems:
         raise SpecError(problems)
@@ -157,9 +202,16 @@ def plan(desired: DesiredState, snapshot: Snapshot) -> Plan:
     sizing_problems = [problem for sp in symbol_plans for problem in sp.problems]
     if sizing_problems:
         raise SpecError(sizing_problems)
+    for sp in symbol_plans:
+        _leave_alone_if_infeasible(context, sp)
     actions = _execution_order(symbol_plans)
     after = {sp.symbol: sp.after for sp in symbol_plans}
     violations = policy_violations(context, actions, after)
+    violations.extend(
+        crossing_violations(desired, snapshot, {sp.symbol: sp.placed for sp in symbol_plans})
+    )
+    if not allow_flatten:
+        violations.extend(_flatten_violations(context, actions, after))
     return Plan(
         user_id=snapshot.user_id,
         fingerprint=snapshot.fingerprint(),
@@ -171,6 +223,7 @@ def plan(desired: DesiredState, snapshot: Snapshot) -> Plan:
         marks=_marks_used(context, symbol_plans),
         actions=tuple(actions),
         violations=tuple(violations),
+        infeasible=tuple(problem for sp in symbol_plans for problem in sp.infeasible),
         summary=_summary(context, actions, after),
         empty_reason=_empty_reason(context) if not actions else None,
         changes=tuple(_change(context, sp) for sp in symbol_plans if sp.actions),
@@ -182,6 +235,29 @@ def enforce(plan: Plan) -> Plan:
     if plan.violations:
         raise PolicyViolation(list(plan.violations))
     return plan
+
+
+def _leave_alone_if_infeasible(context: Context, sp: SymbolPlan) -> None:
+    """A symbol whose change cannot be made exactly is reported and left alone, not the plan.
+
+    Below `minSize` or off the step, a market order would be refused by the exchange (or,
+    sent rounded, land elsewhere than the file says); the other symbols need not wait.
+    """
+    spec = context.snapshot.specs.get(sp.symbol)
+    if spec is not None:
+        for action in sp.actions:
+            size = (action.request.body or {}).get("size")
+            if action.kind != "place_order" or not isinstance(size, Decimal):
+                continue
+            if size < spec.minSize or size % spec.stepSize != 0:
+                sp.infeasible.append(
+                    f"{sp.symbol}: {action.reason} needs an order of {size:f}, which the "
+                    f"exchange cannot take (minSize {spec.minSize:f}, step {spec.stepSize:f})"
+                )
+    if sp.infeasible:
+        live = context.snapshot.positions.get(sp.symbol)
+        sp.actions, sp.placed = [], []
+        sp.after = Holding.from_position(live) if live is not None else None
 
 
 def _symbols_in_scope(context: Context) -> list[str]:
@@ -215,12 +291,18 @@ def plan_symbol(context: Context, symbol: str) -> SymbolPlan:
         result.actions.extend(cancel_orders(context, symbol, context.snapshot.orders(symbol)))
         return result
     if entry.position is not None:
-        target = resolve_target(context, symbol, entry.position, result.problems)
+        target = resolve_target(context, symbol, entry.position, result.problems, result.infeasible)
         if target is not None:
             result.after = plan_position(context, symbol, current, target, result.actions)
     if entry.orders is not None:
         result.actions.extend(
-            plan_orders(context, symbol, entry.orders, additive=entry.orders_mode == "additive")
+            plan_orders(
+                context,
+                symbol,
+                entry.orders,
+                additive=entry.orders_mode == "additive",
+                placed=result.placed,
+            )
         )
     return result
 
@@ -229,7 +311,11 @@ def plan_symbol(context: Context, symbol: str) -> SymbolPlan:
 
 
 def resolve_target(
-    context: Context, symbol: str, wanted: DesiredPosition, problems: list[str]
+    context: Context,
+    symbol: str,
+    wanted: DesiredPosition,
+    problems: list[str],
+    infeasible: list[str],
 ) -> Target | None:
     """Turn the desired position into a signed size; notional and weight round *down*."""
     desired = context.desired
@@ -254,7 +340,7 @@ def resolve_target(
             amount, field_name = wanted.weight * equity, "weight"
         size = round_down(amount / mark, spec.stepSize)
         if size < spec.minSize:
-            problems.append(
+            infeasible.append(
                 desired.problem(
                     (*path, field_name),
                     f"{amount:f} USDT at mark {mark:f} is {size:f}, below minSize {spec.minSize:f}",
@@ -262,7 +348,16 @@ def resolve_target(
             )
             return None
     signed = size if wanted.side == "long" else -size
-    return Target(signed, leverage, wanted.margin, wanted.take_profit, wanted.stop_loss)
+    given = wanted.model_fields_set
+    return Target(
+        signed,
+        leverage,
+        wanted.margin,
+        wanted.take_profit,
+        wanted.stop_loss,
+        keep_take_profit="take_profit" not in given,
+        keep_stop_loss="stop_loss" not in given,
+    )
 
 
 def round_down(value: Decimal, step: Decimal) -> Decimal:
@@ -276,18 +371,15 @@ def plan_position(
     context: Context, symbol: str, current: Holding | None, target: Target, out: list[Action]
 ) -> Holding | None:
     """Append the position's actions to `out`; return the predicted position afterwards."""
-    current_signed = current.signed if current is not None else Decimal(0)
-    within = abs(target.signed - current_signed) <= context.size_tolerance
+    within = context.within_tolerance(symbol, current, target.signed)
     if target.signed == 0:
         if current is None or within:
             return current
         out.append(close_position(context, symbol, current, "desired flat"))
         return None
     flips = current is not None and current.side != target.side
-    if current is None or (flips and not within):
+    if current is None or flips:  # another side is never within tolerance
         holding = open_position(context, symbol, current, target, out)
-    elif flips:  # a sliver on the other side, inside tolerance: leave it be
-        return current
     else:
         holding = set_leverage(context, symbol, current, target, out)
         if not within:
@@ -411,7 +503,7 @@ def adjust_margin(
     if target.margin is None:
         return holding
     difference = target.margin - holding.margin
-    if abs(difference) <= context.margin_tolerance:
+    if abs(difference) <= context.margin_tolerance(symbol):
         return holding
     mode = "add" if difference > 0 else "reduce"
     amount = _margin(abs(difference))
@@ -437,7 +529,12 @@ def adjust_margin(
 def set_tpsl(
     context: Context, symbol: str, holding: Holding, target: Target, out: list[Action]
 ) -> Holding:
-    """Both prices in one call when either differs; absent in the file means cleared."""
+    """Both prices in one call when either differs; left out of the file means kept as is."""
+    target = replace(
+        target,
+        take_profit=holding.take_profit if target.keep_take_profit else target.take_profit,
+        stop_loss=holding.stop_loss if target.keep_stop_loss else target.stop_loss,
+    )
     if (holding.take_profit, holding.stop_loss) == (target.take_profit, target.stop_loss):
         return holding
     out.append(
@@ -484,26 +581,44 @@ def close_position(context: Context, symbol: str, holding: Holding, why: str) ->
 
 # -- rule 4: resting orders -----------------------------------------------------------------
 
-OrderKey = tuple[str, str, Decimal | None, Decimal, bool, int | None]
+OrderKey = tuple[
+    str, str, Decimal | None, Decimal, bool, int | None, Decimal | None, Decimal | None
+]
 
 
 def live_order_key(order: Order) -> OrderKey | None:
-    """What makes a live order equal to a wanted one; None = it can never match (TP/SL set)."""
-    if order.takeProfit is not None or order.stopLoss is not None:
-        return None
+    """What makes a live order equal to a wanted one, its own TP/SL included."""
     leverage = None if order.reduce_only else order.leverage
-    return (order.side, order.orderType, order.price, order.remaining, order.reduce_only, leverage)
+    return (
+        order.side,
+        order.orderType,
+        order.price,
+        order.remaining,
+        order.reduce_only,
+        leverage,
+        order.takeProfit,
+        order.stopLoss,
+    )
 
 
-def wanted_order_key(context: Context, symbol: str, order: DesiredOrder) -> OrderKey:
-    leverage = None if order.reduce_only else context.desired.order_leverage(symbol, order)
-    return (order.side, "limit", order.price, order.size, order.reduce_only, leverage)
+def wanted_order_key(desired: DesiredState, symbol: str, order: DesiredOrder) -> OrderKey:
+    leverage = None if order.reduce_only else desired.order_leverage(symbol, order)
+    return (
+        order.side,
+        "limit",
+        order.price,
+        order.size,
+        order.reduce_only,
+        leverage,
+        order.take_profit,
+        order.stop_loss,
+    )
 
 
 def match_orders(
-    context: Context, symbol: str, wanted: tuple[DesiredOrder, ...], live: tuple[Order, ...]
-) -> tuple[list[Order], list[DesiredOrder], list[Order]]:
-    """Maximum matching of wanted to live orders: (kept, to place, unmatched live).
+    desired: DesiredState, symbol: str, wanted: tuple[DesiredOrder, ...], live: tuple[Order, ...]
+) -> tuple[list[Order], list[int], list[Order]]:
+    """Maximum matching of wanted to live orders: (kept, indices to place, unmatched live).
 
     Matching is equality of keys, so greedy per key is maximum. The oldest live orders are
     kept first: they hold the best queue position.
@@ -514,25 +629,46 @@ def match_orders(
         if key is not None:
             pool.setdefault(key, []).append(order)
     kept: list[Order] = []
-    to_place: list[DesiredOrder] = []
-    for want in wanted:
-        candidates = pool.get(wanted_order_key(context, symbol, want))
+    to_place: list[int] = []
+    for index, want in enumerate(wanted):
+        candidates = pool.get(wanted_order_key(desired, symbol, want))
         if candidates:
             kept.append(candidates.pop(0))
         else:
-            to_place.append(want)
+            to_place.append(index)
     kept_ids = {order.id for order in kept}
     unmatched = [order for order in live if order.id not in kept_ids]
     return kept, to_place, unmatched
 
 
+def symbols_placing_orders(desired: DesiredState, snapshot: Snapshot) -> frozenset[str]:
+    """Managed symbols where the plan will place at least one resting order (no mark needed).
+
+    The reader asks this after reading the orders, to read a mark and the book top only
+    where an order is going to be sent.
+    """
+    placing = set()
+    for symbol, entry in desired.symbols.items():
+        if entry.orders:
+            _, to_place, _ = match_orders(desired, symbol, entry.orders, snapshot.orders(symbol))
+            if to_place:
+                placing.add(symbol)
+    return frozenset(placing)
+
+
 def plan_orders(
-    context: Context, symbol: str, wanted: tuple[DesiredOrder, ...], *, additive: bool
+    context: Context,
+    symbol: str,
+    wanted: tuple[DesiredOrder, ...],
+    *,
+    additive: bool,
+    placed: list[int],
 ) -> list[Action]:
     live = context.snapshot.orders(symbol)
-    _, to_place, unmatched = match_orders(context, symbol, wanted, live)
+    _, to_place, unmatched = match_orders(context.desired, symbol, wanted, live)
     actions = [] if additive else cancel_orders(context, symbol, tuple(unmatched))
-    actions.extend(place_limit(context, symbol, order) for order in to_place)
+    actions.extend(place_limit(context, symbol, wanted[index]) for index in to_place)
+    placed.extend(to_place)
     return actions
 
 
@@ -588,6 +724,10 @@ def place_limit(context: Context, symbol: str, order: DesiredOrder) -> Action:
         "leverage": leverage,
         "reduce_only": order.reduce_only,
     }
+    if order.take_profit is not None:
+        body["takeProfit"] = order.take_profit
+    if order.stop_loss is not None:
+        body["stopLoss"] = order.stop_loss
     return _action(
         "place_order",
         symbol,
@@ -737,13 +877,19 @@ def policy_violations(
         violations.extend(_action_violations(context, action))
     violations.extend(_protected_violations(context, actions))
     if policy.max_gross_notional is not None:
-        before = _gross(context, {s: _live_holding(context, s) for s in context.snapshot.positions})
-        gross = _gross(context, _resulting_holdings(context, after))
+        live = {s: _live_holding(context, s) for s in context.snapshot.positions}
+        before = _worst_gross(context, live, _resting_before(context))
+        gross = _worst_gross(
+            context, _resulting_holdings(context, after), _resting_after(context, actions)
+        )
         if gross > policy.max_gross_notional and gross > before:
             violations.append(
-                f"gross notional after the plan {gross:f} exceeds policy.max_gross_notional "
+                f"worst-case gross notional after the plan {gross:f} (positions plus every "
+                f"resting order that could fill) exceeds policy.max_gross_notional "
                 f"{policy.max_gross_notional:f}"
             )
+    if policy.max_order_notional is not None:
+        violations.extend(_resting_cap_violations(context, actions, policy.max_order_notional))
     for symbol, holding in after.items():
         violations.extend(_feasibility_violations(context, symbol, holding, actions))
     return violations
@@ -813,8 +959,7 @@ def _feasibility_violations(
     """What the exchange would refuse or undo, so the plan could never converge.
 
     Margin below the initial requirement is refused; a reduce-only order with nothing to
-    reduce is refused when placed and cancelled by the exchange when resting; a limit order
-    that crosses the mark fills at once instead of resting.
+    reduce is refused when placed and cancelled by the exchange when resting.
     """
     entry = context.desired.symbols.get(symbol)
     wanted_margin = entry is not None and entry.position is not None and entry.position.margin
@@ -823,21 +968,31 @@ def _feasibility_violations(
             f"{symbol}: margin {holding.margin:f} is below the initial requirement "
             f"{holding.requirement:f} at {holding.leverage}x"
         )
-    mark = context.snapshot.mark(symbol)
     for order in (entry.orders or ()) if entry is not None else ():
         if order.reduce_only and not _reduces(holding, order.side):
             yield (
                 f"{symbol}: reduce-only {order.side} {order.size:f} @ {order.price:f} "
                 "has no opposite position to reduce after the plan"
             )
-        if mark is not None and (
-            (order.side == "buy" and order.price >= mark)
-            or (order.side == "sell" and order.price <= mark)
-        ):
-            yield (
-                f"{symbol}: {order.side} limit @ {order.price:f} crosses the mark {mark:f} "
-                "and would fill at once instead of resting"
-            )
+
+
+def _flatten_violations(
+    context: Context, actions: list[Action], after: dict[str, Holding | None]
+) -> Iterator[str]:
+    """No plan closes the whole account, or more than `policy.max_closes`, without consent."""
+    closes = sorted(action.symbol for action in actions if action.kind == "close_position")
+    if not closes:
+        return
+    live = len(context.snapshot.positions)
+    remaining = sum(1 for holding in _resulting_holdings(context, after).values() if holding)
+    hint = "give --allow-flatten to allow it"
+    if remaining == 0:
+        yield (
+            f"the plan closes every position of the account ({live}: {', '.join(closes)}); " + hint
+        )
+    cap = context.desired.policy.max_closes
+    if cap is not None and len(closes) > cap:
+        yield f"the plan closes {len(closes)} positions, more than policy.max_closes {cap}; " + hint
 
 
 def _reduces(holding: Holding | None, side: str) -> bool:
@@ -860,6 +1015,69 @@ def _resulting_holdings(
     result = {symbol: _live_holding(context, symbol) for symbol in context.snapshot.positions}
     result.update(after)
     return result
+
+
+def _resting_before(context: Context) -> dict[str, list[Resting]]:
+    return {
+        symbol: [_resting(order) for order in orders if order.price is not None]
+        for symbol, orders in context.snapshot.open_orders.items()
+    }
+
+
+def _resting(order: Order) -> Resting:
+    assert order.price is not None
+    return Resting(order.side, order.price, order.remaining, order.reduce_only)
+
+
+def _resting_after(context: Context, actions: list[Action]) -> dict[str, list[Resting]]:
+    """Every resting order once the plan ran: live ones not cancelled, plus those it places."""
+    cancelled_all = {a.symbol for a in actions if a.kind == "cancel_all_orders"}
+    cancelled = {(a.request.body or {}).get("orderId") for a in actions if a.kind == "cancel_order"}
+    result: dict[str, list[Resting]] = {}
+    for symbol, orders in context.snapshot.open_orders.items():
+        if symbol not in cancelled_all:
+            result[symbol] = [
+                _resting(o) for o in orders if o.id not in cancelled and o.price is not None
+            ]
+    for action in actions:
+        body = action.request.body or {}
+        if action.kind == "place_order" and body.get("orderType") == "limit":
+            result.setdefault(action.symbol, []).append(
+                Resting(
+                    str(body["side"]),
+                    Decimal(body["price"]),
+                    Decimal(body["size"]),
+                    bool(body.get("reduce_only")),
+                )
+            )
+    return result
+
+
+def _worst_gross(
+    context: Context, holdings: dict[str, Holding | None], orders: dict[str, list[Resting]]
+) -> Decimal:
+    signed = {s: h.signed for s, h in holdings.items() if h is not None}
+    marks = {s: context.snapshot.mark(s) or h.entry for s, h in holdings.items() if h is not None}
+    return _margin(worst_case_gross(signed, marks, orders))
+
+
+def _resting_cap_violations(context: Context, actions: list[Action], cap: Decimal) -> Iterator[str]:
+    """Resting orders on one side of a symbol could all fill together: they share the cap."""
+    placed_sides = {
+        (a.symbol, (a.request.body or {}).get("side"))
+        for a in actions
+        if a.kind == "place_order"
+        and (a.request.body or {}).get("orderType") == "limit"
+        and not (a.request.body or {}).get("reduce_only")
+    }
+    after = _resting_after(context, actions)
+    for symbol, side in sorted(placed_sides, key=str):
+        total = _margin(resting_side_notional(after.get(symbol, []), str(side)))
+        if total > cap:
+            yield (
+                f"{symbol}: resting {side} orders after the plan add up to {total:f}, which "
+                f"could fill together: exceeds policy.max_order_notional {cap:f}"
+            )
 
 
 def _gross(context: Context, holdings: dict[str, Holding | None]) -> Decimal:
@@ -956,7 +1174,8 @@ def _fingerprinted(context: Context, actions: list[Action]) -> list[str]:
 
 
 def _marks_used(context: Context, symbol_plans: list[SymbolPlan]) -> dict[str, Decimal]:
-    """The price of every symbol where the plan trades at market or sized from a price."""
+    """The price of every symbol where the plan trades at market, sized from a price, or
+    places a resting order (judged against it: see `reconciler.crossing`)."""
     marks: dict[str, Decimal] = {}
     for sp in symbol_plans:
         entry = context.desired.symbols.get(sp.symbol)
@@ -967,7 +1186,7 @@ def _marks_used(context: Context, symbol_plans: list[SymbolPlan]) -> dict[str, D
             for action in sp.actions
         )
         mark = context.snapshot.mark(sp.symbol)
-        if (sized or trades) and mark is not None:
+        if (sized or trades or sp.placed) and mark is not None:
             marks[sp.symbol] = mark
     return marks
 

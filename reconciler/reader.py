@@ -3,7 +3,10 @@
 This is the IO edge in front of the pure planner. `snapshot.needs(desired)` decides what to
 read; this module only fetches it. Reads run concurrently in two rounds: specs, positions,
 every page of open orders and (for weights) the account overview first, then market stats
-for the symbols that need a price and hold no position (a position carries its own mark).
+for the symbols that need a price and hold no position (a position carries its own mark),
+and the top of the book where the plan will place a resting order (known once the open
+orders are read). An exchange that offers no book (a refusal of the read) leaves the mark
+as the only reference; any other failure fails the read.
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ from collections.abc import Iterable
 from decimal import Decimal
 
 from reconciler.exchange.client import LevretClient
+from reconciler.exchange.errors import InvalidRequest, Rejected
 from reconciler.exchange.models import Order, Position, SymbolSpec
-from reconciler.snapshot import Snapshot, needs
+from reconciler.planner import symbols_placing_orders
+from reconciler.snapshot import BookTop, Snapshot, needs
 from reconciler.spec import DesiredState
 
 __all__ = ["read_snapshot"]
@@ -68,19 +73,34 @@ async def read_snapshot(
         if wanted is None or order.symbol in wanted:
             open_orders.setdefault(order.symbol, []).append(order)
 
-    price_symbols = reads.stats_for(positions)
-    if wanted is not None:
-        price_symbols = price_symbols & wanted
     specs = {spec.symbol: spec for spec in specs_task.result()}
-    price_symbols = frozenset(symbol for symbol in price_symbols if symbol in specs)
-    stats = await asyncio.gather(*(client.market_stats(symbol) for symbol in sorted(price_symbols)))
-    marks: dict[str, Decimal] = {stat.symbol: stat.markPrice for stat in stats}
-
-    return Snapshot(
+    read = Snapshot(
         user_id=client.user_id,
         specs=specs,
         positions=positions,
         open_orders={symbol: tuple(orders) for symbol, orders in open_orders.items()},
-        marks=marks,
         equity=overview_task.result().equity if overview_task is not None else None,
+    )
+    placing = symbols_placing_orders(desired, read) & reads.order_symbols
+    price_symbols = reads.stats_for(positions) | (placing - frozenset(positions))
+    if wanted is not None:
+        price_symbols, placing = price_symbols & wanted, placing & wanted
+    price_symbols = frozenset(symbol for symbol in price_symbols if symbol in specs)
+    placing = frozenset(symbol for symbol in placing if symbol in specs)
+    books_task = asyncio.gather(*(_book_top(client, symbol) for symbol in sorted(placing)))
+    stats_task = asyncio.gather(*(client.market_stats(s) for s in sorted(price_symbols)))
+    stats, tops = await asyncio.gather(stats_task, books_task)
+    marks: dict[str, Decimal] = {stat.symbol: stat.markPrice for stat in stats}
+    books = {symbol: top for symbol, top in zip(sorted(placing), tops, strict=True) if top}
+    return read.model_copy(update={"marks": marks, "books": books})
+
+
+async def _book_top(client: LevretClient, symbol: str) -> BookTop | None:
+    """The best bid and ask, or None where the exchange refuses to show a book."""
+    try:
+        book = await client.orderbook(symbol, depth=1)
+    except (Rejected, InvalidRequest):
+        return None
+    return BookTop(
+        bid=book.bids[0][0] if book.bids else None, ask=book.asks[0][0] if book.asks else None
     )

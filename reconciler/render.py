@@ -169,11 +169,19 @@ def render_text(plan: Plan, *, color: bool = False) -> str:
 
 
 def _policy_lines(plan: Plan, paint: Callable[..., str]) -> list[str]:
+    lines = _infeasible_lines(plan, paint)
     if not plan.violations:
-        return ["Policy: " + paint("ok", "green")]
-    lines = [paint(f"Policy: {len(plan.violations)} violation(s); nothing will be sent", "red")]
+        return [*lines, "Policy: " + paint("ok", "green")]
+    lines.append(paint(f"Policy: {len(plan.violations)} violation(s); nothing will be sent", "red"))
     lines.extend(f"  - {violation}" for violation in plan.violations)
     return lines
+
+
+def _infeasible_lines(plan: Plan, paint: Callable[..., str]) -> list[str]:
+    if not plan.infeasible:
+        return []
+    head = f"Left alone, the change cannot be made exactly ({len(plan.infeasible)}):"
+    return [paint(head, "yellow"), *(f"  - {problem}" for problem in plan.infeasible)]
 
 
 # -- markdown ------------------------------------------------------------------------------
@@ -210,6 +218,10 @@ def render_markdown(plan: Plan) -> str:
     verdict = "✅ policy ok" if not plan.violations else f"⛔ {len(plan.violations)} violation(s)"
     head = [f"### Plan for `{plan.user_id}` — {verdict}", "", _md(_summary_line(plan)), ""]
     tail: list[str] = []
+    if plan.infeasible:
+        tail.append("**Left alone** (the change cannot be made exactly):")
+        tail.extend(f"- {_md(problem)}" for problem in plan.infeasible[:50])
+        tail.append("")
     if plan.violations:
         shown = plan.violations[:50]
         tail.append("**Policy violations** (nothing will be sent):")
@@ -254,9 +266,13 @@ def _md_sections(plan: Plan, budget: int) -> list[str]:
 
 def plan_to_data(plan: Plan) -> dict[str, Any]:
     """The saved-plan document as plain data (Decimals kept), in the documented key order."""
-    data = plan.model_dump(mode="python", exclude={"violations", "changes", "empty_reason"})
+    data = plan.model_dump(
+        mode="python", exclude={"violations", "changes", "empty_reason", "infeasible"}
+    )
     data["actions"] = [_action_data(action) for action in plan.actions]
     data["policy"] = {"ok": not plan.violations, "violations": list(plan.violations)}
+    if plan.infeasible:
+        data["infeasible"] = list(plan.infeasible)
     data["empty_reason"] = plan.empty_reason
     data["changes"] = [change.model_dump(mode="python") for change in plan.changes]
     summary = data["summary"]

@@ -6,8 +6,12 @@ The reader (IO, elsewhere) fills a `Snapshot` from the exchange; the planner onl
 - symbol specs, all positions and all open orders: always (one call, one call, pages);
 - a mark price (`/market/market-stats`) only for a symbol whose desired position is not flat
   (to turn `notional`/`weight` into a size, to estimate what a new position costs for the
-  policy caps and the margin it will hold) **and** that has no open position: an open
-  position carries its own `markPrice`, which the planner uses instead;
+  policy caps and the margin it will hold, to check its TP/SL against it), or where the plan
+  will place a resting order (to refuse one that would fill at once), **and** that has no
+  open position: an open position carries its own `markPrice`, which the planner uses
+  instead;
+- the top of the book (`/market/orderbook`, depth 1) where the plan will place a resting
+  order; where the exchange offers no book, the mark alone is the reference;
 - the account overview only when some position is sized by `weight` (it needs equity).
 
 Fingerprints cover only what the plan was computed from and what a change to would make
@@ -37,7 +41,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from reconciler.exchange.models import Order, Position, SymbolSpec
 from reconciler.spec import DesiredState
 
-__all__ = ["ReadNeeds", "Snapshot", "needs", "snapshot_from_data"]
+__all__ = ["BookTop", "ReadNeeds", "Snapshot", "needs", "snapshot_from_data"]
+
+
+class BookTop(BaseModel):
+    """The best bid and ask of a symbol's order book (None: that side is empty)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    bid: Decimal | None = None
+    ask: Decimal | None = None
 
 
 class Snapshot(BaseModel):
@@ -50,6 +63,7 @@ class Snapshot(BaseModel):
     positions: dict[str, Position] = Field(default_factory=dict)
     open_orders: dict[str, tuple[Order, ...]] = Field(default_factory=dict)
     marks: dict[str, Decimal] = Field(default_factory=dict)
+    books: dict[str, BookTop] = Field(default_factory=dict)
     equity: Decimal | None = None
 
     def mark(self, symbol: str) -> Decimal | None:
@@ -135,6 +149,7 @@ class ReadNeeds(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     price_symbols: frozenset[str] = frozenset()
+    order_symbols: frozenset[str] = frozenset()  # a mark and the book where orders go out
     equity: bool = False
 
     def stats_for(self, positions: Iterable[str]) -> frozenset[str]:
@@ -153,15 +168,16 @@ def needs(desired: DesiredState) -> ReadNeeds:
         entry.position is not None and entry.position.weight is not None
         for entry in desired.symbols.values()
     )
-    return ReadNeeds(price_symbols=price_symbols, equity=uses_weight)
+    order_symbols = frozenset(symbol for symbol, entry in desired.symbols.items() if entry.orders)
+    return ReadNeeds(price_symbols=price_symbols, order_symbols=order_symbols, equity=uses_weight)
 
 
 def snapshot_from_data(data: Any) -> Snapshot:
     """A snapshot from plain data shaped like the API's payloads (the goldens' `live.json`).
 
     `{"user_id", "specs": [spec...], "positions": [position...], "open_orders": [order...],
-    "marks": {symbol: price}, "equity": number|null}`: lists as the exchange returns them,
-    grouped here by symbol.
+    "marks": {symbol: price}, "books": {symbol: {"bid", "ask"}}, "equity": number|null}`:
+    lists as the exchange returns them, grouped here by symbol.
     """
     if not isinstance(data, dict):
         raise ValueError("a snapshot must be a JSON object")
@@ -177,5 +193,6 @@ def snapshot_from_data(data: Any) -> Snapshot:
         positions={position.symbol: position for position in positions},
         open_orders={symbol: tuple(items) for symbol, items in orders.items()},
         marks={str(k): Decimal(v) for k, v in (data.get("marks") or {}).items()},
+        books={str(k): BookTop.model_validate(v) for k, v in (data.get("books") or {}).items()},
         equity=Decimal(data["equity"]) if data.get("equity") is not None else None,
     )

@@ -41,6 +41,7 @@ from reconciler.yamlsource import PathKey, SourceDocument, YamlProblem, load_tex
 __all__ = [
     "Account",
     "CredentialsEnv",
+    "DefaultTolerance",
     "Defaults",
     "DesiredOrder",
     "DesiredPosition",
@@ -60,13 +61,20 @@ __all__ = [
 ]
 
 MAX_EXCHANGE_LEVERAGE = 125
+# No price, size or amount of any market comes near 10^15 (more USDT than exists, more
+# contracts than any exchange lists); beyond it a number is a typo, and the planner's exact
+# arithmetic (sizes in steps of 10^-8) would need more digits than it carries.
+MAX_NUMBER = Decimal(10) ** 15
 
 
 def _strict_number(value: Any) -> Any:
     """Numbers only: a string, a boolean or a float is a mistake in a price or a size."""
     if isinstance(value, bool) or not isinstance(value, int | Decimal):
         raise ValueError("must be a number")
-    return Decimal(value)
+    number = Decimal(value)
+    if abs(number) > MAX_NUMBER:
+        raise ValueError(f"{number:.3e} is too large: at most 1e15")
+    return number
 
 
 def _strict_integer(value: Any) -> Any:
@@ -79,7 +87,11 @@ def _strict_integer(value: Any) -> Any:
     return value
 
 
-Number = Annotated[Decimal, BeforeValidator(_strict_number), WithJsonSchema({"type": "number"})]
+Number = Annotated[
+    Decimal,
+    BeforeValidator(_strict_number),
+    WithJsonSchema({"type": "number", "maximum": 10**15}),
+]
 Positive = Annotated[Number, Field(gt=0)]
 NonNegative = Annotated[Number, Field(ge=0)]
 Leverage = Annotated[
@@ -107,16 +119,38 @@ class Account(_Model):
     credentials_env: CredentialsEnv | None = None
 
 
-class Tolerance(_Model):
-    """Differences at or below these are not worth a trade."""
+def _no_default_size(value: Any) -> Any:
+    if isinstance(value, dict) and "size" in value:
+        raise ValueError(
+            "a size tolerance is in contracts, which mean something else on every symbol: "
+            "set it per symbol (symbols.<SYMBOL>.tolerance.size), or use notional here"
+        )
+    return value
 
-    size: NonNegative = Decimal("0.0001")
+
+class DefaultTolerance(_Model):
+    """Differences at or below these are not worth a trade, on every symbol (in USDT)."""
+
+    notional: NonNegative = Decimal(1)
     margin: NonNegative = Decimal(1)
+
+
+class Tolerance(_Model):
+    """One symbol's tolerance: a position difference in contracts (`size`) or in USDT at the
+    mark (`notional`), and a margin difference in USDT; unset values fall back to defaults.
+
+    Whatever it says, a different side and a difference of the symbol's `minSize` or more are
+    never within tolerance.
+    """
+
+    size: NonNegative | None = None
+    notional: NonNegative | None = None
+    margin: NonNegative | None = None
 
 
 class Defaults(_Model):
     leverage: Leverage = 5
-    tolerance: Tolerance = Tolerance()
+    tolerance: Annotated[DefaultTolerance, BeforeValidator(_no_default_size)] = DefaultTolerance()
 
 
 class Policy(_Model):
@@ -125,10 +159,14 @@ class Policy(_Model):
     max_gross_notional: Positive | None = None
     allowed_symbols: tuple[SymbolName, ...] | None = None
     unmanaged: Literal["ignore", "close"] = "ignore"
+    max_closes: Annotated[int, BeforeValidator(_strict_integer), Field(ge=0)] | None = None
 
 
 class DesiredPosition(_Model):
-    """The position wanted on one symbol. Absent TP/SL mean *no* TP/SL; absent margin, any."""
+    """The position wanted on one symbol. TP/SL left out: kept as is; `null`: cleared.
+
+    Absent margin: any. Whether a TP/SL was given is `model_fields_set`, not its value.
+    """
 
     side: Literal["long", "short", "flat"]
     size: Positive | None = None
@@ -141,13 +179,20 @@ class DesiredPosition(_Model):
 
 
 class DesiredOrder(_Model):
-    """One resting limit order wanted; `leverage` defaults to the symbol's leverage."""
+    """One resting limit order wanted; `leverage` defaults to the symbol's leverage.
+
+    `taker: true` allows an order that crosses the book (it fills at once instead of
+    resting); without it such an order is refused.
+    """
 
     side: Literal["buy", "sell"]
     price: Positive
     size: Positive
     leverage: Leverage | None = None
     reduce_only: StrictBool = False
+    take_profit: Positive | None = None  # the order's own, for the position it opens
+    stop_loss: Positive | None = None
+    taker: StrictBool = False
 
 
 class DesiredSymbol(_Model):
@@ -155,6 +200,7 @@ class DesiredSymbol(_Model):
     orders: tuple[DesiredOrder, ...] | None = None
     orders_mode: Literal["authoritative", "additive"] = "authoritative"
     protect: StrictBool = False
+    tolerance: Tolerance | None = None
 
 
 CronExpression = Annotated[StrictStr, AfterValidator(check_cron)]
@@ -341,6 +387,11 @@ def semantic_problems(desired: DesiredState) -> list[str]:
         )
     for symbol, entry in desired.symbols.items():
         base: PathKey = ("symbols", symbol)
+        tolerance = entry.tolerance
+        if tolerance is not None and tolerance.size is not None and tolerance.notional is not None:
+            problems.append(
+                desired.problem((*base, "tolerance", "notional"), "give only one of size, notional")
+            )
         if entry.position is not None:
             problems.extend(_position_problems(desired, (*base, "position"), entry.position))
         for index, order in enumerate(entry.orders or ()):
@@ -439,6 +490,10 @@ def check_against_specs(desired: DesiredState, specs: Mapping[str, SymbolSpec]) 
             path = (*base, "orders", index)
             problems.extend(_size_problems(desired, (*path, "size"), order.size, spec))
             problems.extend(_price_problems(desired, (*path, "price"), order.price, spec))
+            for name in ("take_profit", "stop_loss"):
+                trigger = getattr(order, name)
+                if trigger is not None:
+                    problems.extend(_price_problems(desired, (*path, name), trigger, spec))
             if order.leverage and order.leverage > spec.maxLeverage:
                 problems.append(
                     desired.problem(
@@ -482,8 +537,14 @@ def fingerprint(desired: DesiredState) -> str:
     """SHA-256 of what the file asks for, not how it is written (comments, order, spelling).
 
     `lock` is how apply runs, not what the account should hold: changing it between plan
-    and apply does not make a saved plan stale.
+    and apply does not make a saved plan stale. A TP/SL left out (kept) is not `null`
+    (cleared).
     """
-    wanted = desired.model_dump(mode="json", exclude={"lock"})
-    canonical = json.dumps(wanted, sort_keys=True, separators=(",", ":"))
+    data = desired.model_dump(mode="json", exclude={"lock"})
+    for symbol, entry in desired.symbols.items():
+        if entry.position is not None:
+            for name in ("take_profit", "stop_loss"):
+                if name not in entry.position.model_fields_set:
+                    data["symbols"][symbol]["position"][name] = "keep"
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

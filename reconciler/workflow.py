@@ -7,7 +7,7 @@ one file and many files go through exactly the same steps.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -15,19 +15,21 @@ from pathlib import Path
 from reconciler.actions import Plan
 from reconciler.apply import DEFAULT_MAX_PRICE_MOVE_BPS, ApplyReport, run_apply
 from reconciler.connection import STATE_DIR
-from reconciler.errors import PreconditionFailed, SpecError
+from reconciler.errors import PolicyViolation, PreconditionFailed, SpecError
 from reconciler.exchange.client import LevretClient
 from reconciler.exchange.settings import ClientSettings
 from reconciler.lock import AccountLock, LockOptions, account_lock
 from reconciler.planner import plan
 from reconciler.progress import ProgressSink
+from reconciler.proposal import first_difference, for_execution
 from reconciler.reader import read_snapshot
 from reconciler.settle import SettleConfig
+from reconciler.snapshot import Snapshot
 from reconciler.spec import DesiredState
 from reconciler.spec import fingerprint as desired_fingerprint
 from reconciler.visibility import DEFAULT_VISIBILITY_TIMEOUT_S
 
-__all__ = ["ApplyOptions", "apply_account", "narrow", "plan_account"]
+__all__ = ["ApplyOptions", "apply_account", "narrow", "plan_account", "without_takers"]
 
 
 def narrow(desired: DesiredState, targets: Sequence[str]) -> DesiredState:
@@ -47,13 +49,66 @@ def narrow(desired: DesiredState, targets: Sequence[str]) -> DesiredState:
     return desired.model_copy(update={"symbols": kept, "policy": policy})
 
 
+def without_takers(desired: DesiredState) -> DesiredState:
+    """The file as apply re-plans it after a pass: `taker: true` orders are sent once.
+
+    A taker order fills at once, so it never rests; re-planning with it would send it again
+    every pass. Its symbol's other orders are kept (`additive`, so the filled one's absence
+    cancels nothing either).
+    """
+    symbols = dict(desired.symbols)
+    for symbol, entry in desired.symbols.items():
+        if entry.orders and any(order.taker for order in entry.orders):
+            kept = tuple(order for order in entry.orders if not order.taker)
+            symbols[symbol] = entry.model_copy(update={"orders": kept, "orders_mode": "additive"})
+    if symbols == desired.symbols:
+        return desired
+    return desired.model_copy(update={"symbols": symbols})
+
+
+async def _confirm_saved(
+    client: LevretClient, desired: DesiredState, saved: Plan, allow_flatten: bool
+) -> Plan:
+    """The plan made now, if it sends exactly the saved calls; else exit 3 (or 4) unsent."""
+    snapshot = await read_snapshot(client, desired)
+    fresh = plan(desired, snapshot, allow_flatten=allow_flatten)
+    difference = first_difference(saved, fresh)
+    if difference is not None:
+        weighted = any(
+            entry.position is not None and entry.position.weight is not None
+            for entry in desired.symbols.values()
+        )
+        if weighted and snapshot.equity is not None:
+            difference += f" (sizes follow weight: the account's equity is now {snapshot.equity:f})"
+        raise PreconditionFailed(
+            "the saved plan is not what a plan made now would send; nothing was sent, "
+            f"re-run plan:\n{difference}"
+        )
+    if fresh.violations:
+        raise PolicyViolation(list(fresh.violations))
+    return for_execution(saved, fresh)
+
+
+def _replanner(allow_flatten: bool) -> Callable[[DesiredState, Snapshot], Plan]:
+    """How apply re-plans after a pass: without taker orders, with the same flatten consent."""
+
+    def replan(desired: DesiredState, snapshot: Snapshot) -> Plan:
+        return plan(without_takers(desired), snapshot, allow_flatten=allow_flatten)
+
+    return replan
+
+
 async def plan_account(
-    settings: ClientSettings, desired: DesiredState, *, now_ms: int | None = None
+    settings: ClientSettings,
+    desired: DesiredState,
+    *,
+    now_ms: int | None = None,
+    allow_flatten: bool = False,
 ) -> Plan:
     """Read what the plan needs and compute it; `now_ms` stamps the plan for staleness checks."""
     async with LevretClient(settings) as client:
         snapshot = await read_snapshot(client, desired)
-    result = plan(desired, snapshot)
+    result = plan(desired, snapshot, allow_flatten=allow_flatten)
     if now_ms is not None:
         result = result.model_copy(update={"created_at_ms": now_ms})
     return result
@@ -70,6 +125,7 @@ class ApplyOptions:
     state_dir: Path = STATE_DIR
     visibility_timeout_s: float = DEFAULT_VISIBILITY_TIMEOUT_S
     lock: LockOptions = field(default_factory=LockOptions)
+    allow_flatten: bool = False  # `--allow-flatten`: a plan may close every position
 
 
 async def apply_account(
@@ -81,11 +137,14 @@ async def apply_account(
     journal: Path | None = None,
     options: ApplyOptions = ApplyOptions(),
     lock: AccountLock | None = None,
+    saved: bool = False,
 ) -> ApplyReport:
     """Execute `planned` on the account (locked, journalled, freshness-checked, verified).
 
     `lock` is the account's lock if the caller already holds it (it took it before
     planning); otherwise it is taken here, from the file's `lock` and `options.lock`.
+    `saved`: the plan was read from a file, so it is only a proposal: it is planned again now
+    and executed only if the fresh plan makes the same calls (see `reconciler.proposal`).
     """
     wanted = desired_fingerprint(desired)
     if planned.desired_fingerprint is not None and planned.desired_fingerprint != wanted:
@@ -98,11 +157,14 @@ async def apply_account(
             desired.lock, options.lock, base_url=settings.base_url, user_id=planned.user_id
         )
     async with LevretClient(settings) as client:
+        if saved:
+            planned = await _confirm_saved(client, desired, planned, options.allow_flatten)
         return await run_apply(
             planned,
             client=client,
             desired=desired,
             read_snapshot=read_snapshot,
+            planner=_replanner(options.allow_flatten),
             state_dir=options.state_dir,
             journal_path=journal,
             max_age_ms=options.max_plan_age_ms,

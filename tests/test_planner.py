@@ -34,13 +34,32 @@ symbols:
 
 def test_rule1_differences_within_tolerance_are_not_traded() -> None:
     want = desired("""
-defaults: {tolerance: {size: 0.002, margin: 5}}
+defaults: {tolerance: {notional: 100, margin: 5}}
 symbols:
   BTC_USDT:
     position: {side: long, size: 0.5, margin: 4502}
 """)
-    live = snapshot([position("BTC_USDT", "long", "0.501", margin="4500")])
+    live = snapshot([position("BTC_USDT", "long", "0.5005", margin="4500")])  # off-step sliver
     assert plan(want, live).is_empty
+
+
+def test_rule1_tolerance_never_spans_a_side_or_a_minimum_size() -> None:
+    live = snapshot([position("BTC_USDT", "long", "0.2", leverage=10)])
+    short = desired("""
+symbols:
+  BTC_USDT:
+    tolerance: {size: 10}
+    position: {side: short, size: 5, leverage: 10}
+""")
+    (flip,) = plan(short, live).actions
+    assert flip.reason == "flip long 0.2 to short 5"
+    more = desired("""
+defaults: {tolerance: {notional: 1000}}
+symbols:
+  BTC_USDT: {position: {side: long, size: 0.201, leverage: 10}}
+""")
+    (add,) = plan(more, live).actions  # 0.001 BTC is 45 USDT, but it is the minimum size
+    assert add.request.body is not None and add.request.body["size"] == Decimal("0.001")
 
 
 def test_rule1_absent_position_and_orders_leave_the_symbol_alone() -> None:
@@ -143,7 +162,7 @@ def test_rule3_each_differing_attribute_is_one_call() -> None:
     want = desired("""
 symbols:
   BTC_USDT:
-    position: {side: long, size: 1, leverage: 10, margin: 5000, take_profit: 50000}
+    position: {side: long, size: 1, leverage: 10, margin: 5000, take_profit: 50000, stop_loss: null}
 """)
     live = snapshot([position("BTC_USDT", "long", "1", leverage=5, sl="40000")])
     actions = plan(want, live).actions
@@ -188,12 +207,16 @@ symbols:
     assert [a.kind for a in plan(want, live).actions] == ["place_order", "place_order"]
 
 
-def test_rule3_tpsl_absent_means_clear() -> None:
-    want = desired("symbols:\n  SOL_USDT:\n    position: {side: short, size: 10}\n")
+def test_rule3_tpsl_left_out_is_kept_and_null_clears() -> None:
     live = snapshot([position("SOL_USDT", "short", "10", tp="90", sl="110")])
+    kept = desired("symbols:\n  SOL_USDT:\n    position: {side: short, size: 10}\n")
+    assert plan(kept, live).is_empty  # an emergency stop added by hand survives
+    want = desired(
+        "symbols:\n  SOL_USDT:\n    position: {side: short, size: 10, take_profit: null}\n"
+    )
     (action,) = plan(want, live).actions
     assert action.kind == "set_tpsl"
-    assert action.request.body == {"takeProfitPrice": None, "stopLossPrice": None}
+    assert action.request.body == {"takeProfitPrice": None, "stopLossPrice": Decimal(110)}
 
 
 # -- rule 4: resting orders ------------------------------------------------------------------
@@ -311,10 +334,25 @@ symbols:
     ]
 
 
-def test_rule5_notional_too_small_for_min_size_is_an_error() -> None:
-    want = desired("symbols:\n  BTC_USDT: {position: {side: long, notional: 10}}\n")
-    with pytest.raises(SpecError, match=r"position.notional: .*below minSize"):
-        plan(want, snapshot())
+def test_rule5_a_change_that_cannot_be_made_is_local_to_its_symbol() -> None:
+    want = desired("""
+symbols:
+  BTC_USDT:
+    position: {side: long, notional: 10}
+    orders: [{side: buy, price: 40000, size: 0.1}]
+  ETH_USDT: {position: {side: short, size: 1}}
+""")
+    result = plan(want, snapshot())
+    (problem,) = result.infeasible
+    assert (
+        "symbols.BTC_USDT.position.notional: 10 USDT at mark 45000 is 0.000, below minSize"
+        in problem
+    )
+    assert [(a.symbol, a.kind) for a in result.actions] == [("ETH_USDT", "place_order")]
+    assert not result.violations
+    live = snapshot([position("SOL_USDT", "long", "10.05")])  # off the step of 0.1
+    sliver = plan(desired("symbols:\n  SOL_USDT: {position: {side: long, size: 10}}\n"), live)
+    assert sliver.is_empty and "needs an order of 0.05" in sliver.infeasible[0]
 
 
 def test_needs_skips_stats_for_symbols_with_a_position() -> None:
@@ -450,7 +488,10 @@ symbols:
 """)
     text = "\n".join(plan(want, snapshot()).violations)
     assert "below the initial requirement" in text
-    assert "crosses the mark" in text
+    assert (
+        "desired.yaml:7:28: symbols.BTC_USDT.orders[0].price: buy limit @ 50000 would fill "
+        "at once: at or above the mark 45000"
+    ) in text
     assert "has no opposite position" in text
 
 

@@ -162,7 +162,7 @@ def test_at_most_one_size_change_and_nothing_else_on_a_closing_position(
 @given(desired_state(), live_state())
 def test_no_redundant_leverage_margin_or_tpsl_call(desired: DesiredState, live: Snapshot) -> None:
     result = _plan(desired, live)
-    tolerance = desired.defaults.tolerance.margin
+    tolerance = desired.defaults.tolerance.margin  # no symbol sets its own
     for action in result.actions:
         assert action.before != action.after or action.kind == "place_order", action
         if action.kind == "set_leverage":

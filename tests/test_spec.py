@@ -70,8 +70,9 @@ def test_example_file_loads_with_exact_decimals() -> None:
 
 
 def test_numbers_never_pass_through_float() -> None:
-    desired = spec.loads("version: 1\ndefaults: {tolerance: {size: 0.1000000000000000055511}}\n")
-    assert desired.defaults.tolerance.size == Decimal("0.1000000000000000055511")
+    text = "version: 1\ndefaults: {tolerance: {notional: 0.1000000000000000055511}}\n"
+    desired = spec.loads(text)
+    assert desired.defaults.tolerance.notional == Decimal("0.1000000000000000055511")
 
 
 def test_all_errors_are_reported_at_once() -> None:

@@ -1,7 +1,9 @@
 """`reconciler apply`: plan (or load a saved plan), confirm, execute, verify.
 
 `apply -f FILE` plans now and asks for `yes`; `apply PLAN.json` executes a plan reviewed
-earlier (for example in a pull request) only if the account still looks as it did then.
+earlier (for example in a pull request) only if a plan made now from the live account and
+FILE makes exactly the same calls (see `reconciler.proposal`) and the account still looks as
+it did then. An edited plan is never sent as stored.
 
 Several files (or a directory) apply every account: all are planned concurrently and shown
 one section per account; without `--auto-approve` each account with changes is asked for
@@ -54,6 +56,8 @@ from reconciler.render import load_plan
 from reconciler.spec import load
 from reconciler.workflow import ApplyOptions, apply_account, narrow, plan_account
 
+EXIT_CHANGES_REMAIN = 2  # applied what could be; some symbols' changes cannot be made
+
 
 def _confirm(console: Console, plan: Plan, *, where: str = "") -> None:
     console.note(
@@ -96,6 +100,11 @@ def _saved_plan(plan_file: Path) -> Plan:
     show_default=True,
     help="Refuse a saved plan whose marks moved more than this.",
 )
+@click.option(
+    "--allow-flatten",
+    is_flag=True,
+    help="Allow a plan that closes every position, or more than policy.max_closes.",
+)
 @click.option("--parallelism", type=click.IntRange(1, 64), default=4, show_default=True)
 @click.option("--max-passes", type=click.IntRange(1, 10), default=3, show_default=True)
 @visibility_timeout_option
@@ -115,6 +124,7 @@ def apply(
     target: tuple[str, ...],
     max_plan_age: str,
     max_price_move_bps: Decimal,
+    allow_flatten: bool,
     parallelism: int,
     max_passes: int,
     visibility_timeout: str,
@@ -133,6 +143,7 @@ def apply(
         max_passes=max_passes,
         visibility_timeout_s=parse_duration_ms(visibility_timeout) / 1000,
         lock=lock_settings(lock_dsn, lock_timeout),
+        allow_flatten=allow_flatten,
     )
     if is_multi(files):
         if journal is not None:
@@ -168,7 +179,9 @@ def apply(
         )
         with lock:
             if saved is None:
-                plan = asyncio.run(plan_account(settings, desired, now_ms=now_ms()))
+                plan = asyncio.run(
+                    plan_account(settings, desired, now_ms=now_ms(), allow_flatten=allow_flatten)
+                )
                 console.data(render(plan, output_format, console))
             else:
                 plan = saved
@@ -176,6 +189,8 @@ def apply(
             if plan.violations:
                 raise PolicyViolation(list(plan.violations))
             if not plan.actions:
+                if plan.infeasible:
+                    _changes_remain(console, plan)
                 console.note("No changes. The account already matches the file.")
                 return
             if saved is None and not auto_approve:
@@ -195,11 +210,23 @@ def apply(
                         journal=journal,
                         options=options,
                         lock=lock,
+                        saved=saved is not None,
                     )
                 )
     if report.exit_code != 0:
         report.raise_for_status()
+    if plan.infeasible:
+        console.note("Apply complete: the rest converged.")
+        _changes_remain(console, plan)
     console.note("Apply complete: converged.")
+
+
+def _changes_remain(console: Console, plan: Plan) -> None:
+    """Exit 2: symbols whose change cannot be made exactly were left alone, as reported."""
+    console.note("Changes remain: these symbols were left alone:")
+    for problem in plan.infeasible:
+        console.note(f"  - {problem}")
+    raise click.exceptions.Exit(EXIT_CHANGES_REMAIN)
 
 
 def _apply_many(
@@ -221,7 +248,9 @@ def _apply_many(
     with endpoint(sandbox=sandbox, base_url=base_url) as where:
         options = replace(options, lock=replace(options.lock, scope=lock_scope(where)))
         if saved is None:
-            outcomes = asyncio.run(plan_all(accounts, where, now_ms=now_ms()))
+            outcomes = asyncio.run(
+                plan_all(accounts, where, now_ms=now_ms(), allow_flatten=options.allow_flatten)
+            )
             show_plans(console, outcomes, output_format)
         else:
             outcomes = with_saved_plans(accounts, where, saved)

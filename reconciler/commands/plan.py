@@ -52,6 +52,11 @@ EXIT_CHANGES = 2
 @click.option(
     "--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has changes (0 when none)."
 )
+@click.option(
+    "--allow-flatten",
+    is_flag=True,
+    help="Allow a plan that closes every position, or more than policy.max_closes.",
+)
 def plan(
     files: tuple[Path, ...],
     sandbox: bool,
@@ -60,23 +65,36 @@ def plan(
     out: Path | None,
     target: tuple[str, ...],
     detailed_exitcode: bool,
+    allow_flatten: bool,
 ) -> None:
     """Show the calls that would make the account match FILE."""
     console = Console()
     if is_multi(files):
-        _plan_many(console, files, sandbox, base_url, output_format, out, target, detailed_exitcode)
+        _plan_many(
+            console,
+            files,
+            sandbox,
+            base_url,
+            output_format,
+            out,
+            target,
+            detailed_exitcode,
+            allow_flatten,
+        )
         return
     desired = narrow(load(single_file(files)), target)  # a bad file stops here: nothing sent
     with endpoint(sandbox=sandbox, base_url=base_url) as where:
         settings = client_settings(where, desired)
-        result = asyncio.run(plan_account(settings, desired, now_ms=now_ms()))
+        result = asyncio.run(
+            plan_account(settings, desired, now_ms=now_ms(), allow_flatten=allow_flatten)
+        )
     if out is not None:
         write_private(out, render_json(result))
         console.note(f"Saved the plan to {out}.")
     console.data(render(result, output_format, console))
     if result.violations:
         raise PolicyViolation(list(result.violations))
-    if detailed_exitcode and result.actions:
+    if detailed_exitcode and (result.actions or result.infeasible):
         raise click.exceptions.Exit(EXIT_CHANGES)
 
 
@@ -89,12 +107,15 @@ def _plan_many(
     out: Path | None,
     target: tuple[str, ...],
     detailed_exitcode: bool,
+    allow_flatten: bool,
 ) -> None:
     accounts = load_accounts(files, target)  # every file valid, or nothing is read
     if out is not None and out.exists() and not out.is_dir():
         raise ReconcilerError(f"--out {out}: with several accounts, give a directory")
     with endpoint(sandbox=sandbox, base_url=base_url) as where:
-        outcomes = asyncio.run(plan_all(accounts, where, now_ms=now_ms()))
+        outcomes = asyncio.run(
+            plan_all(accounts, where, now_ms=now_ms(), allow_flatten=allow_flatten)
+        )
     if out is not None:
         for outcome in outcomes:
             if outcome.plan is not None:
@@ -107,6 +128,12 @@ def _plan_many(
 
 
 def _code(outcome: Outcome, detailed_exitcode: bool) -> int:
-    if outcome.code == 0 and detailed_exitcode and outcome.plan and outcome.plan.actions:
+    planned = outcome.plan
+    if (
+        outcome.code == 0
+        and detailed_exitcode
+        and planned
+        and (planned.actions or planned.infeasible)
+    ):
         return EXIT_CHANGES
     return outcome.code
