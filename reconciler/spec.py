@@ -40,6 +40,7 @@ from reconciler.yamlsource import PathKey, SourceDocument, YamlProblem, load_tex
 
 __all__ = [
     "Account",
+    "ApplySettings",
     "CredentialsEnv",
     "DefaultTolerance",
     "Defaults",
@@ -225,6 +226,12 @@ class LockSettings(_Model):
     dsn_env: EnvName = "RECONCILER_LOCK_DSN"
 
 
+class ApplySettings(_Model):
+    """How apply runs against this account; `--visibility-timeout` on the command line wins."""
+
+    visibility_timeout: Annotated[Positive, Field(le=3600)] | None = None  # seconds
+
+
 class DesiredState(_Model):
     """The whole file. `symbols` lists the managed symbols; any other symbol is unmanaged."""
 
@@ -235,6 +242,7 @@ class DesiredState(_Model):
     symbols: dict[SymbolName, DesiredSymbol] = Field(default_factory=dict)
     windows: Windows | None = None
     lock: LockSettings = LockSettings()
+    apply: ApplySettings = ApplySettings()
 
     _source: SourceDocument | None = PrivateAttr(default=None)
 
@@ -536,11 +544,11 @@ def json_schema() -> dict[str, Any]:
 def fingerprint(desired: DesiredState) -> str:
     """SHA-256 of what the file asks for, not how it is written (comments, order, spelling).
 
-    `lock` is how apply runs, not what the account should hold: changing it between plan
-    and apply does not make a saved plan stale. A TP/SL left out (kept) is not `null`
-    (cleared).
+    `lock` and `apply` say how apply runs, not what the account should hold: changing them
+    between plan and apply does not make a saved plan stale. A TP/SL left out (kept) is not
+    `null` (cleared).
     """
-    data = desired.model_dump(mode="json", exclude={"lock"})
+    data = desired.model_dump(mode="json", exclude={"lock", "apply"})
     for symbol, entry in desired.symbols.items():
         if entry.position is not None:
             for name in ("take_profit", "stop_loss"):

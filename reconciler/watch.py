@@ -92,7 +92,7 @@ class WatchConfig:
     parallelism: int = 4
     max_passes: int = 3
     state_dir: Path = DEFAULT_STATE_DIR
-    visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT_S
+    visibility_timeout: float | None = None  # None: the file's `apply`, else 30 s
     lock: LockOptions = field(default_factory=LockOptions)
 
     def __post_init__(self) -> None:
@@ -218,8 +218,17 @@ class Watcher:
         self._last_result: CycleResult | None = None
         # One for the watcher's life: a write a heal had accepted and the reads did not show
         # yet holds that symbol in every later heal until they do (never sent twice).
-        self.visibility = VisibilityTracker(timeout_s=config.visibility_timeout)
-        self._settle = SettleConfig(visibility_timeout_s=config.visibility_timeout)
+        self.visibility = VisibilityTracker()
+
+    def _settle_config(self, desired: DesiredState) -> SettleConfig:
+        """The visibility timeout of this heal: the option, else the file's, else 30 s."""
+        timeout = self.config.visibility_timeout
+        if timeout is None and desired.apply.visibility_timeout is not None:
+            timeout = float(desired.apply.visibility_timeout)
+        if timeout is None:
+            timeout = DEFAULT_VISIBILITY_TIMEOUT_S
+        self.visibility.timeout_s = timeout
+        return SettleConfig(visibility_timeout_s=timeout)
 
     # ---- control
 
@@ -482,7 +491,7 @@ class Watcher:
                 parallelism=self.config.parallelism,
                 max_passes=self.config.max_passes,
                 progress=_LogProgress(self.log),
-                settle_config=self._settle,
+                settle_config=self._settle_config(desired),
                 visibility=self.visibility,
                 lock=account_lock(
                     desired.lock,

@@ -123,9 +123,18 @@ class ApplyOptions:
     parallelism: int = 4
     max_passes: int = 3
     state_dir: Path = STATE_DIR
-    visibility_timeout_s: float = DEFAULT_VISIBILITY_TIMEOUT_S
+    visibility_timeout_s: float | None = None  # None: the file's `apply`, else the default
     lock: LockOptions = field(default_factory=LockOptions)
     allow_flatten: bool = False  # `--allow-flatten`: a plan may close every position
+
+
+def visibility_timeout_s(desired: DesiredState, options: ApplyOptions) -> float:
+    """`--visibility-timeout`, else the file's `apply.visibility_timeout`, else 30 s."""
+    if options.visibility_timeout_s is not None:
+        return options.visibility_timeout_s
+    if desired.apply.visibility_timeout is not None:
+        return float(desired.apply.visibility_timeout)
+    return DEFAULT_VISIBILITY_TIMEOUT_S
 
 
 async def apply_account(
@@ -172,6 +181,6 @@ async def apply_account(
             parallelism=options.parallelism,
             max_passes=options.max_passes,
             progress=progress,
-            settle_config=SettleConfig(visibility_timeout_s=options.visibility_timeout_s),
+            settle_config=SettleConfig(visibility_timeout_s=visibility_timeout_s(desired, options)),
             lock=lock,
         )

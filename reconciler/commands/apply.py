@@ -127,7 +127,7 @@ def apply(
     allow_flatten: bool,
     parallelism: int,
     max_passes: int,
-    visibility_timeout: str,
+    visibility_timeout: str | None,
     journal: Path | None,
     lock_dsn: str | None,
     lock_timeout: str,
@@ -141,7 +141,9 @@ def apply(
         max_price_move_bps=max_price_move_bps,
         parallelism=parallelism,
         max_passes=max_passes,
-        visibility_timeout_s=parse_duration_ms(visibility_timeout) / 1000,
+        visibility_timeout_s=(
+            None if visibility_timeout is None else parse_duration_ms(visibility_timeout) / 1000
+        ),
         lock=lock_settings(lock_dsn, lock_timeout),
         allow_flatten=allow_flatten,
     )

@@ -73,10 +73,10 @@ def visibility_timeout_option(command: F) -> F:
     """`--visibility-timeout`: how long apply waits for the exchange to show its own writes."""
     return click.option(
         "--visibility-timeout",
-        default="30s",
-        show_default=True,
+        metavar="DURATION",
         help="Wait at most this long for an accepted call to show in the account's reads; "
-        "after it, that symbol stops (exit 5) and nothing is sent again.",
+        "after it, that symbol stops (exit 5) and nothing is sent again "
+        "(default: the file's apply.visibility_timeout, else 30s).",
     )(command)
 
 

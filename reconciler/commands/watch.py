@@ -114,7 +114,7 @@ def watch(
     max_failures: int,
     parallelism: int,
     max_passes: int,
-    visibility_timeout: str,
+    visibility_timeout: str | None,
     lock_dsn: str | None,
     lock_timeout: str,
 ) -> None:
@@ -129,7 +129,9 @@ def watch(
         parallelism=parallelism,
         max_passes=max_passes,
         state_dir=STATE_DIR,
-        visibility_timeout=parse_duration_ms(visibility_timeout) / 1000,
+        visibility_timeout=(
+            None if visibility_timeout is None else parse_duration_ms(visibility_timeout) / 1000
+        ),
         lock=lock_settings(lock_dsn, lock_timeout),
     )
     breaker = CircuitBreaker(
