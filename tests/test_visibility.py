@@ -1,0 +1,314 @@
+"""Unit edge cases of read-your-own-writes (`reconciler.visibility`) and of settlement's lag rule.
+
+The end-to-end proofs run against a sandbox whose reads really lag (`test_apply_read_lag.py`,
+`test_watch_sandbox.py`, the realistic fault campaign); here a scripted client and a fake
+clock pin down the rules one at a time: what a stale read looks like, a clock that jumped
+backwards, a lookup that lags the listing, the timeout, and the lag that settlement waits out.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from reconciler.actions import Action, Phase, Request
+from reconciler.exchange.errors import NotFound
+from reconciler.exchange.models import Order, Position, SymbolSpec
+from reconciler.settle import SettleConfig, settle
+from reconciler.snapshot import Snapshot
+from reconciler.spec import loads
+from reconciler.visibility import Expectation, VisibilityTracker, expectation_for
+from reconciler.workflow import ApplyOptions, visibility_timeout_s
+
+SPEC = SymbolSpec(
+    symbol="BTC_USDT", tickSize=Decimal("0.1"), stepSize=Decimal("0.001"),
+    minSize=Decimal("0.001"), maxLeverage=50,
+)  # fmt: skip
+
+
+def position(pid: str = "7", size: str = "1", stamp: int = 100) -> Position:
+    return Position(
+        id=pid, userId="u", symbol="BTC_USDT", side="long", size=Decimal(size),
+        entryPrice=Decimal(100), markPrice=Decimal(100), leverage=5, margin=Decimal(20),
+        updatedAt=stamp,
+    )  # fmt: skip
+
+
+def order(oid: str, status: str = "open", stamp: int = 100, filled: str = "0") -> Order:
+    return Order(
+        id=oid, userId="u", symbol="BTC_USDT", side="buy", orderType="limit", size=Decimal(1),
+        price=Decimal(90), status=status, filledSize=Decimal(filled), createdAt=stamp,
+        updatedAt=stamp,
+    )  # fmt: skip
+
+
+def snapshot(pos: Position | None = None, orders: tuple[Order, ...] = ()) -> Snapshot:
+    return Snapshot(
+        user_id="u",
+        specs={"BTC_USDT": SPEC},
+        positions={} if pos is None else {"BTC_USDT": pos},
+        open_orders={"BTC_USDT": orders} if orders else {},
+    )
+
+
+def action(kind: str = "place_order", after_side: str = "long", path: str = "/order") -> Action:
+    return Action(
+        kind=kind, symbol="BTC_USDT", phase=Phase.INCREASE,
+        request=Request(method="POST", path=path, body={}), after={"side": after_side},
+        reason="test",
+    )  # fmt: skip
+
+
+class Clock:
+    """Time that moves only when someone sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+class Lookups:
+    """`get_order` and `positions` from scripts; `positions` answers in turn."""
+
+    def __init__(self, orders: dict[str, Order] | None = None) -> None:
+        self.orders = orders or {}
+        self.position_reads: list[Position | None] = []
+        self.lookups = 0
+
+    async def get_order(self, order_id: str) -> Order:
+        self.lookups += 1
+        if order_id not in self.orders:
+            raise NotFound("no such order", code="NOT_FOUND", status=404)
+        return self.orders[order_id]
+
+    async def positions(self, symbol: str | None = None) -> list[Position]:
+        current = self.position_reads.pop(0) if len(self.position_reads) > 1 else None
+        if current is None and self.position_reads:
+            current = self.position_reads[0]
+        return [] if current is None else [current]
+
+
+def tracker(clock: Clock, timeout: float = 5.0) -> VisibilityTracker:
+    return VisibilityTracker(timeout_s=timeout, clock=clock, sleep=clock.sleep)
+
+
+# -- what an answer leaves to wait for -----------------------------------------------------------
+
+
+def test_each_answer_shape_leaves_the_expectation_a_read_can_check() -> None:
+    market = expectation_for(
+        action(), {"id": "9", "orderType": "market", "status": "filled", "filledSize": "1",
+                   "updatedAt": 200}, accepted_at_s=0,
+    )  # fmt: skip
+    assert market is not None and market.moves_position and not market.order_resting
+    resting = expectation_for(
+        action(), {"id": "10", "orderType": "limit", "status": "open", "updatedAt": 201},
+        accepted_at_s=0,
+    )  # fmt: skip
+    assert resting is not None and resting.order_resting and not resting.moves_position
+    lever = expectation_for(
+        action("set_leverage", path="/positions/7/leverage"),
+        {"id": "7", "marginMode": "isolated", "updatedAt": 202}, accepted_at_s=0,
+    )  # fmt: skip
+    assert lever is not None and lever.position_id == "7" and lever.updated_at == 202
+    cancel_all = expectation_for(
+        action("cancel_all_orders"), {"cancelled": ["3", "4"], "count": 2}, accepted_at_s=0
+    )
+    assert cancel_all is not None and cancel_all.cancelled_ids == ("3", "4")
+    assert expectation_for(action("cancel_all_orders"), {"cancelled": []}, accepted_at_s=0) is None
+    assert expectation_for(action(), None, accepted_at_s=0) is None
+
+
+# -- what a stale read looks like --------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_a_position_older_than_the_fill_is_not_visible_and_a_newer_one_is() -> None:
+    clock = Clock()
+    visibility = tracker(clock)
+    visibility.note_snapshot(snapshot(position(stamp=100)))
+    visibility.expect(Expectation("BTC_USDT", "place_order", clock(), order_id="9",
+                                  moves_position=True, updated_at=200))  # fmt: skip
+    reads = iter([snapshot(position(stamp=100)), snapshot(position(size="2", stamp=200))])
+    first = next(reads)
+
+    async def reread() -> Snapshot:
+        return next(reads)
+
+    seen, unseen = await visibility.await_snapshot(Lookups(), first, reread)
+    assert unseen == {} and seen.positions["BTC_USDT"].size == 2
+    assert clock.slept == [0.05]  # one poll: the stale read was not trusted
+    assert visibility.pending == []
+
+
+@pytest.mark.anyio
+async def test_a_clock_that_jumped_back_cannot_pass_a_stale_read_off_as_new() -> None:
+    """The exchange's clock ran back between the old state and our write: the stale read's
+    stamp is later than the write's, but it is a version read before the write."""
+    clock = Clock()
+    visibility = tracker(clock, timeout=0.3)
+    visibility.note_snapshot(snapshot(position(stamp=5_000)))
+    visibility.expect(Expectation("BTC_USDT", "place_order", clock(), order_id="9",
+                                  moves_position=True, updated_at=1_000))  # fmt: skip
+    stale = snapshot(position(stamp=5_000))
+
+    async def reread() -> Snapshot:
+        return stale
+
+    _, unseen = await visibility.await_snapshot(Lookups(), stale, reread)
+    assert [e.order_id for e in unseen["BTC_USDT"]] == ["9"]
+
+
+@pytest.mark.anyio
+async def test_a_resting_order_missing_from_the_listing_needs_the_lookup_to_show_it() -> None:
+    clock = Clock()
+    visibility = tracker(clock, timeout=0.2)
+    visibility.expect(Expectation("BTC_USDT", "place_order", clock(), order_id="10",
+                                  order_resting=True, updated_at=300))  # fmt: skip
+    lookups = Lookups()  # NOT_FOUND: the replica has not got it yet
+
+    async def reread() -> Snapshot:
+        return snapshot()
+
+    _, unseen = await visibility.await_snapshot(lookups, snapshot(), reread)
+    assert "BTC_USDT" in unseen and lookups.lookups >= 2
+    # Filled since (it is found, closed, with a fill): then the position must show the fill.
+    lookups.orders["10"] = order("10", status="filled", stamp=400, filled="1")
+    _, unseen = await visibility.await_snapshot(lookups, snapshot(position(stamp=100)), reread)
+    assert "BTC_USDT" in unseen  # position still from before the fill
+    _, unseen = await visibility.await_snapshot(lookups, snapshot(position(stamp=400)), reread)
+    assert unseen == {}
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_order_still_listed_is_a_stale_read() -> None:
+    clock = Clock()
+    visibility = tracker(clock, timeout=0.2)
+    visibility.expect(Expectation("BTC_USDT", "cancel_order", clock(), cancelled_ids=("3",)))
+    listed = snapshot(orders=(order("3"),))
+
+    async def reread() -> Snapshot:
+        return listed
+
+    _, unseen = await visibility.await_snapshot(Lookups(), listed, reread)
+    assert [e.cancelled_ids for e in unseen["BTC_USDT"]] == [("3",)]
+
+
+@pytest.mark.anyio
+async def test_given_up_writes_are_checked_again_but_never_waited_for_twice() -> None:
+    clock = Clock()
+    visibility = tracker(clock, timeout=1.0)
+    visibility.expect(Expectation("BTC_USDT", "cancel_order", clock(), cancelled_ids=("3",)))
+    listed = snapshot(orders=(order("3"),))
+
+    async def reread() -> Snapshot:
+        return listed
+
+    await visibility.await_snapshot(Lookups(), listed, reread)
+    waited = sum(clock.slept)
+    assert waited == pytest.approx(1.0)
+    _, unseen = await visibility.await_snapshot(Lookups(), listed, reread)
+    assert "BTC_USDT" in unseen and sum(clock.slept) == pytest.approx(waited)
+    _, unseen = await visibility.await_snapshot(Lookups(), snapshot(), reread)
+    assert unseen == {} and visibility.pending == []
+
+
+@pytest.mark.anyio
+async def test_fresh_position_waits_for_the_write_then_times_out_naming_it() -> None:
+    clock = Clock()
+    visibility = tracker(clock, timeout=0.5)
+    visibility.note_positions([position(stamp=100)])
+    visibility.expect(Expectation("BTC_USDT", "place_order", clock(), order_id="9",
+                                  moves_position=True, updated_at=200))  # fmt: skip
+    lookups = Lookups()
+    lookups.position_reads = [position(stamp=100), position(stamp=100), position(stamp=200)]
+    assert (await visibility.fresh_position(lookups, "BTC_USDT")).updatedAt == 200  # type: ignore[union-attr]
+    lookups.position_reads = [position(stamp=100)]
+    visibility.expect(Expectation("BTC_USDT", "place_order", clock(), order_id="11",
+                                  moves_position=True, updated_at=300))  # fmt: skip
+    with pytest.raises(TimeoutError, match=r"order 11 not visible after 0\.5 s"):
+        await visibility.fresh_position(lookups, "BTC_USDT")
+
+
+# -- the lag settlement waits out --------------------------------------------------------------
+
+
+def test_without_a_measurement_the_lag_allowance_is_the_whole_timeout() -> None:
+    clock = Clock()
+    visibility = tracker(clock, timeout=7.0)
+    assert visibility.lag_allowance_s() == 7.0
+
+
+@pytest.mark.anyio
+async def test_the_allowance_is_twice_the_longest_lag_seen_and_ignores_uninformative_checks() -> (
+    None
+):
+    clock = Clock()
+    visibility = tracker(clock, timeout=30.0)
+    # A filled market order with no position stamp: a stale read passes it too, so it says
+    # nothing about the lag.
+    visibility.expect(Expectation("BTC_USDT", "place_order", clock(), order_id="8"))
+    visibility.expect(Expectation("BTC_USDT", "cancel_order", clock(), cancelled_ids=("3",)))
+    reads = iter([snapshot(orders=(order("3"),))] * 3 + [snapshot()])
+
+    async def reread() -> Snapshot:
+        return next(reads)
+
+    await visibility.await_snapshot(Lookups(), next(reads), reread)
+    seen_after = sum(clock.slept)  # 0.05 + 0.1 + 0.2: the cancel showed at the third poll
+    assert visibility.lag_allowance_s() == pytest.approx(2 * seen_after)
+
+
+@pytest.mark.anyio
+async def test_settlement_believes_absence_only_from_reads_after_the_lag() -> None:
+    """Every read shows no order. Inside the allowance that proves nothing: the pair that
+    proves absence must both come after it."""
+    now = [0]
+
+    def clock_ms() -> int:
+        return now[0]
+
+    async def sleep(seconds: float) -> None:
+        now[0] += int(seconds * 1000)
+
+    class Empty:
+        async def positions(self, symbol: str | None = None) -> list[Position]:
+            return []
+
+        async def iter_open_orders(self, symbol: str | None = None, *, start_time: Any = None):  # type: ignore[no-untyped-def]
+            return
+            yield
+
+        async def iter_user_trades(self, symbol: str | None = None, *, start_time: Any = None):  # type: ignore[no-untyped-def]
+            return
+            yield
+
+        async def get_order(self, order_id: str) -> Order:
+            raise NotFound("no", code="NOT_FOUND", status=404)
+
+    place = action()
+    config = SettleConfig(visibility_window_s=0.1, max_reads=3)
+    result = await settle(
+        Empty(), place, place.request, sent_at_ms=0, baseline=None, config=config,
+        lag_allowance_s=2.0, sleep=sleep, clock_ms=clock_ms,
+    )  # fmt: skip
+    assert result.executed is False
+    assert now[0] >= 2_100  # the consistent pair was read at 2.0 s and 2.1 s, not before
+    assert result.reads == 3
+
+
+def test_the_option_wins_over_the_file_which_wins_over_the_default() -> None:
+    plain = loads("version: 1\n")
+    configured = loads("version: 1\napply: {visibility_timeout: 12}\n")
+    assert visibility_timeout_s(plain, ApplyOptions()) == 30.0
+    assert visibility_timeout_s(configured, ApplyOptions()) == 12.0
+    assert visibility_timeout_s(configured, ApplyOptions(visibility_timeout_s=3.0)) == 3.0
