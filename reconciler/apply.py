@@ -891,6 +891,7 @@ class _Engine(Generic[C]):
                     self.visibility.clock(),
                     order_id=order_id,
                     order_resting=True,
+                    seen_before=True,
                 )
             )
         self.journal.write(

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import anyio
@@ -91,12 +91,16 @@ class Expectation:
     moves_position: bool = False
     flat_is_visible: bool = False
     updated_at: int | None = None
+    seen_before: bool = False  # already seen once (by settlement): says nothing of the lag
+    # Position versions (id, updatedAt) read before this write: a read showing one of them
+    # lags the write, whatever the exchange's clock did in between.
+    stale_versions: frozenset[tuple[str, int]] = frozenset()
 
     @property
     def measures_lag(self) -> bool:
         """Whether a read from before the write would fail this check (so seeing it tells
         something about the lag); a filled market order with no position stamp would not."""
-        return (
+        return not self.seen_before and (
             self.order_resting
             or bool(self.cancelled_ids)
             or (self.moves_position and self.updated_at is not None)
@@ -181,9 +185,10 @@ class _Lag:
     upper_s: float | None = None  # every write seen was visible within this long
 
     def estimate_s(self) -> float | None:
-        if self.upper_s is None and self.lower_s == 0.0:
+        """None until some write was seen: a lower bound alone says the lag is longer."""
+        if self.upper_s is None:
             return None
-        return max(self.lower_s, self.upper_s or 0.0)
+        return max(self.lower_s, self.upper_s)
 
 
 @dataclass
@@ -198,22 +203,24 @@ class VisibilityTracker:
     # Waited for once for the whole timeout: checked again at every read, never waited for.
     _given_up: list[Expectation] = field(default_factory=list)
     _lag: _Lag = field(default_factory=_Lag)
-    # Position versions (id, updatedAt) read so far, and those a later write made stale: a
-    # read showing a stale one lags, whatever the exchange's clock did in between.
+    # Position versions (id, updatedAt) read so far, by symbol.
     _versions: dict[str, set[tuple[str, int]]] = field(default_factory=dict)
-    _stale: dict[str, set[tuple[str, int]]] = field(default_factory=dict)
 
     def expect(self, expectation: Expectation | None) -> None:
         """Remember an accepted write until a read shows it."""
         if expectation is None:
             return
-        self.pending.append(expectation)
         symbol = expectation.symbol
         answered = (expectation.position_id or "", expectation.updated_at or 0)
-        if expectation.moves_position and answered not in self._versions.get(symbol, ()):
-            # A write that left the position's version as it was (a leverage it already had)
-            # makes no read stale.
-            self._stale.setdefault(symbol, set()).update(self._versions.get(symbol, ()))
+        if answered in self._versions.get(symbol, ()):
+            # The write left the position's version as it was (a leverage it already had): a
+            # read from before it shows the same, so it makes no read stale and seeing it says
+            # nothing about the lag.
+            expectation = replace(expectation, seen_before=True)
+        else:
+            known = frozenset(self._versions.get(symbol, ()))
+            expectation = replace(expectation, stale_versions=known)
+        self.pending.append(expectation)
 
     def note_snapshot(self, snapshot: Snapshot) -> None:
         """A read the coming calls are planned from: its positions precede those calls."""
@@ -223,12 +230,15 @@ class VisibilityTracker:
         for position in positions:
             self._versions.setdefault(position.symbol, set()).add((position.id, position.updatedAt))
 
-    def _shows(self, position: Position | None, updated_at: int, *, flat_ok: bool) -> bool:
+    @staticmethod
+    def _shows(
+        position: Position | None, expectation: Expectation, updated_at: int, *, flat_ok: bool
+    ) -> bool:
         """Whether `position` (the symbol's, or None) is at least as new as a write at
-        `updated_at`: not a version read before a later write, and not stamped earlier."""
+        `updated_at`: not a version read before the write, and not stamped earlier."""
         if position is None:
             return flat_ok
-        if (position.id, position.updatedAt) in self._stale.get(position.symbol, ()):
+        if (position.id, position.updatedAt) in expectation.stale_versions:
             return False
         return position.updatedAt >= updated_at
 
@@ -318,7 +328,9 @@ class VisibilityTracker:
             if (
                 order is not None
                 and order.filledSize > 0
-                and not self._shows(position, order.updatedAt, flat_ok=order.reduce_only)
+                and not self._shows(
+                    position, expectation, order.updatedAt, flat_ok=order.reduce_only
+                )
             ):
                 return False
         if (
@@ -331,7 +343,10 @@ class VisibilityTracker:
             )
         if expectation.moves_position:
             return self._shows(
-                position, expectation.updated_at or 0, flat_ok=expectation.flat_is_visible
+                position,
+                expectation,
+                expectation.updated_at or 0,
+                flat_ok=expectation.flat_is_visible,
             )
         return True
 
@@ -379,7 +394,7 @@ class VisibilityTracker:
             unseen = [
                 e
                 for e in watermarks
-                if not self._shows(position, e.updated_at or 0, flat_ok=e.flat_is_visible)
+                if not self._shows(position, e, e.updated_at or 0, flat_ok=e.flat_is_visible)
             ]
             for expectation in watermarks:
                 self._observe(expectation, expectation not in unseen, now)

@@ -312,3 +312,38 @@ def test_the_option_wins_over_the_file_which_wins_over_the_default() -> None:
     assert visibility_timeout_s(plain, ApplyOptions()) == 30.0
     assert visibility_timeout_s(configured, ApplyOptions()) == 12.0
     assert visibility_timeout_s(configured, ApplyOptions(visibility_timeout_s=3.0)) == 3.0
+
+
+def test_a_write_still_unseen_is_no_measure_of_the_lag_only_a_seen_one_is() -> None:
+    """Before any write was seen, the lag is only known to be longer than some wait: the
+    allowance stays the whole timeout (a lower bound of 11 ms once let settlement believe a
+    lost order absent inside a 1.5 s lag)."""
+    clock = Clock()
+    visibility = tracker(clock, timeout=6.0)
+    unseen = Expectation("BTC_USDT", "cancel_order", clock(), cancelled_ids=("3",))
+    visibility._observe(unseen, False, clock() + 0.011)
+    assert visibility.lag_allowance_s() == 6.0
+
+
+@pytest.mark.anyio
+async def test_a_later_write_does_not_make_an_earlier_one_look_unseen() -> None:
+    """The version that shows the leverage change is stale for the order placed after it,
+    not for the leverage change itself."""
+    clock = Clock()
+    visibility = tracker(clock, timeout=0.2)
+    visibility.note_positions([position(stamp=100)])
+    lever = Expectation(
+        "BTC_USDT", "set_leverage", clock(), position_id="7", moves_position=True,
+        flat_is_visible=True, updated_at=200,
+    )  # fmt: skip
+    visibility.expect(lever)
+    visibility.note_positions([position(stamp=200)])
+    visibility.expect(Expectation("BTC_USDT", "place_order", clock(), order_id="9",
+                                  moves_position=True, updated_at=300))  # fmt: skip
+    stale_for_order = snapshot(position(stamp=200))
+
+    async def reread() -> Snapshot:
+        return stale_for_order
+
+    _, unseen = await visibility.await_snapshot(Lookups(), stale_for_order, reread)
+    assert [e.kind for e in unseen["BTC_USDT"]] == ["place_order"]
