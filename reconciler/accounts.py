@@ -50,6 +50,7 @@ __all__ = [
     "AccountFile",
     "Outcome",
     "apply_all",
+    "changes_remaining",
     "declined",
     "expand_files",
     "group_json",
@@ -303,6 +304,13 @@ def needs_apply(outcome: Outcome) -> bool:
         and planned is not None
         and bool(planned.actions)
     )
+
+
+def changes_remaining(outcome: Outcome) -> Outcome:
+    """Exit 2 for an account that otherwise succeeded but left infeasible symbols alone."""
+    if outcome.code == 0 and outcome.plan is not None and outcome.plan.infeasible:
+        return replace(outcome, code=2)
+    return outcome
 
 
 def declined(outcome: Outcome) -> Outcome:

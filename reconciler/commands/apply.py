@@ -25,6 +25,7 @@ import click
 from reconciler.accounts import (
     Outcome,
     apply_all,
+    changes_remaining,
     declined,
     header,
     is_multi,
@@ -265,6 +266,7 @@ def _apply_many(
                 for outcome in outcomes
             ]
         outcomes = asyncio.run(apply_all(outcomes, options=options, log=console.err))
+    outcomes = [changes_remaining(outcome) for outcome in outcomes]
     for outcome in outcomes:
         if outcome.report is not None:
             console.note(f"{header(outcome)}: {outcome.report.summary()}")
@@ -274,6 +276,10 @@ def _apply_many(
             console.note(f"{header(outcome)}: {outcome.error}")
         elif outcome.plan is not None and outcome.plan.violations:
             console.note(f"{header(outcome)}: policy violation, nothing was sent")
+        if outcome.code == 2 and outcome.plan is not None:
+            console.note(f"{header(outcome)}: changes remain, these symbols were left alone:")
+            for problem in outcome.plan.infeasible:
+                console.note(f"  - {problem}")
     finish(console, outcomes, [outcome.code for outcome in outcomes])
     console.note("Apply complete: every account converged.")
 

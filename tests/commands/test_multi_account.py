@@ -174,3 +174,27 @@ def test_an_empty_directory_is_an_error(cli, tmp_path) -> None:  # type: ignore[
 def test_severity_order(codes: list[int], expected: int) -> None:
     assert most_severe(codes) == expected
     assert SEVERITY[0] == 5 and SEVERITY[-1] == 0
+
+
+def test_an_account_left_with_an_infeasible_symbol_exits_2_and_names_it(  # type: ignore[no-untyped-def]
+    cli, sandbox, tmp_path
+) -> None:
+    accounts = tmp_path / "accounts"
+    accounts.mkdir()
+    (accounts / "alpha.yaml").write_text((ACCOUNTS / "alpha.yaml").read_text())
+    (accounts / "beta.yaml").write_text(
+        "version: 1\n"
+        "account:\n"
+        "  user_id: beta\n"
+        "  credentials_env: {key_id: BETA_LEVRET_API_KEY_ID, secret: BETA_LEVRET_API_KEY_SECRET}\n"
+        "symbols:\n"
+        "  DOGE_USDT:\n"
+        "    position: {side: long, notional: 0.5}\n"
+    )
+    applied = cli("apply", "-f", str(accounts), "--auto-approve")
+    assert applied.code == 2, applied.out + applied.err
+    assert f"{accounts / 'beta.yaml'} (account beta, exit 2): changes remain" in applied.err
+    assert "symbols.DOGE_USDT.position.notional" in applied.err
+    assert "minSize" in applied.err
+    assert positions(sandbox, "alpha")["ETH_USDT"]["size"] == 4  # the other account converged
+    assert "DOGE_USDT" not in positions(sandbox, "beta")
