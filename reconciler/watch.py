@@ -138,12 +138,33 @@ class DesiredFile:
         if stamp != self._stamp or self._state is None:
             self._stamp = stamp
             try:
-                self._state = narrow(load(self.path), self.targets)
+                self._state = _without_one_shots(narrow(load(self.path), self.targets))
             except SpecError as exc:
                 self._state = exc
         if isinstance(self._state, SpecError):
             raise self._state
         return self._state
+
+
+def _without_one_shots(desired: DesiredState) -> DesiredState:
+    """Refuse a file with `taker: true` orders: watch would send them again every cycle.
+
+    A taker order fills at once and never rests, so each heal would see it missing and buy
+    (or sell) once more, without end. It belongs in a file given to one `apply`.
+    """
+    problems = [
+        desired.problem(
+            ("symbols", symbol, "orders", index, "taker"),
+            "a taker order fills at once and never rests, so watch would send it every "
+            "cycle; remove it here and place it with one apply",
+        )
+        for symbol, entry in desired.symbols.items()
+        for index, order in enumerate(entry.orders or ())
+        if order.taker
+    ]
+    if problems:
+        raise SpecError(problems)
+    return desired
 
 
 class _LogProgress:

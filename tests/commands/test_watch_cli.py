@@ -113,3 +113,30 @@ def test_watch_refuses_a_bad_file_before_connecting(
     assert result.returncode == 1
     assert "desired.yaml:2:19: windows.allow[0]: 'nope' is not a cron expression" in result.stderr
     assert sandbox.requests() == []
+
+
+def test_watch_refuses_a_taker_order_it_would_send_every_cycle(
+    sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    (tmp_path / "desired.yaml").write_text(
+        "version: 1\n"
+        "account: {user_id: demo}\n"
+        "symbols:\n"
+        "  SOL_USDT:\n"
+        "    orders:\n"
+        "      - {side: buy, price: 90, size: 10}\n"
+        "      - {side: buy, price: 500, size: 1, taker: true}\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", "from reconciler.cli import main; main()", "watch", "-f",
+         "desired.yaml", "--base-url", sandbox.api_url, "--self-heal"],
+        cwd=tmp_path,
+        env={**os.environ, "LEVRET_API_KEY_ID": "demo-key", "LEVRET_API_KEY_SECRET": "x"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert "desired.yaml:7:" in result.stderr
+    assert "symbols.SOL_USDT.orders[1].taker: a taker order fills at once" in result.stderr
+    assert sandbox.requests() == []
