@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.portfolio import Portfolio, generate
-from reconciler.planner import plan
+from reconciler.plan import plan
 
 __all__ = ["MemoryResult", "big_portfolio", "measure_cpu", "measure_memory"]
 

@@ -38,7 +38,7 @@ from typing import Any, Generic, Protocol, TypeVar, cast
 import anyio
 import anyio.lowlevel
 
-from reconciler import planner as planner_module
+from reconciler import plan as planner_module
 from reconciler.actions import POSITION_ID_PLACEHOLDER, Action, Phase, Plan, Request
 from reconciler.errors import PartialApply, PreconditionFailed, ReconcilerError
 from reconciler.exchange.errors import LevretError, OutcomeUnknown, TransportError
@@ -389,7 +389,7 @@ async def apply_plan(
     """Execute `plan`, then re-read and re-plan until converged or out of passes.
 
     No lock and no freshness check: `run_apply` does those. The planner defaults to
-    `reconciler.planner.plan`; tests inject their own.
+    `reconciler.plan.plan`; tests inject their own.
     """
     engine = _Engine(
         client=client,

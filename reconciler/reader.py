@@ -18,7 +18,7 @@ from decimal import Decimal
 from reconciler.exchange.client import LevretClient
 from reconciler.exchange.errors import InvalidRequest, Rejected
 from reconciler.exchange.models import Order, Position, SymbolSpec
-from reconciler.planner import symbols_placing_orders
+from reconciler.plan import symbols_placing_orders
 from reconciler.snapshot import BookTop, Snapshot, needs
 from reconciler.spec import DesiredState
 

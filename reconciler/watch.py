@@ -46,7 +46,7 @@ from reconciler.exchange.settings import ClientSettings
 from reconciler.exchange.stream import LevretStream, StreamEvent
 from reconciler.lock import DEFAULT_STATE_DIR, LockOptions, account_lock
 from reconciler.metrics import MetricsServer, WatchMetrics
-from reconciler.planner import plan as make_plan
+from reconciler.plan import plan as make_plan
 from reconciler.progress import ActionFinished, ActionStarted, ApplyEvent, Settling
 from reconciler.reader import read_snapshot
 from reconciler.settle import SettleConfig

@@ -19,7 +19,7 @@ from reconciler.errors import PolicyViolation, PreconditionFailed, SpecError
 from reconciler.exchange.client import LevretClient
 from reconciler.exchange.settings import ClientSettings
 from reconciler.lock import AccountLock, LockOptions, account_lock
-from reconciler.planner import plan
+from reconciler.plan import plan
 from reconciler.progress import ProgressSink
 from reconciler.proposal import first_difference, for_execution
 from reconciler.reader import read_snapshot

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from conftest import RunningSandbox, SandboxFactory
 
-from reconciler import planner
+from reconciler import plan as planner
 from reconciler.actions import Plan
 from reconciler.apply import ApplyReport, run_apply
 from reconciler.errors import LockHeld, PreconditionFailed

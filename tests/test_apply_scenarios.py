@@ -24,7 +24,7 @@ from reconciler.actions import Plan
 from reconciler.apply import run_apply
 from reconciler.exchange.client import LevretClient
 from reconciler.exchange.settings import ClientSettings
-from reconciler.planner import plan
+from reconciler.plan import plan
 from reconciler.reader import read_snapshot
 from reconciler.render import load_plan
 from reconciler.sandbox.seed import DEMO_SYMBOLS

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from planner_support import desired, order, position, snapshot
 
-from reconciler.planner import plan
+from reconciler.plan import plan
 from reconciler.snapshot import BookTop
 
 

@@ -1,4 +1,4 @@
-"""One named test per planner rule (see the docstring of `reconciler.planner`)."""
+"""One named test per planner rule (see the docstring of `reconciler.plan`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from planner_support import desired, order, position, snapshot
 
 from reconciler.actions import POSITION_ID_PLACEHOLDER, Phase
 from reconciler.errors import PolicyViolation, SpecError
-from reconciler.planner import enforce, plan
+from reconciler.plan import enforce, plan
 from reconciler.snapshot import Snapshot, needs
 
 # -- rule 1: tolerance and empty plans -------------------------------------------------------

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from reconciler.actions import POSITION_ID_PLACEHOLDER, Action, Plan
 from reconciler.exchange.models import AccountOverview, MarketStats, Order, Position, SymbolSpec
-from reconciler.planner import plan, symbols_placing_orders
+from reconciler.plan import plan, symbols_placing_orders
 from reconciler.sandbox.engine import Exchange
 from reconciler.snapshot import Snapshot, needs
 from reconciler.spec import DesiredState

@@ -18,7 +18,7 @@ from planner_support import MARKS, SPECS, order, position, snapshot
 
 from reconciler.actions import Action, Plan
 from reconciler.errors import SpecError
-from reconciler.planner import plan
+from reconciler.plan import plan
 from reconciler.snapshot import Snapshot
 from reconciler.spec import DesiredState
 

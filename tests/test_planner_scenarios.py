@@ -13,7 +13,7 @@ import pytest
 
 from reconciler import spec
 from reconciler.jsonnum import loads
-from reconciler.planner import plan, symbols_placing_orders
+from reconciler.plan import plan, symbols_placing_orders
 from reconciler.render import load_plan, render_json, render_text
 from reconciler.snapshot import needs, snapshot_from_data
 

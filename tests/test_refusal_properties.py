@@ -23,7 +23,7 @@ from planner_support import MARKS, SPECS, order, position, snapshot
 
 from reconciler.actions import Plan
 from reconciler.errors import SpecError
-from reconciler.planner import plan
+from reconciler.plan import plan
 from reconciler.snapshot import BookTop, Snapshot
 from reconciler.spec import DesiredState
 

@@ -8,7 +8,7 @@ from planner_support import SPECS, USER, desired, order, position, snapshot
 
 from reconciler.actions import Plan
 from reconciler.exchange.models import Order, SymbolSpec
-from reconciler.planner import plan
+from reconciler.plan import plan
 from reconciler.render import MARKDOWN_LIMIT, load_plan, render_json, render_markdown, render_text
 from reconciler.snapshot import Snapshot
 from reconciler.spec import DesiredState

@@ -13,7 +13,7 @@ from typing import Any
 from conftest import RunningSandbox
 from pydantic import SecretStr
 
-from reconciler import planner
+from reconciler import plan as planner
 from reconciler.actions import Plan
 from reconciler.apply import ApplyReport, run_apply
 from reconciler.exchange.client import LevretClient

@@ -1,0 +1,186 @@
+"""The planner: `plan(desired, snapshot) -> Plan`, the smallest set of calls that converge.
+
+Pure: no IO, no clock, no randomness. It reads top to bottom as the rules it implements:
+
+1. Tolerance — a difference within the symbol's tolerance is no difference (never across
+   sides, never by `minSize` or more; see `Context.within_tolerance`).
+2. One size-changing call per symbol — an open, an add, a reduce or a flip is one market
+   order; going flat is one `close_position`. A new position gets its leverage and TP/SL in
+   the order body, never in extra calls.
+3. One call per differing attribute of a position that stays open: leverage, margin (one add
+   or reduce of the difference, against the margin *predicted* after the earlier phases) and
+   TP/SL (both prices in one call). Nothing but the close on a position that closes.
+4. Resting orders — a maximum matching between wanted and live orders keeps every match; the
+   rest is cancelled (one `cancel_all_orders` when all of two or more go) or placed.
+5. `notional` and `weight` become sizes at the snapshot's mark, rounded *down* to the step.
+6. Each action carries its exact request, before/after, notional, risk and a reason.
+7. Policy breaches are collected into `Plan.violations` (all of them); `enforce` raises.
+
+Phases order the calls across symbols (see `Phase`). A flip is one order that closes the old
+position and opens the new one: it sits in REDUCE when the new size is smaller than the old
+(it frees margin, like a reduction) and in INCREASE otherwise.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, localcontext
+
+from reconciler.actions import (
+    Action,
+    Plan,
+)
+from reconciler.crossing import crossing_violations
+from reconciler.errors import PolicyViolation, SpecError
+from reconciler.plan.model import (
+    PLANNER_PRECISION,
+    TAKER_FEE_RATE,
+    Context,
+    Holding,
+    SymbolPlan,
+)
+from reconciler.plan.orders import cancel_orders, plan_orders, symbols_placing_orders
+from reconciler.plan.policy import flatten_violations, policy_violations
+from reconciler.plan.position import close_position, plan_position, resolve_target
+from reconciler.plan.summary import (
+    empty_reason,
+    fingerprinted,
+    marks_used,
+    summarize,
+    symbol_change,
+)
+from reconciler.snapshot import Snapshot
+from reconciler.spec import (
+    DesiredState,
+    check_against_specs,
+)
+from reconciler.spec import fingerprint as desired_fingerprint
+
+__all__ = ["TAKER_FEE_RATE", "enforce", "plan", "symbols_placing_orders"]
+
+
+# -- the plan --------------------------------------------------------------------------------
+
+
+def plan(desired: DesiredState, snapshot: Snapshot, *, allow_flatten: bool = False) -> Plan:
+    """The minimal plan that makes `snapshot` match `desired` (raises SpecError on bad input).
+
+    `allow_flatten` (the CLI's `--allow-flatten`) lifts the refusal of a plan that closes
+    every position of the account or more than `policy.max_closes`.
+    """
+    with localcontext() as wide:
+        wide.prec = PLANNER_PRECISION
+        return _plan(desired, snapshot, allow_flatten)
+
+
+def _plan(desired: DesiredState, snapshot: Snapshot, allow_flatten: bool) -> Plan:
+    problems = check_against_specs(desired, snapshot.specs)
+    if problems:
+        raise SpecError(problems)
+    context = Context(desired, snapshot)
+    symbol_plans = [plan_symbol(context, symbol) for symbol in _symbols_in_scope(context)]
+    sizing_problems = [problem for sp in symbol_plans for problem in sp.problems]
+    if sizing_problems:
+        raise SpecError(sizing_problems)
+    for sp in symbol_plans:
+        _leave_alone_if_infeasible(context, sp)
+    actions = _execution_order(symbol_plans)
+    after = {sp.symbol: sp.after for sp in symbol_plans}
+    violations = policy_violations(context, actions, after)
+    violations.extend(
+        crossing_violations(desired, snapshot, {sp.symbol: sp.placed for sp in symbol_plans})
+    )
+    if not allow_flatten:
+        violations.extend(flatten_violations(context, actions, after))
+    return Plan(
+        user_id=snapshot.user_id,
+        fingerprint=snapshot.fingerprint(),
+        desired_fingerprint=desired_fingerprint(desired),
+        symbol_fingerprints={
+            symbol: snapshot.symbol_fingerprint(symbol)
+            for symbol in fingerprinted(context, actions)
+        },
+        marks=marks_used(context, symbol_plans),
+        actions=tuple(actions),
+        violations=tuple(violations),
+        infeasible=tuple(problem for sp in symbol_plans for problem in sp.infeasible),
+        summary=summarize(context, actions, after),
+        empty_reason=empty_reason(context) if not actions else None,
+        changes=tuple(symbol_change(context, sp) for sp in symbol_plans if sp.actions),
+    )
+
+
+def enforce(plan: Plan) -> Plan:
+    """Raise `PolicyViolation` (exit 4) if the plan breaks any policy; else return it."""
+    if plan.violations:
+        raise PolicyViolation(list(plan.violations))
+    return plan
+
+
+def _leave_alone_if_infeasible(context: Context, sp: SymbolPlan) -> None:
+    """A symbol whose change cannot be made exactly is reported and left alone, not the plan.
+
+    Below `minSize` or off the step, a market order would be refused by the exchange (or,
+    sent rounded, land elsewhere than the file says); the other symbols need not wait.
+    """
+    spec = context.snapshot.specs.get(sp.symbol)
+    if spec is not None:
+        for action in sp.actions:
+            size = (action.request.body or {}).get("size")
+            if action.kind != "place_order" or not isinstance(size, Decimal):
+                continue
+            if size < spec.minSize or size % spec.stepSize != 0:
+                sp.infeasible.append(
+                    f"{sp.symbol}: {action.reason} needs an order of {size:f}, which the "
+                    f"exchange cannot take (minSize {spec.minSize:f}, step {spec.stepSize:f})"
+                )
+    if sp.infeasible:
+        live = context.snapshot.positions.get(sp.symbol)
+        sp.actions, sp.placed = [], []
+        sp.after = Holding.from_position(live) if live is not None else None
+
+
+def _symbols_in_scope(context: Context) -> list[str]:
+    """Managed symbols, plus live unmanaged ones when the policy says to close them."""
+    symbols = set(context.desired.symbols)
+    if context.desired.policy.unmanaged == "close":
+        symbols |= context.snapshot.live_symbols()
+    return sorted(symbols)
+
+
+def _execution_order(symbol_plans: list[SymbolPlan]) -> list[Action]:
+    """By phase, then symbol, then the order the symbol's planner produced them in."""
+    indexed = [
+        (action.phase, sp.symbol, index, action)
+        for sp in symbol_plans
+        for index, action in enumerate(sp.actions)
+    ]
+    return [entry[3] for entry in sorted(indexed, key=lambda entry: entry[:3])]
+
+
+def plan_symbol(context: Context, symbol: str) -> SymbolPlan:
+    """Plan one symbol: its position first (rules 1–3, 5), then its resting orders (rule 4)."""
+    entry = context.desired.symbols.get(symbol)
+    live = context.snapshot.positions.get(symbol)
+    current = Holding.from_position(live) if live is not None else None
+    result = SymbolPlan(symbol, after=current)
+    if entry is None:  # unmanaged, and the policy says close
+        if current is not None:
+            result.actions.append(close_position(context, symbol, current, "unmanaged symbol"))
+            result.after = None
+        result.actions.extend(cancel_orders(context, symbol, context.snapshot.orders(symbol)))
+        return result
+    if entry.position is not None:
+        target = resolve_target(context, symbol, entry.position, result.problems, result.infeasible)
+        if target is not None:
+            result.after = plan_position(context, symbol, current, target, result.actions)
+    if entry.orders is not None:
+        result.actions.extend(
+            plan_orders(
+                context,
+                symbol,
+                entry.orders,
+                additive=entry.orders_mode == "additive",
+                placed=result.placed,
+            )
+        )
+    return result
