@@ -44,13 +44,20 @@ POSITION_ID_PLACEHOLDER = "{position_id}"
 
 
 class Phase(IntEnum):
-    """Execution order across symbols: never need more margin than the account has."""
+    """Execution order across symbols, so that no intermediate state is riskier than the
+    start or the end (see `reconciler.plan.prefix`).
+
+    Orders are cancelled and positions reduced first (less exposure, margin freed); leverage
+    changes come after the reductions whose freed margin a lowering needs, and before the
+    increases a raise frees margin for; margin moves come before the increases they fund;
+    increases carry their TP/SL in the order body; resting orders are placed last.
+    """
 
     CANCEL_ORDERS = 1
-    LEVERAGE = 2
-    REDUCE = 3
-    INCREASE = 4
-    MARGIN = 5
+    REDUCE = 2
+    LEVERAGE = 3
+    MARGIN = 4
+    INCREASE = 5
     TPSL = 6
     PLACE_ORDERS = 7
 
@@ -82,6 +89,10 @@ class Action(Frozen):
     notional: Decimal = Decimal(0)
     risk: Risk = "neutral"
     reason: str
+    # Sent when this call is certainly not executed (refused, or proved absent): it puts back
+    # what the call just before it on the same symbol changed, e.g. the leverage a margin
+    # top-up was to follow, so a failure between the two leaves the symbol as it started.
+    on_failure: Request | None = None
 
     @field_validator("phase", mode="before")
     @classmethod
@@ -117,6 +128,9 @@ class PositionView(Frozen):
     margin: Decimal | None = None
     take_profit: Decimal | None = None
     stop_loss: Decimal | None = None
+    liquidation_price: Decimal | None = None
+    # Percent of the mark between the mark and the liquidation price (None: never liquidated).
+    liquidation_distance: Decimal | None = None
 
 
 class SymbolChange(Frozen):

@@ -66,6 +66,16 @@ def _tpsl(view: PositionView) -> str:
     return f"{_num(view.take_profit, 'none')} / {_num(view.stop_loss, 'none')}"
 
 
+def _liquidation(view: PositionView) -> str:
+    """`40,725.00 (9.50% away)`: the price, and how far the mark must move to reach it."""
+    if view.side == "flat":
+        return "-"
+    if view.liquidation_price is None:
+        return "none"
+    away = view.liquidation_distance
+    return f"{_money(view.liquidation_price)}" + (f" ({away:f}% away)" if away is not None else "")
+
+
 def _leverage(view: PositionView) -> str:
     return f"{view.leverage}x" if view.leverage is not None else "-"
 
@@ -88,6 +98,7 @@ def _rows(change: SymbolChange) -> list[tuple[str, str, str]]:
         ("leverage", _leverage(before), _leverage(after)),
         ("margin", _money(before.margin), _money(after.margin)),
         ("TP / SL", _tpsl(before), _tpsl(after)),
+        ("liq price", _liquidation(before), _liquidation(after)),
         orders,
     ]
 
@@ -97,6 +108,11 @@ def _request_text(action: Action) -> str:
     text = f"{action.request.method} {action.request.path}"
     if body is not None:
         text += " " + dumps(body).decode("utf-8")
+    undo = action.on_failure
+    if undo is not None:
+        text += f"\n       if it certainly fails: {undo.method} {undo.path}"
+        if undo.body is not None:
+            text += " " + dumps(undo.body).decode("utf-8")
     return text
 
 

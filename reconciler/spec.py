@@ -161,6 +161,9 @@ class Policy(_Model):
     allowed_symbols: tuple[SymbolName, ...] | None = None
     unmanaged: Literal["ignore", "close"] = "ignore"
     max_closes: Annotated[int, BeforeValidator(_strict_integer), Field(ge=0)] | None = None
+    # Percent of the mark: no position the plan touches may end, or pass, closer to its
+    # liquidation price than this.
+    min_liquidation_distance: Annotated[Number, Field(gt=0, lt=100)] | None = None
 
 
 class DesiredPosition(_Model):

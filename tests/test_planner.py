@@ -83,7 +83,7 @@ symbols:
   BTC_USDT:
     position: {side: short, size: 0.2, leverage: 7, take_profit: 40000, stop_loss: 50000}
 """)
-    live = snapshot([position("BTC_USDT", "long", "0.3", tp="50000")])
+    live = snapshot([position("BTC_USDT", "long", "0.3")])  # nothing armed on it
     (action,) = plan(want, live).actions
     assert action.kind == "place_order"
     assert action.request.body == {
@@ -100,6 +100,29 @@ symbols:
     assert action.phase == Phase.REDUCE  # the new side is smaller: documented choice
     assert action.before == {"side": "long", "size": Decimal("0.3")}
     assert action.after == {"side": "short", "size": Decimal("0.2")}
+
+
+def test_rule2_a_flip_with_anything_armed_is_a_close_then_an_open() -> None:
+    want = desired("""
+symbols:
+  BTC_USDT:
+    position: {side: short, size: 0.2, leverage: 7, take_profit: 40000, stop_loss: 50000}
+""")
+    # a TP on the long could close it while a one-order flip is on its way: the same sell
+    # would then open short 0.5 for a target of 0.2
+    for live in (
+        snapshot([position("BTC_USDT", "long", "0.3", tp="50000")]),
+        snapshot(
+            [position("BTC_USDT", "long", "0.3")],
+            [order("BTC_USDT", "sell", "46000", "0.1", id="r1", reduce_only=True)],
+        ),
+    ):
+        close, open_ = plan(want, live).actions[:2]
+        assert close.kind == "close_position" and close.phase == Phase.REDUCE
+        assert open_.phase == Phase.INCREASE and open_.request.body is not None
+        assert open_.request.body["size"] == Decimal("0.2")
+        assert open_.request.body["reduce_only"] is False
+        assert open_.request.body["stopLoss"] == Decimal(50000)
 
 
 def test_rule2_bigger_flip_is_in_the_increase_phase() -> None:
@@ -189,7 +212,8 @@ def test_rule3_margin_on_new_position_uses_placeholder_only_when_prediction_diff
     _, margin = plan(extra, snapshot()).actions
     assert margin.request.path == f"/positions/{POSITION_ID_PLACEHOLDER}/margin"
     assert margin.request.body == {"mode": "add", "amount": Decimal(500)}
-    assert margin.phase == Phase.MARGIN and margin.on_new_position
+    # the top-up follows the opening order at once, in its phase: nothing comes between
+    assert margin.phase == Phase.INCREASE and margin.on_new_position
 
 
 def test_rule3_margin_predicted_after_add_and_reduce() -> None:
@@ -407,11 +431,11 @@ symbols:
 """)
     live = snapshot([position("SOL_USDT", "long", "2"), position("BTC_USDT", "long", "2")])
     keys = [(a.phase, a.symbol) for a in plan(want, live).actions]
-    assert keys == [
-        (Phase.LEVERAGE, "BTC_USDT"),
-        (Phase.LEVERAGE, "SOL_USDT"),
+    assert keys == [  # reductions first: a lowered leverage needs the margin they free
         (Phase.REDUCE, "BTC_USDT"),
         (Phase.REDUCE, "SOL_USDT"),
+        (Phase.LEVERAGE, "BTC_USDT"),
+        (Phase.LEVERAGE, "SOL_USDT"),
     ]
 
 

@@ -19,6 +19,7 @@ from reconciler.spec import (
 )
 
 TAKER_FEE_RATE = Decimal("0.0005")
+DEFAULT_MAINTENANCE_RATE = Decimal("0.005")
 MARGIN_QUANTUM = Decimal("0.00000001")
 # Digits the planner computes with: a size of 10^15 in steps of 10^-8, valued at a price of
 # 10^15, needs about 40; Python's default of 28 would raise instead of answering.
@@ -98,12 +99,31 @@ class SymbolPlan:
     problems: list[str] = field(default_factory=list)
     placed: list[int] = field(default_factory=list)  # indices of the file's orders placed
     infeasible: list[str] = field(default_factory=list)  # why the symbol is left alone
+    # The position predicted after each action (parallel to `actions`), and the indices of
+    # actions that complete the step of the one before them (a margin top-up right after the
+    # call that set the margin): the prefix check judges the state after both.
+    predicted: list[Holding | None] = field(default_factory=list)
+    completes: set[int] = field(default_factory=set)
+
+    def add(self, action: Action, holding: Holding | None, *, completes: bool = False) -> None:
+        """Append `action`, after which the symbol's position is predicted to be `holding`."""
+        if completes:
+            self.completes.add(len(self.actions))
+        self.actions.append(action)
+        self.predicted.append(holding)
+
+    def clear(self, holding: Holding | None) -> None:
+        """No calls after all: the symbol stays as `holding` (the live position)."""
+        self.actions, self.predicted, self.completes, self.placed = [], [], set(), []
+        self.after = holding
 
 
 @dataclass(frozen=True)
 class Context:
     desired: DesiredState
     snapshot: Snapshot
+
+    maintenance_rate: Decimal = DEFAULT_MAINTENANCE_RATE  # see `reconciler.plan.liquidation`
 
     @property
     def user_id(self) -> str:

@@ -26,11 +26,12 @@ from __future__ import annotations
 from decimal import Decimal, localcontext
 
 from reconciler.actions import (
-    Action,
     Plan,
 )
 from reconciler.crossing import crossing_violations
 from reconciler.errors import PolicyViolation, SpecError
+from reconciler.exposure import Resting
+from reconciler.plan.liquidation import maintenance_rate
 from reconciler.plan.model import (
     PLANNER_PRECISION,
     TAKER_FEE_RATE,
@@ -41,6 +42,7 @@ from reconciler.plan.model import (
 from reconciler.plan.orders import cancel_orders, plan_orders, symbols_placing_orders
 from reconciler.plan.policy import flatten_violations, policy_violations
 from reconciler.plan.position import close_position, plan_position, resolve_target
+from reconciler.plan.prefix import AccountState, Limits, Step, prefix_violations
 from reconciler.plan.summary import (
     empty_reason,
     fingerprinted,
@@ -76,14 +78,15 @@ def _plan(desired: DesiredState, snapshot: Snapshot, allow_flatten: bool) -> Pla
     problems = check_against_specs(desired, snapshot.specs)
     if problems:
         raise SpecError(problems)
-    context = Context(desired, snapshot)
+    context = Context(desired, snapshot, maintenance_rate(snapshot))
     symbol_plans = [plan_symbol(context, symbol) for symbol in _symbols_in_scope(context)]
     sizing_problems = [problem for sp in symbol_plans for problem in sp.problems]
     if sizing_problems:
         raise SpecError(sizing_problems)
     for sp in symbol_plans:
         _leave_alone_if_infeasible(context, sp)
-    actions = _execution_order(symbol_plans)
+    steps = _execution_order(symbol_plans)
+    actions = [step.action for step in steps]
     after = {sp.symbol: sp.after for sp in symbol_plans}
     violations = policy_violations(context, actions, after)
     violations.extend(
@@ -91,6 +94,8 @@ def _plan(desired: DesiredState, snapshot: Snapshot, allow_flatten: bool) -> Pla
     )
     if not allow_flatten:
         violations.extend(flatten_violations(context, actions, after))
+    if not violations:  # a plan already refused need not be refused again step by step
+        violations.extend(prefix_violations(_start_state(context), steps, _limits(context)))
     return Plan(
         user_id=snapshot.user_id,
         fingerprint=snapshot.fingerprint(),
@@ -135,8 +140,7 @@ def _leave_alone_if_infeasible(context: Context, sp: SymbolPlan) -> None:
                 )
     if sp.infeasible:
         live = context.snapshot.positions.get(sp.symbol)
-        sp.actions, sp.placed = [], []
-        sp.after = Holding.from_position(live) if live is not None else None
+        sp.clear(Holding.from_position(live) if live is not None else None)
 
 
 def _symbols_in_scope(context: Context) -> list[str]:
@@ -147,14 +151,48 @@ def _symbols_in_scope(context: Context) -> list[str]:
     return sorted(symbols)
 
 
-def _execution_order(symbol_plans: list[SymbolPlan]) -> list[Action]:
+def _execution_order(symbol_plans: list[SymbolPlan]) -> list[Step]:
     """By phase, then symbol, then the order the symbol's planner produced them in."""
     indexed = [
-        (action.phase, sp.symbol, index, action)
+        (action.phase, sp.symbol, index, Step(action, sp.predicted[index], index in sp.completes))
         for sp in symbol_plans
         for index, action in enumerate(sp.actions)
     ]
     return [entry[3] for entry in sorted(indexed, key=lambda entry: entry[:3])]
+
+
+def _start_state(context: Context) -> AccountState:
+    snapshot = context.snapshot
+    return AccountState(
+        holdings={s: Holding.from_position(p) for s, p in snapshot.positions.items()},
+        resting={
+            symbol: {
+                order.id: Resting(order.side, order.price, order.remaining, order.reduce_only)
+                for order in orders
+                if order.price is not None
+            }
+            for symbol, orders in snapshot.open_orders.items()
+        },
+    )
+
+
+def _limits(context: Context) -> Limits:
+    """What every prefix is held to: the policy's caps and the protection the file asks."""
+    desired = context.desired
+    protection = {
+        symbol: (entry.position.take_profit, entry.position.stop_loss)
+        for symbol, entry in desired.symbols.items()
+        if entry.position is not None
+        and (entry.position.take_profit is not None or entry.position.stop_loss is not None)
+    }
+    marks = {s: m for s in context.snapshot.specs if (m := context.snapshot.mark(s)) is not None}
+    return Limits(
+        marks=marks,
+        maintenance_rate=context.maintenance_rate,
+        max_gross=desired.policy.max_gross_notional,
+        min_distance=desired.policy.min_liquidation_distance,
+        protection=protection,
+    )
 
 
 def plan_symbol(context: Context, symbol: str) -> SymbolPlan:
@@ -165,22 +203,23 @@ def plan_symbol(context: Context, symbol: str) -> SymbolPlan:
     result = SymbolPlan(symbol, after=current)
     if entry is None:  # unmanaged, and the policy says close
         if current is not None:
-            result.actions.append(close_position(context, symbol, current, "unmanaged symbol"))
+            result.add(close_position(context, symbol, current, "unmanaged symbol"), None)
             result.after = None
-        result.actions.extend(cancel_orders(context, symbol, context.snapshot.orders(symbol)))
+        for action in cancel_orders(context, symbol, context.snapshot.orders(symbol)):
+            result.add(action, result.after)
         return result
     if entry.position is not None:
         target = resolve_target(context, symbol, entry.position, result.problems, result.infeasible)
         if target is not None:
-            result.after = plan_position(context, symbol, current, target, result.actions)
+            result.after = plan_position(context, symbol, current, target, result)
     if entry.orders is not None:
-        result.actions.extend(
-            plan_orders(
-                context,
-                symbol,
-                entry.orders,
-                additive=entry.orders_mode == "additive",
-                placed=result.placed,
-            )
+        orders = plan_orders(
+            context,
+            symbol,
+            entry.orders,
+            additive=entry.orders_mode == "additive",
+            placed=result.placed,
         )
+        for action in orders:
+            result.add(action, result.after)
     return result

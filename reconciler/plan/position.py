@@ -12,9 +12,11 @@ from reconciler.actions import (
     Request,
     Risk,
 )
+from reconciler.plan.liquidation import distance_percent
 from reconciler.plan.model import (
     Context,
     Holding,
+    SymbolPlan,
     Target,
     mark_of,
     money,
@@ -83,31 +85,73 @@ def resolve_target(
 
 
 # -- rules 1–3: the position -------------------------------------------------------------
+#
+# The calls of one symbol come in this order, each in its phase (see `Phase`): a reduction
+# or a close; the leverage, with a margin top-up right after it when the raise would leave
+# less margin than the end needs; margin moved before an increase it funds; the increase or
+# the opening order, carrying TP/SL and followed at once by its own top-up or trim; then any
+# TP/SL change that no order carried. `reconciler.plan.prefix` checks the states between.
 
 
 def plan_position(
-    context: Context, symbol: str, current: Holding | None, target: Target, out: list[Action]
+    context: Context, symbol: str, current: Holding | None, target: Target, sp: SymbolPlan
 ) -> Holding | None:
-    """Append the position's actions to `out`; return the predicted position afterwards."""
+    """Append the position's calls to `sp`; return the predicted position afterwards."""
     within = context.within_tolerance(symbol, current, target.signed)
     if target.signed == 0:
         if current is None or within:
             return current
-        out.append(close_position(context, symbol, current, "desired flat"))
+        sp.add(close_position(context, symbol, current, "desired flat"), None)
         return None
-    flips = current is not None and current.side != target.side
-    if current is None or flips:  # another side is never within tolerance
-        holding = open_position(context, symbol, current, target, out)
+    flips = current is not None and current.side != target.side  # never within tolerance
+    if flips and current is not None and armed(context, symbol, current):
+        reason = f"flip to {target.side} {target.size:f}: close first"
+        sp.add(close_position(context, symbol, current, reason), None)
+        current = None
+    if current is None or current.side != target.side:
+        holding = open_position(context, symbol, current, target, sp)
+        phase = sp.actions[-1].phase  # the top-up completes the opening order's step
+        holding = margin_after_increase(context, symbol, holding, target, sp, phase)
+        return set_tpsl(context, symbol, holding, target, sp)
+    holding = current
+    if not within and target.size < holding.size:
+        holding = resize(context, symbol, holding, target, sp)
+    grows = not within and target.size > holding.size
+    added = _margin_an_increase_adds(context, symbol, holding, target) if grows else Decimal(0)
+    levered = set_leverage(context, symbol, holding, target, sp)
+    if levered is not holding:
+        holding = top_up(context, symbol, holding, levered, target, added, sp)
     else:
-        holding = set_leverage(context, symbol, current, target, out)
-        if not within:
-            holding = resize(context, symbol, holding, target, out)
-    holding = adjust_margin(context, symbol, holding, target, out)
-    return set_tpsl(context, symbol, holding, target, out)
+        holding = margin_before_increase(context, symbol, holding, target, added, sp)
+    if grows:
+        holding = resize(context, symbol, holding, target, sp)
+        holding = margin_after_increase(context, symbol, holding, target, sp, Phase.INCREASE)
+    else:
+        holding = margin_after_increase(context, symbol, holding, target, sp, Phase.MARGIN)
+    return set_tpsl(context, symbol, holding, target, sp)
+
+
+def armed(context: Context, symbol: str, holding: Holding) -> bool:
+    """Could something close `holding` on its own before a one-order flip executes?
+
+    A TP or SL on it, a resting reduce-only order, or a liquidation price within the
+    policy's distance. A one-order flip raced by such a close opens the whole order's size on
+    the other side (a sell of 0.5 meant to turn long 0.3 into short 0.2 leaves short 0.5), so
+    such a flip is a close followed by an open: one call more, and no state beyond the ends.
+    """
+    if holding.take_profit is not None or holding.stop_loss is not None:
+        return True
+    if any(order.reduce_only for order in context.snapshot.orders(symbol)):
+        return True
+    floor = context.desired.policy.min_liquidation_distance
+    if floor is None:
+        return False
+    distance = distance_percent(holding, mark_of(context, symbol), context.maintenance_rate)
+    return distance is not None and distance < floor
 
 
 def open_position(
-    context: Context, symbol: str, current: Holding | None, target: Target, out: list[Action]
+    context: Context, symbol: str, current: Holding | None, target: Target, sp: SymbolPlan
 ) -> Holding:
     """One market order opens the position (or flips through zero) with leverage and TP/SL."""
     mark = mark_of(context, symbol)
@@ -119,25 +163,7 @@ def open_position(
     reason = f"open {target.side} {target.size:f} at {target.leverage}x"
     if current is not None:
         reason = f"flip {current.side} {current.size:f} to {target.side} {target.size:f}"
-    out.append(
-        market_order(
-            context,
-            symbol,
-            side="buy" if target.signed > 0 else "sell",
-            size=size,
-            leverage=target.leverage,
-            reduce_only=False,
-            take_profit=target.take_profit,
-            stop_loss=target.stop_loss,
-            phase=phase,
-            risk=risk,
-            reason=reason,
-            before=position_view(current),
-            after={"side": target.side, "size": target.size},
-            notional=size * mark,
-        )
-    )
-    return Holding(
+    holding = Holding(
         id=POSITION_ID_PLACEHOLDER,
         side=target.side,
         size=target.size,
@@ -147,77 +173,116 @@ def open_position(
         take_profit=target.take_profit,
         stop_loss=target.stop_loss,
     )
+    action = market_order(
+        context,
+        symbol,
+        side="buy" if target.signed > 0 else "sell",
+        size=size,
+        leverage=target.leverage,
+        reduce_only=False,
+        take_profit=target.take_profit,
+        stop_loss=target.stop_loss,
+        phase=phase,
+        risk=risk,
+        reason=reason,
+        before=position_view(current),
+        after={"side": target.side, "size": target.size},
+        notional=size * mark,
+    )
+    sp.add(action, holding)
+    return holding
 
 
 def set_leverage(
-    context: Context, symbol: str, holding: Holding, target: Target, out: list[Action]
+    context: Context, symbol: str, holding: Holding, target: Target, sp: SymbolPlan
 ) -> Holding:
     """One call when the leverage differs; the exchange resets margin to entry*size/leverage."""
     if holding.leverage == target.leverage:
         return holding
     after = replace(holding, leverage=target.leverage)
     after = replace(after, margin=after.requirement)
-    out.append(
-        make_action(
-            "set_leverage",
-            symbol,
-            Phase.LEVERAGE,
-            Request(
-                method="POST",
-                path=f"/positions/{holding.id}/leverage",
-                body={"leverage": target.leverage},
-            ),
-            before={"leverage": holding.leverage, "margin": holding.margin},
-            after={"leverage": after.leverage, "margin": after.margin},
-            risk="increase" if target.leverage > holding.leverage else "reduce",
-            reason=f"leverage {holding.leverage}x -> {target.leverage}x",
-        )
+    action = make_action(
+        "set_leverage",
+        symbol,
+        Phase.LEVERAGE,
+        _leverage_request(holding, target.leverage),
+        before={"leverage": holding.leverage, "margin": holding.margin},
+        after={"leverage": after.leverage, "margin": after.margin},
+        risk="increase" if target.leverage > holding.leverage else "reduce",
+        reason=f"leverage {holding.leverage}x -> {target.leverage}x",
     )
+    sp.add(action, after)
     return after
 
 
-def resize(
-    context: Context, symbol: str, holding: Holding, target: Target, out: list[Action]
+def top_up(
+    context: Context,
+    symbol: str,
+    before: Holding,
+    levered: Holding,
+    target: Target,
+    added: Decimal,
+    sp: SymbolPlan,
 ) -> Holding:
-    """One market order toward the target on the same side: add at mark, or reduce pro rata."""
-    mark = mark_of(context, symbol)
-    delta = target.size - holding.size
-    grows = delta > 0
-    size = abs(delta)
-    if grows:
-        entry = (holding.entry * holding.size + mark * size) / target.size
-        margin = holding.margin + money(mark * size / holding.leverage)
-    else:
-        entry = holding.entry
-        margin = money(holding.margin * target.size / holding.size)
-    out.append(
-        market_order(
-            context,
-            symbol,
-            side=("buy" if holding.side == "long" else "sell")
-            if grows
-            else ("sell" if holding.side == "long" else "buy"),
-            size=size,
-            leverage=holding.leverage,
-            reduce_only=not grows,
-            take_profit=None,
-            stop_loss=None,
-            phase=Phase.INCREASE if grows else Phase.REDUCE,
-            risk="increase" if grows else "reduce",
-            reason=f"{'increase' if grows else 'reduce'} {holding.side} "
-            f"{holding.size:f} -> {target.size:f}",
-            before=position_view(holding),
-            after={"side": holding.side, "size": target.size},
-            notional=size * mark,
-        )
+    """The margin the end needs, added right after the leverage change that stripped it.
+
+    A raise sets the margin to the new, lower requirement; the end's margin must come back
+    in the same step (the same chain of calls, nothing between), and if the top-up is
+    certainly not executed, apply sets the leverage back (`on_failure`), which returns the
+    position to its start.
+    """
+    wanted = _margin_before_increase(target, added)
+    if wanted is None or wanted - levered.margin <= context.margin_tolerance(symbol):
+        return levered
+    amount = money(wanted - levered.margin)
+    after = replace(levered, margin=levered.margin + amount)
+    action = _margin_action(
+        symbol,
+        Phase.LEVERAGE,
+        levered,
+        "add",
+        amount,
+        after.margin,
+        on_failure=_leverage_request(before, before.leverage),
+        reason=f"add margin {amount:f} (the leverage change took it; back to "
+        f"{before.leverage}x if this fails)",
     )
-    return replace(holding, size=target.size, entry=entry, margin=margin)
+    sp.add(action, after, completes=True)
+    return after
 
 
-def adjust_margin(
-    context: Context, symbol: str, holding: Holding, target: Target, out: list[Action]
+def margin_before_increase(
+    context: Context,
+    symbol: str,
+    holding: Holding,
+    target: Target,
+    added: Decimal,
+    sp: SymbolPlan,
 ) -> Holding:
-    """One add or reduce of the difference between the predicted and the wanted margin."""
+    """A margin add that the end needs comes before the increase, so it protects that too."""
+    wanted = _margin_before_increase(target, added)
+    if wanted is None or wanted - holding.margin <= context.margin_tolerance(symbol):
+        return holding
+    amount = money(wanted - holding.margin)
+    after = replace(holding, margin=holding.margin + amount)
+    sp.add(_margin_action(symbol, Phase.MARGIN, holding, "add", amount, after.margin), after)
+    return after
+
+
+def margin_after_increase(
+    context: Context,
+    symbol: str,
+    holding: Holding,
+    target: Target,
+    sp: SymbolPlan,
+    phase: Phase,
+) -> Holding:
+    """What still differs from the wanted margin once the size is reached, moved at once.
+
+    After an opening order this is the top-up of a new position (the order only posts the
+    initial requirement) and completes the order's step; after an increase that an earlier
+    add over-funded, or on a position that stays as it is, it is a reduction.
+    """
     if target.margin is None:
         return holding
     difference = target.margin - holding.margin
@@ -225,59 +290,158 @@ def adjust_margin(
         return holding
     mode = "add" if difference > 0 else "reduce"
     amount = money(abs(difference))
-    out.append(
-        make_action(
-            "adjust_margin",
-            symbol,
-            Phase.MARGIN,
-            Request(
-                method="POST",
-                path=f"/positions/{holding.id}/margin",
-                body={"mode": mode, "amount": amount},
-            ),
-            before={"margin": holding.margin},
-            after={"margin": target.margin},
-            risk="reduce" if mode == "add" else "increase",
-            reason=f"{mode} margin {amount:f}",
-        )
+    after = replace(holding, margin=target.margin)
+    action = _margin_action(symbol, phase, holding, mode, amount, target.margin)
+    previous = sp.actions[-1] if sp.actions else None
+    follows_order = (
+        previous is not None and previous.kind == "place_order" and previous.phase == phase
     )
-    return replace(holding, margin=target.margin)
+    sp.add(action, after, completes=mode == "add" and follows_order)
+    return after
+
+
+def _margin_before_increase(target: Target, added: Decimal) -> Decimal | None:
+    """The margin wanted just before an increase that will post `added` more of it."""
+    if target.margin is None:
+        return None
+    return target.margin - added
+
+
+def _margin_an_increase_adds(
+    context: Context, symbol: str, holding: Holding, target: Target
+) -> Decimal:
+    """The initial margin an add of `target.size - holding.size` posts, at the new leverage."""
+    mark = mark_of(context, symbol)
+    return money(mark * (target.size - holding.size) / target.leverage)
+
+
+def _margin_action(
+    symbol: str,
+    phase: Phase,
+    holding: Holding,
+    mode: str,
+    amount: Decimal,
+    after: Decimal,
+    *,
+    on_failure: Request | None = None,
+    reason: str | None = None,
+) -> Action:
+    return make_action(
+        "adjust_margin",
+        symbol,
+        phase,
+        Request(
+            method="POST",
+            path=f"/positions/{holding.id}/margin",
+            body={"mode": mode, "amount": amount},
+        ),
+        before={"margin": holding.margin},
+        after={"margin": after},
+        risk="reduce" if mode == "add" else "increase",
+        reason=reason or f"{mode} margin {amount:f}",
+        on_failure=on_failure,
+    )
+
+
+def _leverage_request(holding: Holding, leverage: int) -> Request:
+    return Request(
+        method="POST", path=f"/positions/{holding.id}/leverage", body={"leverage": leverage}
+    )
+
+
+def resize(
+    context: Context, symbol: str, holding: Holding, target: Target, sp: SymbolPlan
+) -> Holding:
+    """One market order toward the target on the same side: add at mark, or reduce pro rata.
+
+    An add carries the TP/SL the position should have: if a stop fires while the add is on
+    its way, the add opens a new position, and that one is protected from its first fill.
+    """
+    mark = mark_of(context, symbol)
+    delta = target.size - holding.size
+    grows = delta > 0
+    size = abs(delta)
+    take_profit = stop_loss = None
+    if grows:
+        entry = (holding.entry * holding.size + mark * size) / target.size
+        margin = holding.margin + money(mark * size / holding.leverage)
+        take_profit, stop_loss = _kept_or_wanted(holding, target)
+    else:
+        entry = holding.entry
+        margin = money(holding.margin * target.size / holding.size)
+    after = replace(holding, size=target.size, entry=entry, margin=margin)
+    if take_profit is not None:
+        after = replace(after, take_profit=take_profit)
+    if stop_loss is not None:
+        after = replace(after, stop_loss=stop_loss)
+    action = market_order(
+        context,
+        symbol,
+        side=("buy" if holding.side == "long" else "sell")
+        if grows
+        else ("sell" if holding.side == "long" else "buy"),
+        size=size,
+        leverage=holding.leverage,
+        reduce_only=not grows,
+        take_profit=take_profit,
+        stop_loss=stop_loss,
+        phase=Phase.INCREASE if grows else Phase.REDUCE,
+        risk="increase" if grows else "reduce",
+        reason=f"{'increase' if grows else 'reduce'} {holding.side} "
+        f"{holding.size:f} -> {target.size:f}",
+        before=position_view(holding),
+        after={"side": holding.side, "size": target.size},
+        notional=size * mark,
+    )
+    sp.add(action, after)
+    return after
+
+
+def _kept_or_wanted(holding: Holding, target: Target) -> tuple[Decimal | None, Decimal | None]:
+    """The TP/SL the position ends with: the file's, or (left out of it) the live one."""
+    take_profit = holding.take_profit if target.keep_take_profit else target.take_profit
+    stop_loss = holding.stop_loss if target.keep_stop_loss else target.stop_loss
+    return take_profit, stop_loss
 
 
 def set_tpsl(
-    context: Context, symbol: str, holding: Holding, target: Target, out: list[Action]
+    context: Context, symbol: str, holding: Holding, target: Target, sp: SymbolPlan
 ) -> Holding:
-    """Both prices in one call when either differs; left out of the file means kept as is."""
-    target = replace(
-        target,
-        take_profit=holding.take_profit if target.keep_take_profit else target.take_profit,
-        stop_loss=holding.stop_loss if target.keep_stop_loss else target.stop_loss,
-    )
-    if (holding.take_profit, holding.stop_loss) == (target.take_profit, target.stop_loss):
+    """Both prices in one call when either still differs; left out of the file means kept.
+
+    When an earlier call of the plan changed the position (a reduction, an increase), the
+    call names the position as it is then (the id placeholder, resolved by apply from a read
+    just before it), not the id read before the plan: a stop that fired in between leaves no
+    position to protect, or a new one.
+    """
+    take_profit, stop_loss = _kept_or_wanted(holding, target)
+    if (holding.take_profit, holding.stop_loss) == (take_profit, stop_loss):
         return holding
-    out.append(
-        make_action(
-            "set_tpsl",
-            symbol,
-            Phase.TPSL,
-            Request(
-                method="POST",
-                path=f"/positions/{holding.id}/tpsl",
-                body={"takeProfitPrice": target.take_profit, "stopLossPrice": target.stop_loss},
-            ),
-            before={"take_profit": holding.take_profit, "stop_loss": holding.stop_loss},
-            after={"take_profit": target.take_profit, "stop_loss": target.stop_loss},
-            reason=_tpsl_reason(target),
-        )
+    changed = any(action.kind in ("place_order", "close_position") for action in sp.actions)
+    position_id = POSITION_ID_PLACEHOLDER if changed else holding.id
+    after = replace(holding, take_profit=take_profit, stop_loss=stop_loss)
+    action = make_action(
+        "set_tpsl",
+        symbol,
+        Phase.TPSL,
+        Request(
+            method="POST",
+            path=f"/positions/{position_id}/tpsl",
+            body={"takeProfitPrice": take_profit, "stopLossPrice": stop_loss},
+        ),
+        before={"take_profit": holding.take_profit, "stop_loss": holding.stop_loss},
+        after={"take_profit": take_profit, "stop_loss": stop_loss},
+        reason=_tpsl_reason(take_profit, stop_loss),
     )
-    return replace(holding, take_profit=target.take_profit, stop_loss=target.stop_loss)
+    sp.add(action, after)
+    return after
 
 
-def _tpsl_reason(target: Target) -> str:
-    if target.take_profit is None and target.stop_loss is None:
+def _tpsl_reason(take_profit: Decimal | None, stop_loss: Decimal | None) -> str:
+    if take_profit is None and stop_loss is None:
         return "clear TP/SL"
-    tp = f"{target.take_profit:f}" if target.take_profit is not None else "none"
-    sl = f"{target.stop_loss:f}" if target.stop_loss is not None else "none"
+    tp = f"{take_profit:f}" if take_profit is not None else "none"
+    sl = f"{stop_loss:f}" if stop_loss is not None else "none"
     return f"TP {tp} / SL {sl}"
 
 

@@ -77,6 +77,7 @@ def make_action(
     reason: str,
     notional: Decimal = Decimal(0),
     risk: Risk = "neutral",
+    on_failure: Request | None = None,
 ) -> Action:
     return Action(
         kind=kind,
@@ -88,6 +89,7 @@ def make_action(
         notional=money(notional),
         risk=risk,
         reason=reason,
+        on_failure=on_failure,
     )
 
 

@@ -10,6 +10,7 @@ from reconciler.actions import (
     PositionView,
     SymbolChange,
 )
+from reconciler.plan.liquidation import distance_percent, liquidation_price
 from reconciler.plan.model import (
     TAKER_FEE_RATE,
     Context,
@@ -80,8 +81,8 @@ def symbol_change(context: Context, sp: SymbolPlan) -> SymbolChange:
     return SymbolChange(
         symbol=sp.symbol,
         mark=mark,
-        before=_view(before, mark),
-        after=_view(sp.after, mark),
+        before=_view(context, before, mark),
+        after=_view(context, sp.after, mark),
         orders_before=orders_before,
         orders_after=orders_before - cancelled + placed,
         orders_cancelled=cancelled,
@@ -89,9 +90,10 @@ def symbol_change(context: Context, sp: SymbolPlan) -> SymbolChange:
     )
 
 
-def _view(holding: Holding | None, mark: Decimal | None) -> PositionView:
+def _view(context: Context, holding: Holding | None, mark: Decimal | None) -> PositionView:
     if holding is None:
         return PositionView()
+    rate = context.maintenance_rate
     return PositionView(
         side=holding.side,
         size=holding.size,
@@ -100,6 +102,8 @@ def _view(holding: Holding | None, mark: Decimal | None) -> PositionView:
         margin=holding.margin,
         take_profit=holding.take_profit,
         stop_loss=holding.stop_loss,
+        liquidation_price=liquidation_price(holding, rate),
+        liquidation_distance=distance_percent(holding, mark, rate) if mark is not None else None,
     )
 
 
