@@ -56,7 +56,8 @@ from pydantic import SecretStr
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from reconciler import jsonnum, planner
+from reconciler import jsonnum
+from reconciler import plan as planner
 from reconciler.apply import run_apply
 from reconciler.errors import PreconditionFailed, ReconcilerError
 from reconciler.exchange.client import LevretClient

@@ -457,6 +457,11 @@ class _Engine(Generic[C]):
         self._pass_number = 0
         self._results: dict[int, ActionResult] = {}
         self._halted: dict[str, str] = {}
+        # Set when a reduction of the pass fails or stays unknown: no later call of the pass
+        # that adds risk is sent, on any symbol (the exposure it was to make room for is
+        # still there).
+        self._gate: str | None = None
+        self._next_extra_index = 0  # compensating calls, numbered after the plan's own
         self._start_plan_recorded = False
         # Settlement baselines of the current pass (see `baseline`).
         self._pass_snapshot: Snapshot | None = None
@@ -645,7 +650,8 @@ class _Engine(Generic[C]):
         `snapshot` is the account the pass's plan was made from (read before the pass), if any.
         """
         self._pass_plan, self._pass_number = plan, number
-        self._results, self._halted = {}, {}
+        self._results, self._halted, self._gate = {}, {}, None
+        self._next_extra_index = len(plan.actions)
         self._pass_snapshot, self._recent_fills, self._baselines = snapshot, None, {}
         if snapshot is not None:
             self.visibility.note_snapshot(snapshot)
@@ -674,20 +680,55 @@ class _Engine(Generic[C]):
     async def _run_chain(self, chain: list[tuple[int, Action]]) -> None:
         """One symbol's calls of one phase, strictly in order, stopping at the first failure."""
         async with self.limiter:
+            previous_accepted = False
             for index, action in chain:
                 halted = self._halted.get(action.symbol)
                 if halted is None and action.symbol in self.unseen:
                     # An earlier run's accepted write is still not in the reads: the plan
                     # was made without it, so sending would do it twice.
                     halted = self.excluded[action.symbol]
+                if halted is None and self._gate is not None and action.risk == "increase":
+                    halted = self._gate
                 if halted is not None:
                     self._not_sent(index, action, halted)
+                    previous_accepted = False
                     continue
                 result = await self.execute(index, action)
-                if result.outcome != "accepted":
-                    self._halted[action.symbol] = (
-                        f"stopped: earlier {action.kind} on {action.symbol} was {result.outcome}"
+                if result.outcome == "accepted":
+                    previous_accepted = True
+                    continue
+                self._halted[action.symbol] = (
+                    f"stopped: earlier {action.kind} on {action.symbol} was {result.outcome}"
+                )
+                if action.risk == "reduce" and action.phase <= Phase.REDUCE and not self._gate:
+                    self._gate = (
+                        f"held back: {action.kind} on {action.symbol} was {result.outcome}, "
+                        "so nothing in this pass adds risk"
                     )
+                if action.on_failure is not None and previous_accepted:
+                    await self._undo(action, result)
+                previous_accepted = False
+
+    async def _undo(self, action: Action, failed: ActionResult) -> None:
+        """Put back what the call before `action` changed, once `action` certainly failed.
+
+        Only a call proved not executed (refused, settled absent, or never sent) is undone;
+        an unknown one may have worked, and an undo on top of it could be the riskier state.
+        """
+        if failed.outcome not in ("rejected", "settled_not_executed", "not_sent"):
+            return
+        assert action.on_failure is not None
+        undo = Action(
+            kind="set_leverage",
+            symbol=action.symbol,
+            phase=action.phase,
+            request=action.on_failure,
+            risk="reduce",
+            reason=f"undo the leverage change: {action.reason} was {failed.outcome}",
+        )
+        index = self._next_extra_index
+        self._next_extra_index += 1
+        await self.execute(index, undo)
 
     # ---- one call
 

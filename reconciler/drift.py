@@ -135,14 +135,18 @@ def detect(plan: Plan, rules: Sequence[IgnoreRule] = (), *, source: str = "") ->
     """The plan's actions as differences, split by the ignore rules."""
     kept: list[Difference] = []
     ignored: list[Difference] = []
-    for action in plan.actions:
-        difference = Difference(
+    differences = [
+        Difference(
             symbol=action.symbol,
             aspect=aspect_of(action),
             live=dict(action.before),
             wanted=dict(action.after),
             fix=action.reason,
         )
+        for action in plan.actions
+    ]
+    differences.extend(_carried_tpsl(plan))
+    for difference in differences:
         hidden = any(rule.hides(difference.symbol, difference.aspect) for rule in rules)
         (ignored if hidden else kept).append(difference)
 
@@ -157,6 +161,27 @@ def detect(plan: Plan, rules: Sequence[IgnoreRule] = (), *, source: str = "") ->
         ignored=tuple(sorted(ignored, key=order)),
         violations=plan.violations,
     )
+
+
+def _carried_tpsl(plan: Plan) -> list[Difference]:
+    """TP/SL changes that no `set_tpsl` makes: an increase or an open carries them."""
+    own = {action.symbol for action in plan.actions if action.kind == "set_tpsl"}
+    found = []
+    for change in plan.changes:
+        before, after = change.before, change.after
+        if change.symbol in own or before.side == "flat" or after.side == "flat":
+            continue
+        if (before.take_profit, before.stop_loss) != (after.take_profit, after.stop_loss):
+            found.append(
+                Difference(
+                    symbol=change.symbol,
+                    aspect="tpsl",
+                    live={"take_profit": before.take_profit, "stop_loss": before.stop_loss},
+                    wanted={"take_profit": after.take_profit, "stop_loss": after.stop_loss},
+                    fix="set with the order that changes the size",
+                )
+            )
+    return found
 
 
 # -- rendering ---------------------------------------------------------------------------------

@@ -512,7 +512,10 @@ async def test_placeholder_is_the_position_the_earlier_order_opened(tmp_path: Pa
     body = {"mode": "add", "amount": Decimal("12.5")}
     actions = [
         order_action("AAA_USDT", "buy", Decimal(2), Phase.INCREASE),
-        position_action("adjust_margin", "AAA_USDT", POSITION_ID_PLACEHOLDER, body),
+        # the planner's top-up of a new position follows its order in the same phase
+        position_action("adjust_margin", "AAA_USDT", POSITION_ID_PLACEHOLDER, body).model_copy(
+            update={"phase": Phase.INCREASE}
+        ),
     ]
     report = await run(exchange, make_plan(actions), {"AAA_USDT": Decimal(2)}, tmp_path)
     assert report.converged

@@ -237,7 +237,7 @@ def test_apply_under_read_lag_longer_than_the_visibility_timeout_exits_5_naming_
     assert "not visible after 0.5 s" in shown and "nothing was sent again" in shown
     first = writes(sandbox)
     assert first and all(entry["status"] == 200 for entry in first)
-    assert len(first) == 5  # the plan's five calls, each once
+    assert len(first) == 4  # the plan's four calls (the increase carries TP/SL), each once
     sandbox.set_faults({})
     sandbox.clear_requests()
     again = cli("apply", "-f", "desired.yaml", "--auto-approve")
