@@ -646,6 +646,8 @@ class Sandbox:
         if private_write and self.faults.should_hold(endpoint.path, "before"):
             await self.faults.hold_here(endpoint.path, "before")
             return CutResponse(scope)  # released unexecuted: the client is gone or gives up
+        if private_write and self.faults.should_hold(endpoint.path, "delay"):
+            await self.faults.hold_here(endpoint.path, "delay")  # then executes as usual
         call = Call(self.exchange, user_id, dict(request.path_params), query, body)
         events: list[tuple[str, str | None, Any]] = []
 

@@ -53,11 +53,13 @@ Kinds, and where they strike ("mutating" means a private `POST /api/v1/...`):
   consequence of a mark move (resting fills, TP/SL, liquidation).
 - `liquidate` (probability): just before a mutating request on a symbol executes, the user's
   position on it is liquidated from outside (its margin lost, no order or fill, a ledger line).
-- `hold` `{"when": "before"|"after", "path": "/order", "count": 1}`: the next `count`
-  mutating requests on that path wait until `POST /_sandbox/release`; `before` ones never
-  execute (released, their connection is cut), `after` ones execute first and are answered on
-  release. `POST /_sandbox/held` waits until one is held: a test synchronises on it (e.g. to
-  kill a client mid-call) without sleeping.
+- `hold` `{"when": "before"|"delay"|"after", "path": "/order", "count": 1}`: the next
+  `count` mutating requests on that path (a route template such as
+  `/positions/{position_id}/margin`) wait until `POST /_sandbox/release`; `before` ones never
+  execute (released, their connection is cut), `delay` ones execute on release (a call slow
+  on its way while the market moves: the test changes prices in between), `after` ones
+  execute first and are answered on release. `POST /_sandbox/held` waits until one is held:
+  a test synchronises on it (e.g. to kill a client mid-call) without sleeping.
 
 New kinds add a field to `FaultProfile`, a parser entry in `_FIELDS` and a hook on
 `FaultInjector` that the app calls at the right moment.
@@ -217,12 +219,16 @@ def _hold(name: str, value: Any) -> Hold | None:
     if value is None:
         return None
     if not isinstance(value, dict) or set(value) - {"when", "path", "count"}:
-        raise ValueError(f'{name} must be {{"when": "before"|"after", "path": ..., "count": n}}')
+        raise ValueError(
+            f'{name} must be {{"when": "before"|"delay"|"after", "path": ..., "count": n}}'
+        )
     when = value.get("when", "after")
     path = value.get("path", "/order")
     count = _bounded(1, 1000)(name, value.get("count", 1))
-    if when not in ("before", "after") or not isinstance(path, str) or not path.startswith("/"):
-        raise ValueError(f'{name}: "when" is before or after, "path" starts with /')
+    if when not in ("before", "delay", "after") or not isinstance(path, str):
+        raise ValueError(f'{name}: "when" is before, delay or after; "path" starts with /')
+    if not path.startswith("/"):
+        raise ValueError(f'{name}: "when" is before, delay or after; "path" starts with /')
     return Hold(when, path, count)
 
 
