@@ -26,6 +26,7 @@ from __future__ import annotations
 from decimal import Decimal, localcontext
 
 from reconciler.actions import (
+    Phase,
     Plan,
 )
 from reconciler.crossing import crossing_violations
@@ -206,7 +207,7 @@ def plan_symbol(context: Context, symbol: str) -> SymbolPlan:
             result.add(close_position(context, symbol, current, "unmanaged symbol"), None)
             result.after = None
         for action in cancel_orders(context, symbol, context.snapshot.orders(symbol)):
-            result.add(action, result.after)
+            result.add(action, current)  # cancels run before the close
         return result
     if entry.position is not None:
         target = resolve_target(context, symbol, entry.position, result.problems, result.infeasible)
@@ -221,5 +222,7 @@ def plan_symbol(context: Context, symbol: str) -> SymbolPlan:
             placed=result.placed,
         )
         for action in orders:
-            result.add(action, result.after)
+            # Cancels run before any position call, placements after all of them.
+            held = current if action.phase == Phase.CANCEL_ORDERS else result.after
+            result.add(action, held)
     return result
