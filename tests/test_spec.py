@@ -66,7 +66,7 @@ def test_example_file_loads_with_exact_decimals() -> None:
     assert btc.position is not None and btc.position.size == Decimal("0.5")
     assert btc.orders is not None and btc.orders[1].reduce_only is True
     assert desired.policy.allowed_symbols == ("BTC_USDT", "ETH_USDT", "SOL_USDT")
-    assert desired.where(("symbols", "BTC_USDT", "orders", 1, "price")).endswith(":21:29")
+    assert desired.where(("symbols", "BTC_USDT", "orders", 1, "price")).endswith(":22:29")
 
 
 def test_numbers_never_pass_through_float() -> None:
