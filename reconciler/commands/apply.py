@@ -48,11 +48,13 @@ from reconciler.commands.options import (
     render,
     visibility_timeout_option,
 )
+from reconciler.commands.rehearsal import RehearsalFailed
 from reconciler.connection import client_settings, endpoint, lock_scope
 from reconciler.console import Console
 from reconciler.errors import Declined, PolicyViolation, ReconcilerError
 from reconciler.lock import account_lock
 from reconciler.progress import PlainProgress, ProgressSink, RichProgress
+from reconciler.rehearse import actual_fills, comparison_lines, rehearse_account, summary_lines
 from reconciler.render import load_plan
 from reconciler.spec import load
 from reconciler.workflow import ApplyOptions, apply_account, narrow, plan_account
@@ -115,6 +117,12 @@ def _saved_plan(plan_file: Path) -> Plan:
     help="Journal file (default .reconciler/journal/<user>-<time>.jsonl).",
 )
 @lock_options
+@click.option(
+    "--rehearse",
+    is_flag=True,
+    help="Run the plan on an in-process copy of the account first; send nothing (exit 3) "
+    "unless the copy converged, then show predicted against actual fills.",
+)
 def apply(
     plan_file: Path | None,
     files: tuple[Path, ...],
@@ -132,9 +140,12 @@ def apply(
     journal: Path | None,
     lock_dsn: str | None,
     lock_timeout: str,
+    rehearse: bool,
 ) -> None:
     """Make the account match FILE, or execute the saved PLAN_FILE (or plan directory)."""
     console = Console()
+    if rehearse and (is_multi(files) or plan_file is not None):
+        raise click.UsageError("--rehearse takes one file and plans afresh (no saved plan)")
     if not files:
         raise click.UsageError("give the desired-state file with -f (also for a saved plan)")
     options = ApplyOptions(
@@ -196,8 +207,15 @@ def apply(
                     _changes_remain(console, plan)
                 console.note("No changes. The account already matches the file.")
                 return
+            rehearsal = None
+            if rehearse:
+                rehearsal = asyncio.run(rehearse_account(settings, desired))
+                console.data("\n".join(summary_lines(rehearsal)))
+                if not rehearsal.converged:
+                    raise RehearsalFailed(rehearsal)
             if saved is None and not auto_approve:
                 _confirm(console, plan)
+            started_ms = now_ms()
             with ExitStack() as stack:
                 progress: ProgressSink
                 if console.interactive:
@@ -216,6 +234,10 @@ def apply(
                         saved=saved is not None,
                     )
                 )
+            if rehearsal is not None:  # the exchange is still reachable here
+                symbols = [result.symbol for result in rehearsal.symbols]
+                actual = asyncio.run(actual_fills(settings, symbols, started_ms))
+                console.note("\n".join(comparison_lines(rehearsal, actual)))
     if report.exit_code != 0:
         report.raise_for_status()
     if plan.infeasible:

@@ -29,6 +29,7 @@ from reconciler.commands.options import (
     render,
     write_private,
 )
+from reconciler.commands.rehearsal import RehearsalFailed, rehearse_account, show_rehearsal
 from reconciler.connection import client_settings, endpoint
 from reconciler.console import Console
 from reconciler.errors import PolicyViolation, ReconcilerError
@@ -57,6 +58,12 @@ EXIT_CHANGES = 2
     is_flag=True,
     help="Allow a plan that closes every position, or more than policy.max_closes.",
 )
+@click.option(
+    "--rehearse",
+    is_flag=True,
+    help="Also run the plan on an in-process copy of the account and show what happened "
+    "(nothing is sent to the exchange); exit 3 if the copy did not converge.",
+)
 def plan(
     files: tuple[Path, ...],
     sandbox: bool,
@@ -66,9 +73,12 @@ def plan(
     target: tuple[str, ...],
     detailed_exitcode: bool,
     allow_flatten: bool,
+    rehearse: bool,
 ) -> None:
     """Show the calls that would make the account match FILE."""
     console = Console()
+    if rehearse and is_multi(files):
+        raise click.UsageError("--rehearse takes one file")
     if is_multi(files):
         _plan_many(
             console,
@@ -91,7 +101,14 @@ def plan(
     if out is not None:
         write_private(out, render_json(result))
         console.note(f"Saved the plan to {out}.")
-    console.data(render(result, output_format, console))
+    if rehearse and not result.violations:
+        with endpoint(sandbox=sandbox, base_url=base_url) as where:
+            rehearsal = asyncio.run(rehearse_account(client_settings(where, desired), desired))
+        show_rehearsal(console, result, rehearsal, output_format)
+        if not rehearsal.converged:
+            raise RehearsalFailed(rehearsal)
+    else:
+        console.data(render(result, output_format, console))
     if result.violations:
         raise PolicyViolation(list(result.violations))
     if detailed_exitcode and (result.actions or result.infeasible):

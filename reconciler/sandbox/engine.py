@@ -32,6 +32,7 @@ from reconciler.sandbox.records import (
     ledger_payload,
 )
 from reconciler.sandbox.rejection import Rejection
+from reconciler.sandbox.restore import restore_account
 from reconciler.sandbox.session import Event, Session
 from reconciler.sandbox.store import Store
 from reconciler.sandbox.terms import TradingConfig
@@ -510,6 +511,17 @@ class Exchange:
                 (key_id, secret, user_id, ",".join(ordered)),
             )
             return {"userId": user_id, "keyId": key_id, "scopes": ordered}
+
+    def restore_account(
+        self,
+        user_id: str,
+        available: Decimal,
+        positions: list[dict[str, Any]],
+        orders: list[dict[str, Any]],
+    ) -> dict[str, str]:
+        """Copy in an account as it stands elsewhere (see `restore`): live ids to the copy's."""
+        with self._unit() as session:
+            return restore_account(session, user_id, available, positions, orders)
 
     def deposit(self, user_id: str, amount: Decimal) -> dict[str, Any]:
         """Credit the wallet; the ledger records it as a deposit."""
