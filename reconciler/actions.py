@@ -93,6 +93,10 @@ class Action(Frozen):
     # what the call just before it on the same symbol changed, e.g. the leverage a margin
     # top-up was to follow, so a failure between the two leaves the symbol as it started.
     on_failure: Request | None = None
+    # Within its phase, wave 0 runs (every symbol) before wave 1: a symbol whose calls of the
+    # phase raise the account's worst-case exposure waits until those that lower it are done,
+    # since the symbols of one wave run concurrently, in any interleaving.
+    wave: Literal[0, 1] = 0
 
     @field_validator("phase", mode="before")
     @classmethod

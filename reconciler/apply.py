@@ -659,7 +659,7 @@ class _Engine(Generic[C]):
             self.journal.write("plan", pass_number=number, plan=plan.model_dump(mode="python"))
         symbols = tuple(sorted({action.symbol for action in plan.actions}))
         self.progress(PassStarted(number, len(plan.actions), symbols))
-        for _phase, chains in _by_phase(plan.actions):
+        for _group, chains in _by_phase(plan.actions):
             async with anyio.create_task_group() as group:
                 for chain in chains:
                     group.start_soon(self._run_chain, chain)
@@ -1009,12 +1009,15 @@ def _moved_since_plan(action: Action, baseline: Baseline) -> str | None:
     )
 
 
-def _by_phase(actions: Iterable[Action]) -> list[tuple[Phase, list[list[tuple[int, Action]]]]]:
-    """Actions grouped by phase (in `Phase` order), then by symbol (in plan order)."""
-    phases: dict[Phase, dict[str, list[tuple[int, Action]]]] = {}
+def _by_phase(
+    actions: Iterable[Action],
+) -> list[tuple[tuple[Phase, int], list[list[tuple[int, Action]]]]]:
+    """Actions grouped by phase and wave (in that order), then by symbol (in plan order)."""
+    groups: dict[tuple[Phase, int], dict[str, list[tuple[int, Action]]]] = {}
     for index, action in enumerate(actions):
-        phases.setdefault(action.phase, {}).setdefault(action.symbol, []).append((index, action))
-    return [(phase, list(phases[phase].values())) for phase in sorted(phases)]
+        key = (action.phase, action.wave)
+        groups.setdefault(key, {}).setdefault(action.symbol, []).append((index, action))
+    return [(key, list(groups[key].values())) for key in sorted(groups)]
 
 
 def _action_brief(action: Action) -> dict[str, Any]:

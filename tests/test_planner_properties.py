@@ -224,6 +224,8 @@ def test_unmanaged_symbols_untouched_unless_close(desired: DesiredState, live: S
 
 
 @given(desired_state(), live_state())
-def test_actions_are_in_phase_then_symbol_order(desired: DesiredState, live: Snapshot) -> None:
-    keys = [(a.phase, a.symbol) for a in _plan(desired, live).actions]
+def test_actions_are_in_phase_then_wave_then_symbol_order(
+    desired: DesiredState, live: Snapshot
+) -> None:
+    keys = [(a.phase, a.wave, a.symbol) for a in _plan(desired, live).actions]
     assert keys == sorted(keys)

@@ -43,7 +43,7 @@ from reconciler.plan.model import (
 from reconciler.plan.orders import cancel_orders, plan_orders, symbols_placing_orders
 from reconciler.plan.policy import flatten_violations, policy_violations
 from reconciler.plan.position import close_position, plan_position, resolve_target
-from reconciler.plan.prefix import AccountState, Limits, Step, prefix_violations
+from reconciler.plan.prefix import AccountState, Limits, Step, assign_waves, prefix_violations
 from reconciler.plan.summary import (
     empty_reason,
     fingerprinted,
@@ -86,7 +86,8 @@ def _plan(desired: DesiredState, snapshot: Snapshot, allow_flatten: bool) -> Pla
         raise SpecError(sizing_problems)
     for sp in symbol_plans:
         _leave_alone_if_infeasible(context, sp)
-    steps = _execution_order(symbol_plans)
+    start, limits = _start_state(context), _limits(context)
+    steps = assign_waves(start, _execution_order(symbol_plans), limits)
     actions = [step.action for step in steps]
     after = {sp.symbol: sp.after for sp in symbol_plans}
     violations = policy_violations(context, actions, after)
@@ -96,7 +97,7 @@ def _plan(desired: DesiredState, snapshot: Snapshot, allow_flatten: bool) -> Pla
     if not allow_flatten:
         violations.extend(flatten_violations(context, actions, after))
     if not violations:  # a plan already refused need not be refused again step by step
-        violations.extend(prefix_violations(_start_state(context), steps, _limits(context)))
+        violations.extend(prefix_violations(start, steps, limits))
     return Plan(
         user_id=snapshot.user_id,
         fingerprint=snapshot.fingerprint(),

@@ -15,7 +15,7 @@ from reconciler.plan import plan
 from reconciler.plan.liquidation import distance_percent, maintenance_rate
 from reconciler.plan.model import Holding
 from reconciler.plan.prefix import AccountState, Limits, Step, prefix_violations
-from tests.planner_support import desired, position, snapshot
+from tests.planner_support import desired, order, position, snapshot
 
 MARK = Decimal(45000)
 RATE = Decimal("0.005")
@@ -161,3 +161,47 @@ symbols:
     ]
     increase = result.actions[-1].request.body
     assert increase is not None and increase["stopLoss"] == Decimal(2000)  # protected at once
+
+
+def test_an_open_that_offsets_resting_orders_runs_before_the_rises_of_its_phase() -> None:
+    """ETH long 0.1 lowers ETH's worst case (its resting sell could only open a short), BTC's
+    open raises the account's: run concurrently, BTC might land first, above both ends."""
+    want = desired("""
+symbols:
+  BTC_USDT: {position: {side: long, size: 0.01, leverage: 2}}
+  ETH_USDT: {position: {side: long, size: 0.1, leverage: 2}}
+""")
+    live = snapshot([], [order("ETH_USDT", "sell", "2625", "0.1", id="o1", leverage=2)])
+    result = plan(want, live)
+    assert result.violations == ()
+    assert [(a.symbol, a.phase, a.wave) for a in result.actions] == [
+        ("ETH_USDT", Phase.INCREASE, 0),
+        ("BTC_USDT", Phase.INCREASE, 1),
+    ]
+
+
+def test_calls_of_one_wave_are_judged_in_their_worst_interleaving() -> None:
+    """BTC places and cancels an order; ETH places one. Listed one after the other, the
+    worst state is one order resting; run concurrently, both may rest at once."""
+    start = AccountState({"BTC_USDT": None, "ETH_USDT": None})
+
+    def limit(symbol: str, kind: str, body: dict[str, object]) -> Action:
+        return Action(
+            kind=kind,  # type: ignore[arg-type]
+            symbol=symbol,
+            phase=Phase.PLACE_ORDERS,
+            request=Request(method="POST", path="/order", body=body),
+            reason=f"{kind} on {symbol}",
+        )
+
+    buy = {"side": "buy", "orderType": "limit", "price": 40000, "size": 1}
+    steps = [
+        Step(limit("BTC_USDT", "place_order", buy), None),
+        Step(limit("BTC_USDT", "cancel_order", {"orderId": "planned-1"}), None),
+        Step(limit("ETH_USDT", "place_order", {**buy, "price": 2000, "size": 20}), None),
+    ]
+    (problem,) = prefix_violations(start, steps, _limits())
+    assert problem == (
+        "step 3 (ETH_USDT place_order on ETH_USDT): worst-case gross notional 80000 would be "
+        "above both the start's 0 and the end's 40000"
+    )
