@@ -135,7 +135,17 @@ REALISTIC_SETTLE = SettleConfig(
 SETTLE_BY_PROFILE = {"ideal": SETTLE, "realistic": REALISTIC_SETTLE}
 
 _UNSAFE = ("/order", "/margin")
-_NEVER_EXECUTED = frozenset({"RATE_LIMITED", "INVALID_SIGNATURE", "SIGNATURE_EXPIRED"})
+# Answers that prove the request was refused before the engine (every 401, and 429).
+_NEVER_EXECUTED = frozenset(
+    {
+        "RATE_LIMITED",
+        "INVALID_API_KEY",
+        "INVALID_SIGNATURE",
+        "SIGNATURE_EXPIRED",
+        "TIMESTAMP_IN_FUTURE",
+        "REPLAYED_REQUEST",
+    }
+)
 
 
 # --- scenarios --------------------------------------------------------------------------------
@@ -577,8 +587,11 @@ def _check_journal(
         if r["type"] == "intent"
     }
     for r in journal:
-        if r["type"] == "result" and r.get("code") in _NEVER_EXECUTED:
-            refused[paths[(r.get("pass_number"), r.get("index"))]] += 1
+        key = (r.get("pass_number"), r.get("index"))
+        if r["type"] != "result" or key not in paths:
+            continue  # a call never attempted (stopped, held back) has no intent
+        if r.get("code") in _NEVER_EXECUTED or r.get("outcome") == "not_sent":
+            refused[paths[key]] += 1  # refused at the door, or never left the client
     for entry in log:
         if entry["method"] != "POST":
             continue
