@@ -123,7 +123,7 @@ async def test_unicode_secret_and_typed_cancel_body() -> None:
             "orderType": "limit",
             "size": 1,
             "status": "cancelled",
-        },  # fmt: skip
+        },
     )
     assert_signed(
         request,
