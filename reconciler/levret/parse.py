@@ -131,8 +131,9 @@ def _levels(e: Entity, side: str) -> list[tuple[Decimal, Decimal]]:
         raise e.fail(side, [side], "list of [price, size] or {price, size}", "is not a list")
     levels = []
     for number, level in enumerate(raw):
-        if isinstance(level, list | tuple) and len(level) >= 2:
-            inner = Entity(e.endpoint, {"price": level[0], "size": level[1]}, kind=f"{side} level")
+        if isinstance(level, list | tuple):
+            pair = dict(zip(("price", "size"), level, strict=False))
+            inner = Entity(e.endpoint, pair, kind=f"{side} level")
         else:
             inner = Entity(e.endpoint, level, kind=f"{side} level")
         inner.index = number
