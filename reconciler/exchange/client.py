@@ -215,6 +215,29 @@ def _wire_value(value: Any) -> Any:
     return value
 
 
+@dataclass(frozen=True)
+class LastAnswer:
+    """What the last response said about the exchange itself, for `reconciler doctor`.
+
+    Only the headers about time and the rate limit are kept; never an auth header.
+    """
+
+    status: int
+    headers: dict[str, str]
+    envelope_timestamp: Any
+    sent_ms: int
+    received_ms: int
+
+
+_KEPT_HEADERS = (
+    "date",
+    "retry-after",
+    "x-ratelimit-limit",
+    "x-ratelimit-remaining",
+    "x-ratelimit-reset",
+)
+
+
 @dataclass
 class _Call:
     """One logical call: the bytes built once, and what its attempts have learnt."""
@@ -274,6 +297,7 @@ class LevretClient:
             headers={"Accept": "application/json", "User-Agent": "reconciler-levret/0.1"},
         )
         self._secret_text = settings.api_key_secret.get_secret_value()
+        self.last_answer: LastAnswer | None = None
 
     def __repr__(self) -> str:
         return (
@@ -341,6 +365,10 @@ class LevretClient:
                 sent_at_ms=self.clock.local_ms(),
                 code=exc.code,
             ) from exc
+
+    async def read_raw(self, path: str, query: Mapping[str, object] | None = None) -> Any:
+        """A read's `data` as the exchange wrote it (`reconciler doctor` inspects its shape)."""
+        return await self._call("GET", path, query=query)
 
     async def _call(
         self,
@@ -515,6 +543,13 @@ class LevretClient:
             force=code in _RESYNC_CODES,
         )
         self.limiter.observe(response.headers)
+        self.last_answer = LastAnswer(
+            status=response.status_code,
+            headers={k: v for k in _KEPT_HEADERS if (v := response.headers.get(k)) is not None},
+            envelope_timestamp=envelope.get("timestamp"),
+            sent_ms=sent_ms,
+            received_ms=received_ms,
+        )
         status = response.status_code
         if 200 <= status < 300 and envelope.get("success") is True:
             return envelope.get("data")

@@ -149,6 +149,7 @@ class Entity:
         self.index = index
         self.ident: str | None = None
         self.found: dict[str, tuple[str, str]] = {}
+        self.absent: list[str] = []  # optional fields looked for and not there
         if not isinstance(raw, Mapping):
             raise WireFormatError(
                 endpoint,
@@ -210,6 +211,7 @@ class Entity:
         if hit is None:
             if required:
                 raise self.fail(field, names, formats, "is missing")
+            self.absent.append(field)
             return None
         key, value = hit
         converted = convert(value)
