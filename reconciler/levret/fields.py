@@ -149,7 +149,8 @@ class Entity:
         self.index = index
         self.ident: str | None = None
         self.found: dict[str, tuple[str, str]] = {}
-        self.absent: list[str] = []  # optional fields looked for and not there
+        self.absent: list[str] = []  # optional fields looked for and not there (or null)
+        self.looked: set[str] = set()  # normalised names every reading tried
         if not isinstance(raw, Mapping):
             raise WireFormatError(
                 endpoint,
@@ -171,8 +172,7 @@ class Entity:
 
     def extras(self) -> list[str]:
         """Names present that no reading used (ignored by the reconciler)."""
-        used = {name for name, _ in self.found.values()}
-        return sorted(str(key) for key in self.raw if str(key) not in used)
+        return sorted(str(key) for key in self.raw if normal_name(str(key)) not in self.looked)
 
     def fail(self, field: str, names: Iterable[str], formats: str, problem: str) -> WireFormatError:
         tried = ", ".join(dict.fromkeys(names))
@@ -192,6 +192,7 @@ class Entity:
 
     def _lookup(self, field: str, aliases: tuple[str, ...]) -> tuple[str, Any] | None:
         for name in (field, *aliases):
+            self.looked.add(normal_name(name))
             key = self._by_name.get(normal_name(name))
             if key is not None and self.raw[key] is not None:
                 return key, self.raw[key]

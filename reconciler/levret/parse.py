@@ -344,6 +344,7 @@ def read_page(endpoint: str, data: Any, reader: Reader[T]) -> Parsed[Page[T]]:
             holder, where = around[key], f"in {key!r}"
             break
     numbers = Entity(endpoint, holder, kind="pagination")
+    numbers.looked.update(normal_name(str(key)) for key in around)  # the list, the pagination
     total = numbers.integer("total", "totalCount", "totalItems", "count", required=False)
     if total is None:
         # No pagination: the list is all there is, in one page.
