@@ -13,6 +13,7 @@ import click
 
 from reconciler import __version__
 from reconciler.commands.apply import apply
+from reconciler.commands.doctor import doctor
 from reconciler.commands.drift import drift
 from reconciler.commands.import_ import import_
 from reconciler.commands.plan import plan
@@ -47,7 +48,7 @@ def cli(verbose: int) -> None:
         logging.getLogger("reconciler").setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
 
 
-for command in (plan, apply, drift, import_, schema, show, validate, sandbox, watch):
+for command in (plan, apply, drift, doctor, import_, schema, show, validate, sandbox, watch):
     cli.add_command(command)
 
 

@@ -157,7 +157,8 @@ async def take_baseline(
         return Baseline(position=position)
     ids = {order.id async for order in client.iter_open_orders(action.symbol)}
     since = now_ms - 2 * config.clock_skew_ms
-    ids |= {t.orderId async for t in client.iter_user_trades(action.symbol, start_time=since)}
+    fills = client.iter_user_trades(action.symbol, start_time=since)
+    ids |= {t.orderId async for t in fills if t.orderId is not None}
     return Baseline(position=position, old_order_ids=frozenset(ids))
 
 
@@ -179,7 +180,8 @@ async def recent_fill_order_ids(
     since = now_ms - 2 * config.clock_skew_ms
     ids: dict[str, set[str]] = {}
     async for trade in client.iter_user_trades(start_time=since):
-        ids.setdefault(trade.symbol, set()).add(trade.orderId)
+        if trade.orderId is not None:  # a liquidation or close fill names no order
+            ids.setdefault(trade.symbol, set()).add(trade.orderId)
     return {symbol: frozenset(order_ids) for symbol, order_ids in ids.items()}
 
 
@@ -299,7 +301,8 @@ async def _observe_order(
     new_open = {o.id: o for o in open_orders if o.id not in old and o.createdAt >= since}
     fills = [t async for t in client.iter_user_trades(action.symbol, start_time=since)]
     candidates = dict(new_open)
-    for order_id in sorted({t.orderId for t in fills} - old - set(new_open)):
+    filled_ids = {t.orderId for t in fills if t.orderId is not None}
+    for order_id in sorted(filled_ids - old - set(new_open)):
         # An order that filled at once is no longer open: its fills name it.
         order = await client.get_order(order_id)
         if order.createdAt >= since:

@@ -144,7 +144,7 @@ SandboxFactory = Callable[..., RunningSandbox]
 
 @pytest.fixture
 def sandbox_factory(tmp_path: Path) -> Iterator[SandboxFactory]:
-    """`factory(rate_limit=, rate_window=, db_path=, seed=)` -> a started server."""
+    """`factory(rate_limit=, rate_window=, db_path=, seed=, wire_style=)` -> a started server."""
     started: list[RunningSandbox] = []
     counter = iter(range(1_000_000))
 
@@ -154,9 +154,12 @@ def sandbox_factory(tmp_path: Path) -> Iterator[SandboxFactory]:
         rate_window: float = 60.0,
         db_path: str | Path | None = None,
         seed: bool = True,
+        wire_style: str = "documented",
     ) -> RunningSandbox:
         path = db_path if db_path is not None else tmp_path / f"sandbox-{next(counter)}.db"
-        server = SandboxServer(path, rate_limit=rate_limit, rate_window=rate_window, seed=seed)
+        server = SandboxServer(
+            path, rate_limit=rate_limit, rate_window=rate_window, seed=seed, wire_style=wire_style
+        )
         running = RunningSandbox(server.start())
         started.append(running)
         return running

@@ -28,6 +28,7 @@ from reconciler.plan import plan
 from reconciler.reader import read_snapshot
 from reconciler.render import load_plan
 from reconciler.sandbox.seed import DEMO_SYMBOLS
+from reconciler.sandbox.wirestyle import WIRE_STYLES
 from reconciler.spec import DesiredState, load
 
 SCENARIOS = Path(__file__).parent / "scenarios"
@@ -114,14 +115,16 @@ async def plan_live(api_url: str, desired: DesiredState) -> Plan:
         return plan(desired, await read_snapshot(client, desired))
 
 
+@pytest.mark.parametrize("wire_style", WIRE_STYLES)
 @pytest.mark.parametrize("name", sorted(path.name for path in SCENARIOS.iterdir()))
 def test_scenario_applies_exactly_its_golden_calls(
-    name: str, sandbox_factory: Any, tmp_path: Path
+    name: str, wire_style: str, sandbox_factory: Any, tmp_path: Path
 ) -> None:
+    """Against every response style the sandbox can answer in (`--wire-style`)."""
     folder = SCENARIOS / name
     desired = load(folder / "desired.yaml")
     golden = load_plan((folder / "plan.json").read_bytes())
-    sandbox = sandbox_factory(seed=False, rate_limit=100_000)
+    sandbox = sandbox_factory(seed=False, rate_limit=100_000, wire_style=wire_style)
     ids = realise(sandbox.exchange, jsonnum.loads((folder / "live.json").read_bytes()))
 
     live_plan = anyio.run(plan_live, sandbox.api_url, desired)

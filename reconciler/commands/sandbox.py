@@ -16,6 +16,7 @@ from reconciler.sandbox.control import is_loopback
 from reconciler.sandbox.profiles import DEFAULT_PROFILE, PROFILES
 from reconciler.sandbox.ratelimit import DEFAULT_LIMIT, DEFAULT_WINDOW_S
 from reconciler.sandbox.server import SandboxServer
+from reconciler.sandbox.wirestyle import DEFAULT_WIRE_STYLE, WIRE_STYLES
 
 __all__ = ["sandbox"]
 
@@ -45,6 +46,9 @@ def sandbox() -> None:
               show_default=True,
               help="realistic: read lag, a book with depth, partial fills, stop slippage "
                    "(docs/sandbox.md).")  # fmt: skip
+@click.option("--wire-style", type=click.Choice(WIRE_STYLES), default=DEFAULT_WIRE_STYLE,
+              show_default=True,
+              help="Test aid: answer in another response shape (docs/sandbox.md).")  # fmt: skip
 def serve(
     host: str,
     port: int,
@@ -54,6 +58,7 @@ def serve(
     allow_remote: bool,
     access_log: bool,
     profile: str,
+    wire_style: str,
 ) -> None:
     """Serve the sandbox until Ctrl-C; state persists in --db across restarts."""
     if not is_loopback(host) and not allow_remote:
@@ -73,12 +78,15 @@ def serve(
         access_log=access_log,
         log_level="info" if access_log else "warning",
         profile=profile,
+        wire_style=wire_style,
     )
 
     def announce(running: SandboxServer) -> None:
         click.echo(f"Sandbox listening on {running.base_url}")
         click.echo(f"API: {running.api_url}  (demo keys: demo-key/demo-secret, demo-read)")
         click.echo(f"Profile: {profile}")
+        if wire_style != DEFAULT_WIRE_STYLE:
+            click.echo(f"Wire style: {wire_style} (a test aid)")
         click.echo("Press Ctrl-C to stop.")
 
     # uvicorn re-raises the SIGINT it handled; by then the shutdown was already graceful.

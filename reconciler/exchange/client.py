@@ -42,7 +42,7 @@ from typing import Any, Literal, Self, TypeVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from reconciler import jsonnum
@@ -83,7 +83,10 @@ from reconciler.exchange.ratelimit import (
     parse_retry_after,
 )
 from reconciler.exchange.settings import ClientSettings
-from reconciler.exchange.signing import LevretAuth, ServerClock, parse_iso_ms
+from reconciler.exchange.signing import LevretAuth, ServerClock
+from reconciler.levret.endpoints import answer_for, endpoint_label
+from reconciler.levret.fields import Entity, WireFormatError, read_time_ms
+from reconciler.levret.parse import PARSERS, read_list, read_one, read_page
 
 __all__ = [
     "UNCHANGED",
@@ -178,21 +181,61 @@ def _decimal(value: Number) -> Decimal:
     return number
 
 
-def _validate(name: str, method: str, path: str, parse: Callable[[], R]) -> R:
-    """Parse `data` into a model; a mismatch is the exchange's fault, so a `ServerError`.
+def _parsed(parse: Callable[[], R]) -> R:
+    """Run a `reconciler.levret` parser; an unreadable answer is the exchange's fault.
 
-    For a mutation that already executed, the caller's `classify` then says UNKNOWN, which
-    is the truth: it ran, and the answer cannot be read.
+    The parser's error is one line without values; the masked raw shape of the entity goes
+    to the log (`-v`). For a mutation that already executed, the caller's `classify` then
+    says UNKNOWN, which is the truth: it ran, and the answer cannot be read.
     """
     try:
         return parse()
-    except ValidationError as exc:
-        raise ServerError(
-            f"answer does not match {name} ({exc.error_count()} errors)",
-            code="BAD_PAYLOAD",
-            method=method,
-            path=path,
-        ) from exc
+    except WireFormatError as exc:
+        log.info("%s: the entity as received, values masked: %s", exc.endpoint, exc.shape)
+        raise
+
+
+def _reader(model: type[M]) -> Callable[[Entity], M]:
+    """The `reconciler.levret` parser that builds `model` from a raw entity."""
+    return PARSERS[model]
+
+
+def _envelope_ms(value: object) -> int | None:
+    """The envelope's `timestamp` in ms, in whichever time form the exchange writes it."""
+    read = read_time_ms(value)
+    return None if read is None else read[0]
+
+
+def _wire_value(value: Any) -> Any:
+    """The documented wire form of a parsed value: integral numbers as `int`, like JSON."""
+    if isinstance(value, Decimal) and value == value.to_integral_value():
+        return int(value)
+    if isinstance(value, list | tuple):
+        return [_wire_value(item) for item in value]
+    return value
+
+
+@dataclass(frozen=True)
+class LastAnswer:
+    """What the last response said about the exchange itself, for `reconciler doctor`.
+
+    Only the headers about time and the rate limit are kept; never an auth header.
+    """
+
+    status: int
+    headers: dict[str, str]
+    envelope_timestamp: Any
+    sent_ms: int
+    received_ms: int
+
+
+_KEPT_HEADERS = (
+    "date",
+    "retry-after",
+    "x-ratelimit-limit",
+    "x-ratelimit-remaining",
+    "x-ratelimit-reset",
+)
 
 
 @dataclass
@@ -254,6 +297,7 @@ class LevretClient:
             headers={"Accept": "application/json", "User-Agent": "reconciler-levret/0.1"},
         )
         self._secret_text = settings.api_key_secret.get_secret_value()
+        self.last_answer: LastAnswer | None = None
 
     def __repr__(self) -> str:
         return (
@@ -286,14 +330,45 @@ class LevretClient:
 
         `path` is below the API prefix (`/positions/7/tpsl`) and may carry its query. The
         retry class comes from the method and path. A settles call whose retry found the work
-        already done returns `None`. Raises a `LevretError`; `outcome.classify` maps it.
+        already done returns `None`. The answer of a documented write is read by its
+        `reconciler.levret` parser and returned in the documented shape, whatever form the
+        exchange wrote it in; an executed write whose answer cannot be read raises
+        `OutcomeUnknown`. Raises a `LevretError`; `outcome.classify` maps it.
         """
         method = method.upper()
         if method not in ("GET", "POST"):
             raise InvalidRequest(f"unsupported method {method}")
         if not path.startswith("/") or "{" in path or "}" in path or "#" in path:
             raise InvalidRequest(f"path must be a concrete path below the API prefix: {path!r}")
-        return await self._call(method, path, body=body)
+        data = await self._call(method, path, body=body)
+        answer = answer_for(method, path)
+        if data is None or answer is None or answer.shape != "one" or method != "POST":
+            return data
+        label = endpoint_label(method, path)
+        model = self._executed(method, path, body, lambda: read_one(label, data, answer.reader))
+        return {key: _wire_value(value) for key, value in model.value.model_dump().items()}
+
+    def _executed(
+        self, method: str, path: str, body: Mapping[str, Any] | None, parse: Callable[[], R]
+    ) -> R:
+        """Parse the answer of a call; for an executed write, unreadable means unknown."""
+        try:
+            return _parsed(parse)
+        except WireFormatError as exc:
+            if method != "POST":
+                raise
+            raise OutcomeUnknown(
+                f"executed but {exc.message}; look it up",
+                method=method,
+                path=path,
+                body=None if body is None else dict(body),
+                sent_at_ms=self.clock.local_ms(),
+                code=exc.code,
+            ) from exc
+
+    async def read_raw(self, path: str, query: Mapping[str, object] | None = None) -> Any:
+        """A read's `data` as the exchange wrote it (`reconciler doctor` inspects its shape)."""
+        return await self._call("GET", path, query=query)
 
     async def _call(
         self,
@@ -464,10 +539,17 @@ class LevretClient:
             sent_ms=sent_ms,
             received_ms=received_ms,
             date_header=response.headers.get("Date"),
-            server_ms=parse_iso_ms(envelope.get("timestamp")),
+            server_ms=_envelope_ms(envelope.get("timestamp")),
             force=code in _RESYNC_CODES,
         )
         self.limiter.observe(response.headers)
+        self.last_answer = LastAnswer(
+            status=response.status_code,
+            headers={k: v for k in _KEPT_HEADERS if (v := response.headers.get(k)) is not None},
+            envelope_timestamp=envelope.get("timestamp"),
+            sent_ms=sent_ms,
+            received_ms=received_ms,
+        )
         status = response.status_code
         if 200 <= status < 300 and envelope.get("success") is True:
             return envelope.get("data")
@@ -500,32 +582,24 @@ class LevretClient:
 
     async def _model(self, model: type[M], method: str, path: str, **kw: Any) -> M:
         data = await self._call(method, path, **kw)
-        try:
-            return _validate(model.__name__, method, path, lambda: model.model_validate(data))
-        except ServerError as exc:
-            if method != "POST":
-                raise
-            # It executed (the exchange said success) but the answer is unreadable.
-            raise OutcomeUnknown(
-                f"executed but {exc.message}; look it up",
-                method=method,
-                path=path,
-                body=kw.get("body"),
-                sent_at_ms=self.clock.local_ms(),
-                code=exc.code,
-            ) from exc
+        return self._one(model, method, path, data, kw.get("body"))
+
+    def _one(
+        self, model: type[M], method: str, path: str, data: Any, body: Mapping[str, Any] | None
+    ) -> M:
+        label = endpoint_label(method, path)
+        parsed = self._executed(method, path, body, lambda: read_one(label, data, _reader(model)))
+        return parsed.value
 
     async def _models(self, model: type[M], path: str, **kw: Any) -> list[M]:
         data = await self._call("GET", path, **kw)
-        adapter = TypeAdapter(list[model])  # type: ignore[valid-type]
-        return _validate(
-            f"list[{model.__name__}]", "GET", path, lambda: adapter.validate_python(data)
-        )
+        label = endpoint_label("GET", path)
+        return _parsed(lambda: read_list(label, data, _reader(model))).value
 
     async def _page(self, model: type[M], path: str, query: Mapping[str, object]) -> Page[M]:
         data = await self._call("GET", path, query=query)
-        page = Page[model]  # type: ignore[valid-type]
-        return _validate(f"Page[{model.__name__}]", "GET", path, lambda: page.model_validate(data))
+        label = endpoint_label("GET", path)
+        return _parsed(lambda: read_page(label, data, _reader(model))).value
 
     async def _walk(
         self, fetch: Callable[[int], Awaitable[Page[M]]], id_of: Callable[[M], str]
@@ -669,7 +743,7 @@ class LevretClient:
         data = await self._call("POST", "/order/cancel", body={"orderId": order_id})
         if data is None:
             return await self.get_order(order_id)
-        return Order.model_validate(data)
+        return self._one(Order, "POST", "/order/cancel", data, {"orderId": order_id})
 
     async def cancel_all(self, symbol: str | None = None) -> CancelAllResult:
         body: dict[str, Any] = {"userId": self.user_id}
@@ -678,7 +752,7 @@ class LevretClient:
         data = await self._call("POST", "/order/cancelAll", body=body)
         if data is None:
             return CancelAllResult(cancelled=[], count=0)
-        return CancelAllResult.model_validate(data)
+        return self._one(CancelAllResult, "POST", "/order/cancelAll", data, body)
 
     # ------------------------------------------------------------------ positions
 
@@ -714,8 +788,9 @@ class LevretClient:
 
     async def close_position(self, position_id: str) -> Order | None:
         """Market-close a position (settles); `None` when a retry found it already gone."""
-        data = await self._call("POST", f"/positions/{_segment(position_id)}/close")
-        return None if data is None else Order.model_validate(data)
+        path = f"/positions/{_segment(position_id)}/close"
+        data = await self._call("POST", path)
+        return None if data is None else self._one(Order, "POST", path, data, None)
 
     # ------------------------------------------------------------------ wallet and trades
 

@@ -55,13 +55,14 @@ class SymbolSpec(Payload):
 
 class MarketStats(Payload):
     symbol: str
-    lastPrice: Decimal
     markPrice: Decimal
-    high24h: Decimal
-    low24h: Decimal
-    volume24h: Decimal
-    change24h: Decimal
-    fundingRate: Decimal
+    # Not used by the reconciler: an exchange may leave them out.
+    lastPrice: Decimal | None = None
+    high24h: Decimal | None = None
+    low24h: Decimal | None = None
+    volume24h: Decimal | None = None
+    change24h: Decimal | None = None
+    fundingRate: Decimal | None = None
     nextFundingTime: int | None = None
 
 
@@ -83,7 +84,7 @@ class Candle(Payload):
 
 class Order(Payload):
     id: str
-    userId: str
+    userId: str = ""
     symbol: str
     side: OrderSide
     orderType: OrderType
@@ -111,7 +112,7 @@ class CancelAllResult(Payload):
 
 class Position(Payload):
     id: str
-    userId: str
+    userId: str = ""
     symbol: str
     side: PositionSide
     size: Decimal
@@ -129,17 +130,18 @@ class Position(Payload):
 
 
 class AccountOverview(Payload):
-    userId: str
+    userId: str = ""
     currency: str = "USDT"
-    deposits: Decimal
-    walletBalance: Decimal
-    availableBalance: Decimal
-    positionMargin: Decimal
-    orderMargin: Decimal
-    unrealizedPnl: Decimal
-    realizedPnl: Decimal
-    totalFees: Decimal
     equity: Decimal
+    # Not used by the reconciler (it needs equity only): an exchange may leave them out.
+    deposits: Decimal | None = None
+    walletBalance: Decimal | None = None
+    availableBalance: Decimal | None = None
+    positionMargin: Decimal | None = None
+    orderMargin: Decimal | None = None
+    unrealizedPnl: Decimal | None = None
+    realizedPnl: Decimal | None = None
+    totalFees: Decimal | None = None
 
 
 class BalanceEntry(Payload):
@@ -152,15 +154,16 @@ class BalanceEntry(Payload):
 
 class Trade(Payload):
     id: str
-    orderId: str
+    # None for a fill no order of ours made (a liquidation, a position-close fill).
+    orderId: str | None = None
     symbol: str
     side: OrderSide
     size: Decimal
     price: Decimal
-    fee: Decimal
-    realizedPnl: Decimal
+    fee: Decimal | None = None
+    realizedPnl: Decimal | None = None
     liquidity: Literal["maker", "taker"] = "taker"
-    timestamp: int
+    timestamp: int = 0
 
 
 class Page(Payload, Generic[T]):

@@ -22,11 +22,13 @@ from types import TracebackType
 from typing import Any, Self
 
 import socketio
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from reconciler.exchange.errors import AuthError, TransportError
 from reconciler.exchange.models import AccountOverview, MarketStats, Order, Position
 from reconciler.exchange.settings import ClientSettings
+from reconciler.levret.fields import WireFormatError
+from reconciler.levret.parse import PARSERS, read_one
 
 __all__ = ["EVENT_MODELS", "LevretStream", "StreamEvent", "StreamPayload"]
 
@@ -176,13 +178,13 @@ class LevretStream:
         return event
 
     def _handler(self, name: str) -> Callable[[Any], Awaitable[None]]:
-        model = EVENT_MODELS[name]
+        reader = PARSERS[EVENT_MODELS[name]]
 
         async def handle(data: Any) -> None:
             try:
-                payload: Any = model.model_validate(_decimals(data))
-            except ValidationError as exc:
-                log.warning("stream: dropping malformed %s: %s", name, exc.error_count())
+                payload: Any = read_one(f"EVENT {name}", _decimals(data), reader).value
+            except WireFormatError as exc:
+                log.warning("stream: dropping unreadable %s: %s", name, exc.message)
                 return
             self._put(StreamEvent(name, payload))
             for callback in self._callbacks[name]:

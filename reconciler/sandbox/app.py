@@ -59,6 +59,7 @@ from reconciler.sandbox.ratelimit import DEFAULT_LIMIT, DEFAULT_WINDOW_S, RateLi
 from reconciler.sandbox.rejection import Rejection
 from reconciler.sandbox.replica import Replica
 from reconciler.sandbox.stream import Stream
+from reconciler.sandbox.wirestyle import DEFAULT_WIRE_STYLE, envelope_timestamp, restyle
 
 if TYPE_CHECKING:
     from reconciler.sandbox.engine import Exchange
@@ -89,6 +90,7 @@ class SandboxSettings:
     max_body_bytes: int = 1 << 20
     request_log_size: int = 100_000
     profile: str = DEFAULT_PROFILE
+    wire_style: str = DEFAULT_WIRE_STYLE
 
 
 # --- query parameters ------------------------------------------------------------------------
@@ -429,8 +431,19 @@ def iso_timestamp(ms: int) -> str:
 class Envelopes:
     """Builds the documented envelopes, stamped with the server's (possibly skewed) clock."""
 
-    def __init__(self, clock: Callable[[], int]) -> None:
+    def __init__(self, clock: Callable[[], int], wire_style: str = DEFAULT_WIRE_STYLE) -> None:
         self._clock = clock
+        self.wire_style = wire_style
+
+    def answer(self, data: Any, headers: Mapping[str, str] | None = None) -> Response:
+        """A REST answer, its `data` and `timestamp` in the sandbox's wire style."""
+        style = self.wire_style
+        body = {
+            "success": True,
+            "data": restyle(style, data),
+            "timestamp": envelope_timestamp(style, self._clock()),
+        }
+        return self._json(body, 200, headers)
 
     def success(
         self, data: Any, status: int = 200, headers: Mapping[str, str] | None = None
@@ -517,7 +530,7 @@ class Sandbox:
         self.faults = FaultInjector(on_profile=self._follow_profile, wall_clock=exchange.clock)
         self.clock = self.faults.now_ms
         exchange.clock = self.clock  # a skew moves every timestamp the exchange writes too
-        self.envelopes = Envelopes(self.clock)
+        self.envelopes = Envelopes(self.clock, settings.wire_style)
         self.limiter = RateLimiter(self.clock, settings.rate_limit, settings.rate_window_s)
         self.auth = Authenticator(self._lookup, self.clock)
         self.log = RequestLog(settings.request_log_size)
@@ -661,7 +674,7 @@ class Sandbox:
         outcome: Response
         try:
             data = await run_in_threadpool(execute)
-            outcome = self.envelopes.success(data, headers=headers)
+            outcome = self.envelopes.answer(data, headers=headers)
         except Rejection as rejection:
             outcome = self.envelopes.rejection(scope, rejection, headers)
         finally:

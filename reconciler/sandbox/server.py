@@ -26,6 +26,7 @@ from reconciler.sandbox.engine import Exchange
 from reconciler.sandbox.profiles import DEFAULT_PROFILE, profile_knobs
 from reconciler.sandbox.ratelimit import DEFAULT_LIMIT, DEFAULT_WINDOW_S
 from reconciler.sandbox.store import Store
+from reconciler.sandbox.wirestyle import DEFAULT_WIRE_STYLE, WIRE_STYLES
 
 __all__ = ["SandboxServer"]
 
@@ -88,6 +89,7 @@ class SandboxServer:
         access_log: bool = False,
         log_level: str = "warning",
         profile: str = DEFAULT_PROFILE,
+        wire_style: str = DEFAULT_WIRE_STYLE,
     ) -> None:
         path = ":memory:" if db_path is None else str(db_path)
         if seed:
@@ -95,7 +97,10 @@ class SandboxServer:
         else:
             self.exchange = Exchange(Store(path))
         settings = SandboxSettings(
-            rate_limit=rate_limit, rate_window_s=rate_window, profile=profile_name(profile)
+            rate_limit=rate_limit,
+            rate_window_s=rate_window,
+            profile=profile_name(profile),
+            wire_style=wire_style_name(wire_style),
         )
         self.sandbox = Sandbox(self.exchange, settings)
         self._socket = _bind(host, port)
@@ -193,6 +198,13 @@ class SandboxServer:
         finally:
             self._socket.close()
             self.exchange.store.close()
+
+
+def wire_style_name(name: str) -> str:
+    """`name` if it is a known wire style (`ValueError` otherwise), before anything starts."""
+    if name not in WIRE_STYLES:
+        raise ValueError(f"unknown wire style {name!r}; known: {', '.join(WIRE_STYLES)}")
+    return name
 
 
 def profile_name(name: str) -> str:

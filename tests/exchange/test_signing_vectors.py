@@ -74,7 +74,11 @@ async def test_empty_body_get() -> None:
 @pytest.mark.anyio
 async def test_unicode_body_and_key_order_preserved() -> None:
     body = {"b": 1, "a": "héllo € 日本", "size": Decimal("0.01")}
-    request = await capture("demo-secret", TS, lambda c: c.send("POST", "/order", body))
+    placed = {"id": "1", "symbol": "X", "side": "buy", "orderType": "market", "size": 1}
+    answer = {**placed, "status": "filled"}
+    request = await capture(
+        "demo-secret", TS, lambda c: c.send("POST", "/order", body), data=answer
+    )
     wire = '{"b":1,"a":"héllo € 日本","size":0.01}'.encode()
     assert_signed(
         request,
@@ -109,7 +113,17 @@ async def test_query_with_plus_at_and_space_is_signed_as_sent() -> None:
 @pytest.mark.anyio
 async def test_unicode_secret_and_typed_cancel_body() -> None:
     request = await capture(
-        "s3cr3t-ü", TS + 1, lambda c: c.send("POST", "/order/cancel", {"orderId": "123456"})
+        "s3cr3t-ü",
+        TS + 1,
+        lambda c: c.send("POST", "/order/cancel", {"orderId": "123456"}),
+        data={
+            "id": "123456",
+            "symbol": "X",
+            "side": "buy",
+            "orderType": "limit",
+            "size": 1,
+            "status": "cancelled",
+        },
     )
     assert_signed(
         request,

@@ -2,7 +2,7 @@
 
 - a distinctive secret never appears in any output of a real `reconciler` process (stdout,
   stderr with `-vv`, journal, saved plan, anything it writes), across success, unknown
-  outcomes, refusals and a network failure;
+  outcomes, refusals, a network failure and `doctor` (text and json);
 - nor does the lock server's DSN (or its password), across a shared-lock apply, a lock held
   by another, an unreachable lock server and a DSN that does not parse;
 - plain `http://` is refused except to loopback;
@@ -65,6 +65,12 @@ def test_the_secret_appears_in_no_output_of_any_run(
     ]
     for args in runs:
         outputs.append(run_cli(tmp_path, env, *args)[1])
+    owned = {**env, "LEVRET_USER_ID": "canary"}
+    for output_format in ("text", "json"):
+        doctor = ("-vv", "doctor", "--format", output_format, "--stream-wait", "0")
+        code, text = run_cli(tmp_path, owned, *doctor)
+        assert code == 0, text
+        outputs.append(text)
     sandbox.set_faults({"seed": 3, "drop_after_commit": 0.3, "garbage_after_commit": 0.2})
     code, text = run_cli(tmp_path, env, "-vv", "apply", "-f", "desired.yaml", "--auto-approve")
     outputs.append(text)
