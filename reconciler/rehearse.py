@@ -28,6 +28,7 @@ import httpx
 
 from reconciler.actions import Plan
 from reconciler.apply import ApplyReport, run_apply
+from reconciler.errors import ReconcilerError
 from reconciler.exchange.client import LevretClient
 from reconciler.exchange.settings import ClientSettings
 from reconciler.lock import account_lock
@@ -149,6 +150,10 @@ async def read_live(settings: ClientSettings, desired: DesiredState) -> tuple[Sn
         for symbol in sorted(s for s in wanted if live.mark(s) is None):
             marks[symbol] = (await client.market_stats(symbol)).markPrice
         overview = await client.account_overview()
+    if overview.availableBalance is None:
+        raise ReconcilerError(
+            "the account overview does not give the available balance a rehearsal starts from"
+        )
     return live.model_copy(update={"marks": marks}), overview.availableBalance
 
 
@@ -304,7 +309,8 @@ async def actual_fills(
     async with LevretClient(settings) as client:
         async for trade in client.iter_user_trades(start_time=since_ms):
             if trade.symbol in fills:
-                fills[trade.symbol].append(Fill(trade.side, trade.size, trade.price, trade.fee))
+                fee = trade.fee if trade.fee is not None else Decimal(0)  # not every venue says
+                fills[trade.symbol].append(Fill(trade.side, trade.size, trade.price, fee))
     return {symbol: tuple(items) for symbol, items in fills.items()}
 
 
