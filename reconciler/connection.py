@@ -1,8 +1,9 @@
 """Where the commands send their calls: the real exchange, a given URL, or the embedded sandbox.
 
-Credentials come from environment variables only (named by the desired-state file's
-`account.credentials_env`, or the `LEVRET_*` defaults), never from the file itself, so a
-desired-state file can be committed and reviewed. With `--sandbox` the embedded sandbox is
+Credentials and the base URL come from environment variables (named by the desired-state
+file's `account.credentials_env`, or the `LEVRET_*` defaults) or `LEVRET_CREDENTIALS_FILE`
+under them, never from the desired-state file itself, so that file can be committed and
+reviewed. With `--sandbox` the embedded sandbox is
 started in-process on an ephemeral loopback port over `.reconciler/sandbox.db` and the demo
 key is used.
 """
@@ -91,7 +92,8 @@ def endpoint(
         with SandboxServer(db_path=SANDBOX_DB, profile=chosen) as server:
             yield Endpoint(server.api_url, sandbox=True)
         return
-    yield Endpoint(base_url or os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL)
+    env = _with_credentials_file(os.environ)
+    yield Endpoint(base_url or env.get(ENV_BASE_URL) or DEFAULT_BASE_URL)
 
 
 def lock_scope(where: Endpoint) -> str | None:

@@ -15,6 +15,7 @@ PLAN_DIR` wrote, each checked for freshness against its own account.
 from __future__ import annotations
 
 import asyncio
+import sys
 from contextlib import ExitStack
 from dataclasses import replace
 from decimal import Decimal
@@ -59,7 +60,17 @@ from reconciler.workflow import ApplyOptions, apply_account, narrow, plan_accoun
 EXIT_CHANGES_REMAIN = 2  # applied what could be; some symbols' changes cannot be made
 
 
-def _confirm(console: Console, plan: Plan, *, where: str = "") -> None:
+NO_TERMINAL = "confirmation needs a terminal; use --auto-approve"
+
+
+def _confirm(console: Console, plan: Plan, *, where: str = "", no_input: bool = False) -> None:
+    """Ask for `yes` on a terminal; with none (or `--no-input`) refuse, never read a pipe.
+
+    A pipe or `/dev/null` is not a person: reading "no" from it would report a decline the
+    user never made, and a CI job without `--auto-approve` deserves a clear error, exit 1.
+    """
+    if no_input or not _stdin_is_terminal():
+        raise ReconcilerError(f"{NO_TERMINAL}: nothing was sent")
     console.note(
         f"\nDo you want to make these {len(plan.actions)} call(s) on account "
         f"{plan.user_id}{where}?\n"
@@ -71,6 +82,11 @@ def _confirm(console: Console, plan: Plan, *, where: str = "") -> None:
         answer = ""
     if answer.strip() != "yes":
         raise Declined("apply cancelled: nothing was sent")
+
+
+def _stdin_is_terminal() -> bool:
+    isatty = getattr(sys.stdin, "isatty", None)
+    return bool(isatty and isatty())
 
 
 def _saved_plan(plan_file: Path) -> Plan:
@@ -86,6 +102,11 @@ def _saved_plan(plan_file: Path) -> Plan:
 @endpoint_options
 @format_option
 @click.option("--auto-approve", is_flag=True, help="Skip the `yes` prompt (for CI).")
+@click.option(
+    "--no-input",
+    is_flag=True,
+    help="Never prompt: without --auto-approve, exit 1 instead of asking for `yes`.",
+)
 @click.option("--target", multiple=True, metavar="SYMBOL", help="Apply only these symbols.")
 @click.option(
     "--max-plan-age",
@@ -121,6 +142,7 @@ def apply(
     base_url: str | None,
     output_format: str,
     auto_approve: bool,
+    no_input: bool,
     target: tuple[str, ...],
     max_plan_age: str,
     max_price_move_bps: Decimal,
@@ -158,6 +180,7 @@ def apply(
             base_url=base_url,
             output_format=output_format,
             auto_approve=auto_approve,
+            no_input=no_input,
             target=target,
             options=options,
         )
@@ -196,7 +219,7 @@ def apply(
                 console.note("No changes. The account already matches the file.")
                 return
             if saved is None and not auto_approve:
-                _confirm(console, plan)
+                _confirm(console, plan, no_input=no_input)
             with ExitStack() as stack:
                 progress: ProgressSink
                 if console.interactive:
@@ -240,6 +263,7 @@ def _apply_many(
     base_url: str | None,
     output_format: str,
     auto_approve: bool,
+    no_input: bool,
     target: tuple[str, ...],
     options: ApplyOptions,
 ) -> None:
@@ -258,6 +282,9 @@ def _apply_many(
             outcomes = with_saved_plans(accounts, where, saved)
             console.note(f"Applying the saved plans in {plan_dir}.")
         if saved is None and not auto_approve:
+            asks = any(needs_apply(outcome) for outcome in outcomes)
+            if asks and (no_input or not _stdin_is_terminal()):
+                raise ReconcilerError(f"{NO_TERMINAL}: nothing was sent")
             outcomes = [
                 outcome
                 if not needs_apply(outcome) or _approved(console, outcome)
