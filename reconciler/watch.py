@@ -595,7 +595,7 @@ async def serve(
     metrics_port: int | None = None,
     metrics_host: str = "127.0.0.1",
 ) -> None:
-    """Run a watcher against `settings` until SIGTERM or Ctrl-C: the `watch` command's body."""
+    """Run a watcher against `settings` until SIGTERM, SIGHUP or Ctrl-C: `watch`'s body."""
     metrics = metrics if metrics is not None else WatchMetrics()
     package_logger = logging.getLogger("reconciler")
     bridge = LoggingBridge(log)
@@ -604,7 +604,10 @@ async def serve(
     if package_logger.getEffectiveLevel() > logging.INFO:
         package_logger.setLevel(logging.INFO)
     loop = asyncio.get_running_loop()
-    signals = (signal.SIGTERM, signal.SIGINT)
+    # SIGHUP (a closed session) stops it like SIGTERM (a service stop) and Ctrl-C.
+    signals = tuple(
+        getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name)
+    )
     try:
         async with LevretClient(settings) as client:
             watcher = Watcher(

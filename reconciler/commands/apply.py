@@ -36,7 +36,7 @@ from reconciler.accounts import (
     with_saved_plans,
 )
 from reconciler.actions import Plan
-from reconciler.apply import DEFAULT_MAX_PRICE_MOVE_BPS
+from reconciler.apply import DEFAULT_MAX_PRICE_MOVE_BPS, ApplyFailed, ApplyReport
 from reconciler.commands.many import files_option, finish, show_plans, single_file
 from reconciler.commands.options import (
     endpoint_options,
@@ -48,9 +48,10 @@ from reconciler.commands.options import (
     render,
     visibility_timeout_option,
 )
+from reconciler.commands.stopping import stop_signals_like_ctrl_c
 from reconciler.connection import client_settings, endpoint, lock_scope
 from reconciler.console import Console
-from reconciler.errors import Declined, PolicyViolation, ReconcilerError
+from reconciler.errors import Declined, PartialApply, PolicyViolation, ReconcilerError
 from reconciler.lock import account_lock
 from reconciler.progress import PlainProgress, ProgressSink, RichProgress
 from reconciler.render import load_plan
@@ -155,6 +156,33 @@ def apply(
     lock_timeout: str,
 ) -> None:
     """Make the account match FILE, or execute the saved PLAN_FILE (or plan directory)."""
+    with stop_signals_like_ctrl_c():
+        _apply(
+            plan_file, files, sandbox, base_url, output_format, auto_approve, no_input,
+            target, max_plan_age, max_price_move_bps, allow_flatten, parallelism, max_passes,
+            visibility_timeout, journal, lock_dsn, lock_timeout,
+        )  # fmt: skip
+
+
+def _apply(
+    plan_file: Path | None,
+    files: tuple[Path, ...],
+    sandbox: bool,
+    base_url: str | None,
+    output_format: str,
+    auto_approve: bool,
+    no_input: bool,
+    target: tuple[str, ...],
+    max_plan_age: str,
+    max_price_move_bps: Decimal,
+    allow_flatten: bool,
+    parallelism: int,
+    max_passes: int,
+    visibility_timeout: str | None,
+    journal: Path | None,
+    lock_dsn: str | None,
+    lock_timeout: str,
+) -> None:
     console = Console()
     if not files:
         raise click.UsageError("give the desired-state file with -f (also for a saved plan)")
@@ -226,24 +254,41 @@ def apply(
                     progress = stack.enter_context(RichProgress(console.err))
                 else:
                     progress = PlainProgress(console.err)
-                report = asyncio.run(
-                    apply_account(
-                        settings,
-                        desired,
-                        plan,
-                        progress=progress,
-                        journal=journal,
-                        options=options,
-                        lock=lock,
-                        saved=saved is not None,
+                try:
+                    report = asyncio.run(
+                        apply_account(
+                            settings,
+                            desired,
+                            plan,
+                            progress=progress,
+                            journal=journal,
+                            options=options,
+                            lock=lock,
+                            saved=saved is not None,
+                        )
                     )
-                )
+                except ApplyFailed as failed:
+                    report = failed.report
     if report.exit_code != 0:
-        report.raise_for_status()
+        _failed(console, report)
     if plan.infeasible:
         console.note("Apply complete: the rest converged.")
         _changes_remain(console, plan)
     console.note("Apply complete: converged.")
+
+
+def _failed(console: Console, report: ApplyReport) -> None:
+    """The table of what happened, then the one-line summary as the last line printed.
+
+    Exit 5 when anything reached the exchange; an apply interrupted before its first call
+    sent nothing, so it is a plain error (exit 1).
+    """
+    console.note(report.table())
+    sent = any(result.outcome != "not_sent" for result in report.results)
+    summary = f"apply {report.summary()}"
+    if report.interrupted and not sent:
+        raise ReconcilerError(f"{summary}; nothing was sent")
+    raise PartialApply(summary)
 
 
 def _changes_remain(console: Console, plan: Plan) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.conftest import RunningSandbox
 
@@ -46,8 +47,9 @@ class Service:
         raise AssertionError(f"exited before {name!r}: {self.events}")
 
 
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
 def test_watch_serves_metrics_and_stops_cleanly_on_sigterm(
-    sandbox: RunningSandbox, tmp_path: Path
+    sandbox: RunningSandbox, tmp_path: Path, stop: signal.Signals
 ) -> None:
     (tmp_path / "desired.yaml").write_text(DESIRED)
     env = {
@@ -82,8 +84,8 @@ def test_watch_serves_metrics_and_stops_cleanly_on_sigterm(
         assert scrape.status_code == 200
         assert "reconciler_drift_actions 0.0" in scrape.text
         assert "reconciler_last_converged_timestamp_seconds" in scrape.text
-        process.send_signal(signal.SIGTERM)
-        assert service.until("stopping")["reason"] == "SIGTERM"
+        process.send_signal(stop)
+        assert service.until("stopping")["reason"] == stop.name
         service.until("watch_stopped")
         assert process.wait(timeout=30) == 0, process.stderr.read() if process.stderr else ""
     finally:
