@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from contextlib import ExitStack
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -37,6 +37,7 @@ from reconciler.accounts import (
 )
 from reconciler.actions import Plan
 from reconciler.apply import DEFAULT_MAX_PRICE_MOVE_BPS, ApplyFailed, ApplyReport
+from reconciler.commands.apply_document import apply_document, render_apply_document
 from reconciler.commands.many import files_option, finish, show_plans, single_file
 from reconciler.commands.options import (
     endpoint_options,
@@ -55,7 +56,7 @@ from reconciler.errors import Declined, PartialApply, PolicyViolation, Reconcile
 from reconciler.lock import account_lock
 from reconciler.progress import PlainProgress, ProgressSink, RichProgress
 from reconciler.render import load_plan
-from reconciler.spec import load
+from reconciler.spec import DesiredState, load
 from reconciler.workflow import ApplyOptions, apply_account, narrow, plan_account
 
 EXIT_CHANGES_REMAIN = 2  # applied what could be; some symbols' changes cannot be made
@@ -218,6 +219,73 @@ def _apply(
     desired = narrow(load(single_file(files)), target)  # a bad file stops here: nothing sent
     saved = _saved_plan(plan_file) if plan_file is not None else None
 
+    run = _Run()
+    try:
+        _apply_one(
+            console, run, desired, saved, plan_file, sandbox=sandbox, base_url=base_url,
+            output_format=output_format, auto_approve=auto_approve, no_input=no_input,
+            allow_flatten=allow_flatten, journal=journal, options=options,
+        )  # fmt: skip
+    except ReconcilerError as error:
+        _emit_json(console, run, output_format, error.exit_code, str(error))
+        raise
+    except click.exceptions.Exit as done:
+        _emit_json(console, run, output_format, done.exit_code, None)
+        raise
+    _emit_json(console, run, output_format, 0, None)
+
+
+@dataclass
+class _Run:
+    """What a single-account apply got to: its plan, and the report once it ran."""
+
+    plan: Plan | None = None
+    report: ApplyReport | None = None
+
+
+def _emit_json(
+    console: Console, run: _Run, output_format: str, exit_code: int, message: str | None
+) -> None:
+    """With `--format json`, the one document on stdout, whatever the ending."""
+    if output_format != "json" or run.plan is None:
+        return
+    report = run.report
+    if report is not None:
+        ending = (
+            "interrupted"
+            if report.interrupted
+            else "converged"
+            if report.converged
+            else "not_converged"
+        )
+    elif run.plan.violations:
+        ending = "policy_violation"
+    elif not run.plan.actions:
+        ending = "no_changes"
+    else:
+        ending = "not_applied"
+    if exit_code == EXIT_CHANGES_REMAIN:
+        ending = "changes_remain"
+    document = apply_document(run.plan, report, result=ending, exit_code=exit_code, message=message)
+    console.data(render_apply_document(document))
+
+
+def _apply_one(
+    console: Console,
+    run: _Run,
+    desired: DesiredState,
+    saved: Plan | None,
+    plan_file: Path | None,
+    *,
+    sandbox: bool,
+    base_url: str | None,
+    output_format: str,
+    auto_approve: bool,
+    no_input: bool,
+    allow_flatten: bool,
+    journal: Path | None,
+    options: ApplyOptions,
+) -> None:
     with endpoint(sandbox=sandbox, base_url=base_url) as where:
         settings = client_settings(where, desired)
         options = replace(options, lock=replace(options.lock, scope=lock_scope(where)))
@@ -235,10 +303,12 @@ def _apply(
                 plan = asyncio.run(
                     plan_account(settings, desired, now_ms=now_ms(), allow_flatten=allow_flatten)
                 )
-                console.data(render(plan, output_format, console))
+                if output_format != "json":  # json: one document once apply is over
+                    console.data(render(plan, output_format, console))
             else:
                 plan = saved
                 console.note(f"Applying the saved plan {plan_file} ({len(plan.actions)} call(s)).")
+            run.plan = plan
             if plan.violations:
                 raise PolicyViolation(list(plan.violations))
             if not plan.actions:
@@ -269,6 +339,7 @@ def _apply(
                     )
                 except ApplyFailed as failed:
                     report = failed.report
+                run.report = report
     if report.exit_code != 0:
         _failed(console, report)
     if plan.infeasible:
