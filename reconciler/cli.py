@@ -14,6 +14,7 @@ import click
 from reconciler import __version__
 from reconciler.commands.apply import apply
 from reconciler.commands.drift import drift
+from reconciler.commands.history import history
 from reconciler.commands.import_ import import_
 from reconciler.commands.plan import plan
 from reconciler.commands.sandbox import sandbox
@@ -47,7 +48,7 @@ def cli(verbose: int) -> None:
         logging.getLogger("reconciler").setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
 
 
-for command in (plan, apply, drift, import_, schema, show, validate, sandbox, watch):
+for command in (plan, apply, drift, import_, schema, show, validate, sandbox, watch, history):
     cli.add_command(command)
 
 
