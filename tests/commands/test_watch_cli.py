@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from reconciler import __version__
 from tests.conftest import RunningSandbox
 
 DESIRED = """\
@@ -82,8 +83,13 @@ def test_watch_serves_metrics_and_stops_cleanly_on_sigterm(
         service.until("stream_connected")
         scrape = httpx.get(url, timeout=10)
         assert scrape.status_code == 200
-        assert "reconciler_drift_actions 0.0" in scrape.text
-        assert "reconciler_last_converged_timestamp_seconds" in scrape.text
+        assert 'reconciler_drift_actions{account="demo"} 0.0' in scrape.text
+        assert 'reconciler_last_converged_timestamp_seconds{account="demo"}' in scrape.text
+        assert 'reconciler_build_info{account="demo",python="' in scrape.text
+        assert f'version="{__version__}"' in scrape.text
+        health = httpx.get(url.removesuffix("/metrics") + "/healthz", timeout=10)
+        assert health.status_code == 200, health.text
+        assert health.json()["status"] == "ok" and health.json()["cycles"] >= 1
         process.send_signal(stop)
         assert service.until("stopping")["reason"] == stop.name
         service.until("watch_stopped")
