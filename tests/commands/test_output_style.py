@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from reconciler.cli import run
 from tests.commands.cli_support import Invoke, make_invoke, point_at
 from tests.commands.test_cli_flow import DESIRED
 
@@ -45,17 +44,13 @@ def test_force_color_colours_a_pipe_and_no_color_wins(cli, monkeypatch) -> None:
 
 
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
-def test_shell_completion_script_as_the_readme_says(shell: str, tmp_path: Path) -> None:
+def test_shell_completion_script_as_the_readme_says(
+    shell: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert f"_RECONCILER_COMPLETE={shell}_source reconciler" in readme
-    script = subprocess.run(
-        [sys.executable, "-m", "reconciler"],
-        env={"_RECONCILER_COMPLETE": f"{shell}_source", "PATH": ""},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=tmp_path,
-    )
-    assert script.returncode == 0, script.stderr
-    assert "_RECONCILER_COMPLETE" in script.stdout
+    monkeypatch.setenv("_RECONCILER_COMPLETE", f"{shell}_source")
+    with pytest.raises(SystemExit) as done:
+        run([])
+    assert done.value.code == 0
+    assert "_RECONCILER_COMPLETE" in capsys.readouterr().out
