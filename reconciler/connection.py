@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pydantic import SecretStr, ValidationError
 
-from reconciler.credentials_file import ENV_CREDENTIALS_FILE, load_credentials_file
+from reconciler.credentials_file import with_credentials_file
 from reconciler.errors import ReconcilerError
 from reconciler.exchange.settings import (
     DEFAULT_BASE_URL,
@@ -92,7 +92,7 @@ def endpoint(
         with SandboxServer(db_path=SANDBOX_DB, profile=chosen) as server:
             yield Endpoint(server.api_url, sandbox=True)
         return
-    env = _with_credentials_file(os.environ)
+    env = with_credentials_file(os.environ)
     yield Endpoint(base_url or env.get(ENV_BASE_URL) or DEFAULT_BASE_URL)
 
 
@@ -110,7 +110,7 @@ def client_settings(
     rate_limit_per_minute: int | None = None,
 ) -> ClientSettings:
     """Settings for `where`: the demo key for the sandbox, else the environment's credentials."""
-    env = _with_credentials_file(os.environ if environ is None else environ)
+    env = with_credentials_file(os.environ if environ is None else environ)
     file_user = desired.account.user_id if desired is not None else None
     if where.sandbox:
         key_id, secret = DEMO_KEY_ID, DEMO_SECRET
@@ -143,17 +143,6 @@ def client_settings(
         )
     except (ValidationError, ValueError) as error:
         raise EndpointError(_settings_problem(error)) from None
-
-
-def _with_credentials_file(env: Mapping[str, str]) -> Mapping[str, str]:
-    """The environment, with `LEVRET_CREDENTIALS_FILE`'s values under it (the env wins).
-
-    The file is refused if anyone but its owner can read it, before a byte of it is used.
-    """
-    path = env.get(ENV_CREDENTIALS_FILE)
-    if not path:
-        return env
-    return {**load_credentials_file(path), **env}
 
 
 def _settings_problem(error: Exception) -> str:

@@ -95,3 +95,25 @@ def test_python_dash_m_runs_the_cli() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("reconciler, version ")
+
+
+def test_every_documented_variable_may_come_from_the_credentials_file(  # type: ignore[no-untyped-def]
+    cli, sandbox, monkeypatch, tmp_path
+) -> None:
+    for name in ("LEVRET_API_KEY_ID", "LEVRET_API_KEY_SECRET", "LEVRET_BASE_URL"):
+        monkeypatch.delenv(name)
+    monkeypatch.delenv("RECONCILER_STATE_DIR", raising=False)
+    monkeypatch.delenv("RECONCILER_LOCK_DSN", raising=False)
+    state = tmp_path / "state-from-file"
+    credentials = tmp_path / "levret.env"
+    credentials.write_text(
+        "LEVRET_API_KEY_ID=demo-key\nLEVRET_API_KEY_SECRET=demo-secret\n"
+        f"LEVRET_BASE_URL={sandbox.api_url}\nLEVRET_USER_ID=demo\n"
+        f"RECONCILER_STATE_DIR={state}\n"
+    )
+    credentials.chmod(0o600)
+    monkeypatch.setenv("LEVRET_CREDENTIALS_FILE", str(credentials))
+    applied = cli("apply", "-f", "desired.yaml", "--auto-approve")
+    assert applied.code == 0, applied.err
+    assert list((state / "locks").glob("*.lock")), "the lock lives where the file says"
+    assert writes(sandbox)
