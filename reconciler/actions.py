@@ -12,7 +12,7 @@ from decimal import Decimal
 from enum import IntEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
 __all__ = [
     "POSITION_ID_PLACEHOLDER",
@@ -105,6 +105,11 @@ class Action(Frozen):
         if isinstance(value, str) and value.upper() in Phase.__members__:
             return Phase[value.upper()]
         return value
+
+    @field_serializer("phase")
+    def _phase_name(self, phase: Phase) -> str:
+        """Phases are written by name everywhere (plan JSON, journal), never as a number."""
+        return phase.label
 
     @property
     def on_new_position(self) -> bool:

@@ -15,6 +15,7 @@ from reconciler import __version__
 from reconciler.commands.apply import apply
 from reconciler.commands.doctor import doctor
 from reconciler.commands.drift import drift
+from reconciler.commands.history import history
 from reconciler.commands.import_ import import_
 from reconciler.commands.plan import plan
 from reconciler.commands.sandbox import sandbox
@@ -22,6 +23,7 @@ from reconciler.commands.schema import schema
 from reconciler.commands.show import show
 from reconciler.commands.validate import validate
 from reconciler.commands.watch import watch
+from reconciler.console import set_output_style
 from reconciler.errors import ReconcilerError, SpecError
 
 EXIT_ERROR = 1
@@ -35,8 +37,11 @@ EXIT_ERROR = 1
     count=True,
     help="Log to stderr: -v what is done, -vv every request attempt (never a secret).",
 )
-def cli(verbose: int) -> None:
+@click.option("-q", "--quiet", is_flag=True, help="Only results and errors: no notes on stderr.")
+@click.option("--no-color", is_flag=True, help="Never colour the output (also NO_COLOR=1).")
+def cli(verbose: int, quiet: bool, no_color: bool) -> None:
     """Plan and apply a desired futures portfolio on a Levret account."""
+    set_output_style(quiet=quiet, no_color=no_color)
     if verbose:
         # Only our own loggers get louder: a transport library's debug lines are not ours
         # to vouch for, and must never be the place a header or a secret slips out.
@@ -48,7 +53,19 @@ def cli(verbose: int) -> None:
         logging.getLogger("reconciler").setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
 
 
-for command in (plan, apply, drift, doctor, import_, schema, show, validate, sandbox, watch):
+for command in (
+    plan,
+    apply,
+    drift,
+    doctor,
+    import_,
+    schema,
+    show,
+    validate,
+    sandbox,
+    watch,
+    history,
+):
     cli.add_command(command)
 
 

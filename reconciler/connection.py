@@ -1,8 +1,9 @@
 """Where the commands send their calls: the real exchange, a given URL, or the embedded sandbox.
 
-Credentials come from environment variables only (named by the desired-state file's
-`account.credentials_env`, or the `LEVRET_*` defaults), never from the file itself, so a
-desired-state file can be committed and reviewed. With `--sandbox` the embedded sandbox is
+Credentials and the base URL come from environment variables (named by the desired-state
+file's `account.credentials_env`, or the `LEVRET_*` defaults) or `LEVRET_CREDENTIALS_FILE`
+under them, never from the desired-state file itself, so that file can be committed and
+reviewed. With `--sandbox` the embedded sandbox is
 started in-process on an ephemeral loopback port over `.reconciler/sandbox.db` and the demo
 key is used.
 """
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from pydantic import SecretStr, ValidationError
 
-from reconciler.credentials_file import ENV_CREDENTIALS_FILE, load_credentials_file
+from reconciler.credentials_file import with_credentials_file
 from reconciler.errors import ReconcilerError
 from reconciler.exchange.settings import (
     DEFAULT_BASE_URL,
@@ -91,7 +92,8 @@ def endpoint(
         with SandboxServer(db_path=SANDBOX_DB, profile=chosen) as server:
             yield Endpoint(server.api_url, sandbox=True)
         return
-    yield Endpoint(base_url or os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL)
+    env = with_credentials_file(os.environ)
+    yield Endpoint(base_url or env.get(ENV_BASE_URL) or DEFAULT_BASE_URL)
 
 
 def lock_scope(where: Endpoint) -> str | None:
@@ -108,7 +110,7 @@ def client_settings(
     rate_limit_per_minute: int | None = None,
 ) -> ClientSettings:
     """Settings for `where`: the demo key for the sandbox, else the environment's credentials."""
-    env = _with_credentials_file(os.environ if environ is None else environ)
+    env = with_credentials_file(os.environ if environ is None else environ)
     file_user = desired.account.user_id if desired is not None else None
     if where.sandbox:
         key_id, secret = DEMO_KEY_ID, DEMO_SECRET
@@ -141,17 +143,6 @@ def client_settings(
         )
     except (ValidationError, ValueError) as error:
         raise EndpointError(_settings_problem(error)) from None
-
-
-def _with_credentials_file(env: Mapping[str, str]) -> Mapping[str, str]:
-    """The environment, with `LEVRET_CREDENTIALS_FILE`'s values under it (the env wins).
-
-    The file is refused if anyone but its owner can read it, before a byte of it is used.
-    """
-    path = env.get(ENV_CREDENTIALS_FILE)
-    if not path:
-        return env
-    return {**load_credentials_file(path), **env}
 
 
 def _settings_problem(error: Exception) -> str:

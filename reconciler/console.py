@@ -12,9 +12,27 @@ import sys
 from dataclasses import dataclass, field
 from typing import TextIO
 
-__all__ = ["NO_COLOR_ENV", "Console"]
+__all__ = ["FORCE_COLOR_ENV", "NO_COLOR_ENV", "Console", "OutputStyle", "set_output_style"]
 
 NO_COLOR_ENV = "NO_COLOR"
+FORCE_COLOR_ENV = "FORCE_COLOR"
+
+
+@dataclass
+class OutputStyle:
+    """The global `-q/--quiet` and `--no-color` flags, set once by the `reconciler` group."""
+
+    quiet: bool = False
+    no_color: bool = False
+
+
+_STYLE = OutputStyle()
+
+
+def set_output_style(*, quiet: bool, no_color: bool) -> None:
+    """Called by the CLI group before any command builds its `Console`."""
+    _STYLE.quiet = quiet
+    _STYLE.no_color = no_color
 
 
 def _is_tty(stream: TextIO) -> bool:
@@ -25,14 +43,22 @@ def _is_tty(stream: TextIO) -> bool:
 @dataclass
 class Console:
     verbosity: int = 0
-    quiet: bool = False
+    quiet: bool = field(default_factory=lambda: _STYLE.quiet)
     out: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)
 
     @property
     def color(self) -> bool:
-        """Colour only on a terminal, and never when the user set `NO_COLOR`."""
-        return _is_tty(self.out) and not os.environ.get(NO_COLOR_ENV)
+        """Colour on a terminal; `--no-color` and `NO_COLOR` turn it off, `FORCE_COLOR` on.
+
+        The order follows no-color.org and force-color.org: a request for no colour always
+        wins, so a CI log that sets both stays plain.
+        """
+        if _STYLE.no_color or os.environ.get(NO_COLOR_ENV):
+            return False
+        if os.environ.get(FORCE_COLOR_ENV):
+            return True
+        return _is_tty(self.out)
 
     @property
     def interactive(self) -> bool:

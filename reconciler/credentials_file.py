@@ -5,23 +5,38 @@ An API secret in a file is only as private as the file: a group- or world-readab
 its contents are even read, the way `ssh` refuses a private key. The file holds
 `KEY=value` lines (the `LEVRET_*` names of the environment), `#` comments and blank lines.
 
-`LEVRET_CREDENTIALS_FILE` names such a file; `reconciler.connection` reads it under the
-environment (a variable set in the environment wins over the file).
+`LEVRET_CREDENTIALS_FILE` names such a file; every documented variable may be in it (the
+`LEVRET_*` ones, `RECONCILER_LOCK_DSN`, `RECONCILER_STATE_DIR`), read under the environment
+with the same rules (a variable set in the environment wins over the file; plain `http://`
+in `LEVRET_BASE_URL` is refused unless loopback, as from the environment).
 """
 
 from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Mapping
 from pathlib import Path
 
 from reconciler.errors import ReconcilerError
 
-__all__ = ["ENV_CREDENTIALS_FILE", "CredentialsFileError", "load_credentials_file"]
+__all__ = [
+    "ENV_CREDENTIALS_FILE",
+    "CredentialsFileError",
+    "load_credentials_file",
+    "with_credentials_file",
+]
 
 ENV_CREDENTIALS_FILE = "LEVRET_CREDENTIALS_FILE"
 _ALLOWED = frozenset(
-    {"LEVRET_API_KEY_ID", "LEVRET_API_KEY_SECRET", "LEVRET_USER_ID", "LEVRET_BASE_URL"}
+    {
+        "LEVRET_API_KEY_ID",
+        "LEVRET_API_KEY_SECRET",
+        "LEVRET_USER_ID",
+        "LEVRET_BASE_URL",
+        "RECONCILER_LOCK_DSN",
+        "RECONCILER_STATE_DIR",
+    }
 )
 _MAX_BYTES = 64 * 1024
 
@@ -75,3 +90,14 @@ def load_credentials_file(path: str | Path) -> dict[str, str]:
             value = value[1:-1]
         values[name] = value
     return values
+
+
+def with_credentials_file(env: Mapping[str, str]) -> Mapping[str, str]:
+    """The environment, with `LEVRET_CREDENTIALS_FILE`'s values under it (the env wins).
+
+    The file is refused if anyone but its owner can read it, before a byte of it is used.
+    """
+    path = env.get(ENV_CREDENTIALS_FILE)
+    if not path:
+        return env
+    return {**load_credentials_file(path), **env}

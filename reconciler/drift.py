@@ -14,6 +14,13 @@ Known noise is filtered with ignore rules (`--ignore`), written `SYMBOL[:ASPECT[
 
 Each action belongs to exactly one aspect, decided by its phase (see `Phase`), so a rule
 never hides more than it names. Pure: no IO, so tests need no exchange.
+
+"Live" is the account as read, never a value projected after earlier planned calls: an
+action's own `before` is the state the planner expects just before that call (a margin
+change after a planned increase sees the increased margin), so live position values come
+from the plan's per-symbol `changes[].before`, which is the account as read. A symbol whose
+change cannot be made exactly (below `minSize`, off the step) has no action, yet differs
+from the file: it is reported as `infeasible`, never silently dropped.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from decimal import Decimal
 from fnmatch import fnmatchcase
 from typing import Any, Literal
 
-from reconciler.actions import Action, Phase, Plan
+from reconciler.actions import Action, Phase, Plan, PositionView
 from reconciler.jsonnum import decimal_text, dumps
 from reconciler.render import MARKDOWN_LIMIT
 
@@ -103,8 +110,12 @@ class Difference:
     live: dict[str, Any]
     wanted: dict[str, Any]
     fix: str
+    infeasible: bool = False
+    """No call can make it (below `minSize`, off the step): `fix` says why; it is left alone."""
 
     def describe(self) -> str:
+        if self.infeasible:
+            return f"{self.symbol} {self.aspect}: cannot be made exactly, left alone: {self.fix}"
         return (
             f"{self.symbol} {self.aspect}: live {_state(self.live)}, "
             f"file {_state(self.wanted)} (would {self.fix})"
@@ -135,18 +146,20 @@ def detect(plan: Plan, rules: Sequence[IgnoreRule] = (), *, source: str = "") ->
     """The plan's actions as differences, split by the ignore rules."""
     kept: list[Difference] = []
     ignored: list[Difference] = []
-    differences = [
+    live_views = {change.symbol: change.before for change in plan.changes}
+    found = [
         Difference(
             symbol=action.symbol,
             aspect=aspect_of(action),
-            live=dict(action.before),
+            live=_live(action, live_views.get(action.symbol)),
             wanted=dict(action.after),
             fix=action.reason,
         )
         for action in plan.actions
     ]
-    differences.extend(_carried_tpsl(plan))
-    for difference in differences:
+    found.extend(_infeasible(plan))
+    found.extend(_carried_tpsl(plan))
+    for difference in found:
         hidden = any(rule.hides(difference.symbol, difference.aspect) for rule in rules)
         (ignored if hidden else kept).append(difference)
 
@@ -182,6 +195,47 @@ def _carried_tpsl(plan: Plan) -> list[Difference]:
                 )
             )
     return found
+
+
+_POSITION_FIELDS = frozenset(PositionView.model_fields)
+
+
+def _live(action: Action, account: PositionView | None) -> dict[str, Any]:
+    """The action's `before` keys with the account's values as read, not as projected."""
+    if account is None:
+        return dict(action.before)
+    return {
+        key: getattr(account, key) if key in _POSITION_FIELDS else value
+        for key, value in action.before.items()
+    }
+
+
+def _infeasible(plan: Plan) -> list[Difference]:
+    """One difference per problem the planner left alone, on the symbol it names."""
+    symbols = sorted(
+        {*plan.summary.symbols_changed, *plan.summary.symbols_unchanged, *plan.marks},
+        key=len,
+        reverse=True,  # the longest first: `BTC_USDT` must not match inside `XBTC_USDT`
+    )
+    found: list[Difference] = []
+    for problem in plan.infeasible:
+        symbol = next((name for name in symbols if _names(problem, name)), "")
+        found.append(
+            Difference(symbol, "position", live={}, wanted={}, fix=problem, infeasible=True)
+        )
+    return found
+
+
+def _names(text: str, symbol: str) -> bool:
+    start = text.find(symbol)
+    while start >= 0:
+        end = start + len(symbol)
+        before = text[start - 1] if start else " "
+        after = text[end] if end < len(text) else " "
+        if not (before.isalnum() or before == "_") and not (after.isalnum() or after == "_"):
+            return True
+        start = text.find(symbol, start + 1)
+    return False
 
 
 # -- rendering ---------------------------------------------------------------------------------
@@ -265,6 +319,7 @@ def drift_data(report: DriftReport) -> dict[str, Any]:
             "live": difference.live,
             "wanted": difference.wanted,
             "fix": difference.fix,
+            "infeasible": difference.infeasible,
         }
 
     return {

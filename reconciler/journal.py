@@ -83,8 +83,10 @@ class Journal:
         self._clock = clock
         self._seq = 0
         path.parent.mkdir(parents=True, exist_ok=True)
-        # "x": a journal is never appended to by a second run, nor silently overwritten.
-        self._file: IO[bytes] | None = path.open("xb")
+        # O_EXCL: a journal is never appended to by a second run, nor silently overwritten.
+        # 0600 like a saved plan: it holds the account's positions, orders and amounts.
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self._file: IO[bytes] | None = os.fdopen(descriptor, "wb")
         _fsync_dir(path.parent)
 
     @classmethod

@@ -93,8 +93,31 @@ Number = Annotated[
     BeforeValidator(_strict_number),
     WithJsonSchema({"type": "number", "maximum": 10**15}),
 ]
-Positive = Annotated[Number, Field(gt=0)]
-NonNegative = Annotated[Number, Field(ge=0)]
+# Each bounded number states its bounds in the JSON Schema too (a bare `Number` schema would
+# replace pydantic's own), so an editor refuses what `validate` refuses.
+Positive = Annotated[
+    Number,
+    Field(gt=0),
+    WithJsonSchema({"type": "number", "exclusiveMinimum": 0, "maximum": 10**15}),
+]
+NonNegative = Annotated[
+    Number, Field(ge=0), WithJsonSchema({"type": "number", "minimum": 0, "maximum": 10**15})
+]
+Weight = Annotated[
+    Number,
+    Field(gt=0, le=1),
+    WithJsonSchema({"type": "number", "exclusiveMinimum": 0, "maximum": 1}),
+]
+Percent = Annotated[
+    Number,
+    Field(gt=0, lt=100),
+    WithJsonSchema({"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 100}),
+]
+VisibilitySeconds = Annotated[
+    Positive,
+    Field(le=3600),
+    WithJsonSchema({"type": "number", "exclusiveMinimum": 0, "maximum": 3600}),
+]
 Leverage = Annotated[
     int,
     BeforeValidator(_strict_integer),
@@ -163,7 +186,7 @@ class Policy(_Model):
     max_closes: Annotated[int, BeforeValidator(_strict_integer), Field(ge=0)] | None = None
     # Percent of the mark: no position the plan touches may end, or pass, closer to its
     # liquidation price than this.
-    min_liquidation_distance: Annotated[Number, Field(gt=0, lt=100)] | None = None
+    min_liquidation_distance: Percent | None = None
 
 
 class DesiredPosition(_Model):
@@ -175,7 +198,7 @@ class DesiredPosition(_Model):
     side: Literal["long", "short", "flat"]
     size: Positive | None = None
     notional: Positive | None = None
-    weight: Annotated[Number, Field(gt=0, le=1)] | None = None
+    weight: Weight | None = None
     leverage: Leverage | None = None
     margin: Positive | None = None
     take_profit: Positive | None = None
@@ -232,7 +255,7 @@ class LockSettings(_Model):
 class ApplySettings(_Model):
     """How apply runs against this account; `--visibility-timeout` on the command line wins."""
 
-    visibility_timeout: Annotated[Positive, Field(le=3600)] | None = None  # seconds
+    visibility_timeout: VisibilitySeconds | None = None  # seconds
 
 
 class DesiredState(_Model):
@@ -538,10 +561,12 @@ def _price_problems(
 
 def json_schema() -> dict[str, Any]:
     """JSON Schema of the file, for editors (`# yaml-language-server: $schema=...`)."""
+    from reconciler.spec_schema import with_documentation  # it reads this module's models
+
     schema = DesiredState.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "Levret reconciler desired state"
-    return schema
+    return with_documentation(schema)
 
 
 def fingerprint(desired: DesiredState) -> str:

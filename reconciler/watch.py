@@ -237,6 +237,7 @@ class Watcher:
         self._reported = asyncio.Condition()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._last_result: CycleResult | None = None
+        self._last_drift: tuple[str, ...] | None = None  # the changes last warned about
         # One for the watcher's life: a write a heal had accepted and the reads did not show
         # yet holds that symbol in every later heal until they do (never sent twice).
         self.visibility = VisibilityTracker()
@@ -278,6 +279,23 @@ class Watcher:
     @property
     def cycles(self) -> int:
         return len(self.reports)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    @property
+    def last_result(self) -> CycleResult | None:
+        return self._last_result
+
+    def health(self) -> tuple[bool, dict[str, object]]:
+        """For `/healthz`: healthy once a cycle has finished, until the watcher stops.
+
+        A tripped breaker or a held heal is not ill health: a restart must not reset the
+        breaker, which is a person's decision (see docs/watch.md).
+        """
+        ok = self.cycles > 0 and not self.stopping
+        return ok, {"cycles": self.cycles, "last_result": self._last_result}
 
     # ---- the loop
 
@@ -448,17 +466,24 @@ class Watcher:
         self.metrics.drift_actions.set(len(plan.actions))
 
         if plan.is_empty:
+            self._last_drift = None
             self._converged(now)
             level: Level = "debug" if self._last_result == "in_sync" else "info"
             self.log.emit(level, "in_sync", cycle=number, trigger=triggers)
             return report("in_sync")
 
-        self.log.warning(
+        changes = [_brief(action) for action in plan.actions]
+        # Once per change: the same drift seen again every cycle is not news (debug).
+        repeated = tuple(changes) == self._last_drift
+        self._last_drift = tuple(changes)
+        self.log.emit(
+            "debug" if repeated else "warning",
             "drift",
             cycle=number,
             trigger=triggers,
             actions=len(plan.actions),
-            changes=[_brief(action) for action in plan.actions],
+            changes=changes,
+            repeated=repeated,
         )
         held = self._gate(plan, window.allowed, window.hold, window.reason, now)
         if held is not None:
@@ -616,8 +641,8 @@ async def serve(
     metrics_port: int | None = None,
     metrics_host: str = "127.0.0.1",
 ) -> None:
-    """Run a watcher against `settings` until SIGTERM or Ctrl-C: the `watch` command's body."""
-    metrics = metrics if metrics is not None else WatchMetrics()
+    """Run a watcher against `settings` until SIGTERM, SIGHUP or Ctrl-C: `watch`'s body."""
+    metrics = metrics if metrics is not None else WatchMetrics(account=settings.user_id)
     package_logger = logging.getLogger("reconciler")
     bridge = LoggingBridge(log)
     previous_level = package_logger.level
@@ -625,7 +650,10 @@ async def serve(
     if package_logger.getEffectiveLevel() > logging.INFO:
         package_logger.setLevel(logging.INFO)
     loop = asyncio.get_running_loop()
-    signals = (signal.SIGTERM, signal.SIGINT)
+    # SIGHUP (a closed session) stops it like SIGTERM (a service stop) and Ctrl-C.
+    signals = tuple(
+        getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name)
+    )
     try:
         async with LevretClient(settings) as client:
             watcher = Watcher(
@@ -642,7 +670,9 @@ async def serve(
             with ExitStack() as stack:
                 if metrics_port is not None:
                     server = stack.enter_context(
-                        MetricsServer(metrics, port=metrics_port, host=metrics_host)
+                        MetricsServer(
+                            metrics, port=metrics_port, host=metrics_host, health=watcher.health
+                        )
                     )
                     log.info("metrics_serving", url=server.url)
                 await watcher.run()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -192,8 +193,10 @@ def scrape(url: str) -> str:
 
 
 def sample(text: str, name: str) -> float:
-    """The value of one exposition line `name value` (`name` with its labels, if any)."""
+    """The value of one exposition line `name value` (`name` with its labels, if any; every
+    series also carries an `account` label, which a bare `name` matches too)."""
     for line in text.splitlines():
+        line = re.sub(r'account="[^"]*",?', "", line).replace("{}", "")
         if line.startswith(name + " "):
             return float(line.rsplit(" ", 1)[1])
     raise AssertionError(f"{name} not in the scrape:\n{text}")
@@ -271,6 +274,27 @@ def test_report_only_reports_drift_and_sends_nothing(
                 "/api/v1/order"  # the out-of-band order itself, and nothing from the watcher
             ]
             assert log.named("drift")[-1]["actions"] == 1
+
+    asyncio.run(scenario())
+
+
+def test_the_same_drift_is_warned_once_then_again_only_when_it_changes(
+    sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        config = WatchConfig(self_heal=False, interval=60, debounce=0.1)
+        async with watching(sandbox, tmp_path, config=config) as (watcher, log):
+            start = await ready(watcher)
+            await place_out_of_band(sandbox)
+            first = await until(watcher, lambda r: r.result == "held", after=start.number)
+            watcher.request("interval")  # the same drift, read again
+            again = await until(watcher, lambda r: r.result == "held", after=first.number)
+            await place_out_of_band(sandbox, price=79)  # the drift changes
+            changed = await until(watcher, lambda r: r.drift == 2, after=again.number)
+            levels = [(event["level"], event["repeated"]) for event in log.named("drift")]
+            assert levels[:2] == [("warning", False), ("debug", True)], levels
+            assert levels[-1] == ("warning", False), levels
+            assert changed.held == "report_only"
 
     asyncio.run(scenario())
 

@@ -15,8 +15,9 @@ PLAN_DIR` wrote, each checked for freshness against its own account.
 from __future__ import annotations
 
 import asyncio
+import sys
 from contextlib import ExitStack
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -36,7 +37,8 @@ from reconciler.accounts import (
     with_saved_plans,
 )
 from reconciler.actions import Plan
-from reconciler.apply import DEFAULT_MAX_PRICE_MOVE_BPS
+from reconciler.apply import DEFAULT_MAX_PRICE_MOVE_BPS, ApplyFailed, ApplyReport
+from reconciler.commands.apply_document import apply_document, render_apply_document
 from reconciler.commands.many import files_option, finish, show_plans, single_file
 from reconciler.commands.options import (
     endpoint_options,
@@ -49,20 +51,31 @@ from reconciler.commands.options import (
     visibility_timeout_option,
 )
 from reconciler.commands.rehearsal import RehearsalFailed
+from reconciler.commands.stopping import stop_signals_like_ctrl_c
 from reconciler.connection import client_settings, endpoint, lock_scope
 from reconciler.console import Console
-from reconciler.errors import Declined, PolicyViolation, ReconcilerError
+from reconciler.errors import Declined, PartialApply, PolicyViolation, ReconcilerError
 from reconciler.lock import account_lock
 from reconciler.progress import PlainProgress, ProgressSink, RichProgress
 from reconciler.rehearse import actual_fills, comparison_lines, rehearse_account, summary_lines
 from reconciler.render import load_plan
-from reconciler.spec import load
+from reconciler.spec import DesiredState, load
 from reconciler.workflow import ApplyOptions, apply_account, narrow, plan_account
 
 EXIT_CHANGES_REMAIN = 2  # applied what could be; some symbols' changes cannot be made
 
 
-def _confirm(console: Console, plan: Plan, *, where: str = "") -> None:
+NO_TERMINAL = "confirmation needs a terminal; use --auto-approve"
+
+
+def _confirm(console: Console, plan: Plan, *, where: str = "", no_input: bool = False) -> None:
+    """Ask for `yes` on a terminal; with none (or `--no-input`) refuse, never read a pipe.
+
+    A pipe or `/dev/null` is not a person: reading "no" from it would report a decline the
+    user never made, and a CI job without `--auto-approve` deserves a clear error, exit 1.
+    """
+    if no_input or not _stdin_is_terminal():
+        raise ReconcilerError(f"{NO_TERMINAL}: nothing was sent")
     console.note(
         f"\nDo you want to make these {len(plan.actions)} call(s) on account "
         f"{plan.user_id}{where}?\n"
@@ -74,6 +87,11 @@ def _confirm(console: Console, plan: Plan, *, where: str = "") -> None:
         answer = ""
     if answer.strip() != "yes":
         raise Declined("apply cancelled: nothing was sent")
+
+
+def _stdin_is_terminal() -> bool:
+    isatty = getattr(sys.stdin, "isatty", None)
+    return bool(isatty and isatty())
 
 
 def _saved_plan(plan_file: Path) -> Plan:
@@ -89,6 +107,11 @@ def _saved_plan(plan_file: Path) -> Plan:
 @endpoint_options
 @format_option
 @click.option("--auto-approve", is_flag=True, help="Skip the `yes` prompt (for CI).")
+@click.option(
+    "--no-input",
+    is_flag=True,
+    help="Never prompt: without --auto-approve, exit 1 instead of asking for `yes`.",
+)
 @click.option("--target", multiple=True, metavar="SYMBOL", help="Apply only these symbols.")
 @click.option(
     "--max-plan-age",
@@ -130,6 +153,7 @@ def apply(
     base_url: str | None,
     output_format: str,
     auto_approve: bool,
+    no_input: bool,
     target: tuple[str, ...],
     max_plan_age: str,
     max_price_move_bps: Decimal,
@@ -143,6 +167,34 @@ def apply(
     rehearse: bool,
 ) -> None:
     """Make the account match FILE, or execute the saved PLAN_FILE (or plan directory)."""
+    with stop_signals_like_ctrl_c():
+        _apply(
+            plan_file, files, sandbox, base_url, output_format, auto_approve, no_input,
+            target, max_plan_age, max_price_move_bps, allow_flatten, parallelism, max_passes,
+            visibility_timeout, journal, lock_dsn, lock_timeout, rehearse,
+        )  # fmt: skip
+
+
+def _apply(
+    plan_file: Path | None,
+    files: tuple[Path, ...],
+    sandbox: bool,
+    base_url: str | None,
+    output_format: str,
+    auto_approve: bool,
+    no_input: bool,
+    target: tuple[str, ...],
+    max_plan_age: str,
+    max_price_move_bps: Decimal,
+    allow_flatten: bool,
+    parallelism: int,
+    max_passes: int,
+    visibility_timeout: str | None,
+    journal: Path | None,
+    lock_dsn: str | None,
+    lock_timeout: str,
+    rehearse: bool,
+) -> None:
     console = Console()
     if rehearse and (is_multi(files) or plan_file is not None):
         raise click.UsageError("--rehearse takes one file and plans afresh (no saved plan)")
@@ -170,6 +222,7 @@ def apply(
             base_url=base_url,
             output_format=output_format,
             auto_approve=auto_approve,
+            no_input=no_input,
             target=target,
             options=options,
         )
@@ -179,6 +232,74 @@ def apply(
     desired = narrow(load(single_file(files)), target)  # a bad file stops here: nothing sent
     saved = _saved_plan(plan_file) if plan_file is not None else None
 
+    run = _Run()
+    try:
+        _apply_one(
+            console, run, desired, saved, plan_file, sandbox=sandbox, base_url=base_url,
+            output_format=output_format, auto_approve=auto_approve, no_input=no_input,
+            allow_flatten=allow_flatten, journal=journal, options=options, rehearse=rehearse,
+        )  # fmt: skip
+    except ReconcilerError as error:
+        _emit_json(console, run, output_format, error.exit_code, str(error))
+        raise
+    except click.exceptions.Exit as done:
+        _emit_json(console, run, output_format, done.exit_code, None)
+        raise
+    _emit_json(console, run, output_format, 0, None)
+
+
+@dataclass
+class _Run:
+    """What a single-account apply got to: its plan, and the report once it ran."""
+
+    plan: Plan | None = None
+    report: ApplyReport | None = None
+
+
+def _emit_json(
+    console: Console, run: _Run, output_format: str, exit_code: int, message: str | None
+) -> None:
+    """With `--format json`, the one document on stdout, whatever the ending."""
+    if output_format != "json" or run.plan is None:
+        return
+    report = run.report
+    if report is not None:
+        ending = (
+            "interrupted"
+            if report.interrupted
+            else "converged"
+            if report.converged
+            else "not_converged"
+        )
+    elif run.plan.violations:
+        ending = "policy_violation"
+    elif not run.plan.actions:
+        ending = "no_changes"
+    else:
+        ending = "not_applied"
+    if exit_code == EXIT_CHANGES_REMAIN:
+        ending = "changes_remain"
+    document = apply_document(run.plan, report, result=ending, exit_code=exit_code, message=message)
+    console.data(render_apply_document(document))
+
+
+def _apply_one(
+    console: Console,
+    run: _Run,
+    desired: DesiredState,
+    saved: Plan | None,
+    plan_file: Path | None,
+    *,
+    sandbox: bool,
+    base_url: str | None,
+    output_format: str,
+    auto_approve: bool,
+    no_input: bool,
+    allow_flatten: bool,
+    journal: Path | None,
+    options: ApplyOptions,
+    rehearse: bool = False,
+) -> None:
     with endpoint(sandbox=sandbox, base_url=base_url) as where:
         settings = client_settings(where, desired)
         options = replace(options, lock=replace(options.lock, scope=lock_scope(where)))
@@ -196,10 +317,12 @@ def apply(
                 plan = asyncio.run(
                     plan_account(settings, desired, now_ms=now_ms(), allow_flatten=allow_flatten)
                 )
-                console.data(render(plan, output_format, console))
+                if output_format != "json":  # json: one document once apply is over
+                    console.data(render(plan, output_format, console))
             else:
                 plan = saved
                 console.note(f"Applying the saved plan {plan_file} ({len(plan.actions)} call(s)).")
+            run.plan = plan
             if plan.violations:
                 raise PolicyViolation(list(plan.violations))
             if not plan.actions:
@@ -210,11 +333,15 @@ def apply(
             rehearsal = None
             if rehearse:
                 rehearsal = asyncio.run(rehearse_account(settings, desired))
-                console.data("\n".join(summary_lines(rehearsal)))
+                shown = "\n".join(summary_lines(rehearsal))
+                if output_format == "json":  # stdout holds the one document: notes get it
+                    console.note(shown)
+                else:
+                    console.data(shown)
                 if not rehearsal.converged:
                     raise RehearsalFailed(rehearsal)
             if saved is None and not auto_approve:
-                _confirm(console, plan)
+                _confirm(console, plan, no_input=no_input)
             started_ms = now_ms()
             with ExitStack() as stack:
                 progress: ProgressSink
@@ -222,28 +349,46 @@ def apply(
                     progress = stack.enter_context(RichProgress(console.err))
                 else:
                     progress = PlainProgress(console.err)
-                report = asyncio.run(
-                    apply_account(
-                        settings,
-                        desired,
-                        plan,
-                        progress=progress,
-                        journal=journal,
-                        options=options,
-                        lock=lock,
-                        saved=saved is not None,
+                try:
+                    report = asyncio.run(
+                        apply_account(
+                            settings,
+                            desired,
+                            plan,
+                            progress=progress,
+                            journal=journal,
+                            options=options,
+                            lock=lock,
+                            saved=saved is not None,
+                        )
                     )
-                )
+                except ApplyFailed as failed:
+                    report = failed.report
+                run.report = report
             if rehearsal is not None:  # the exchange is still reachable here
                 symbols = [result.symbol for result in rehearsal.symbols]
                 actual = asyncio.run(actual_fills(settings, symbols, started_ms))
                 console.note("\n".join(comparison_lines(rehearsal, actual)))
     if report.exit_code != 0:
-        report.raise_for_status()
+        _failed(console, report)
     if plan.infeasible:
         console.note("Apply complete: the rest converged.")
         _changes_remain(console, plan)
     console.note("Apply complete: converged.")
+
+
+def _failed(console: Console, report: ApplyReport) -> None:
+    """The table of what happened, then the one-line summary as the last line printed.
+
+    Exit 5 when anything reached the exchange; an apply interrupted before its first call
+    sent nothing, so it is a plain error (exit 1).
+    """
+    console.note(report.table())
+    sent = any(result.outcome != "not_sent" for result in report.results)
+    summary = f"apply {report.summary()}"
+    if report.interrupted and not sent:
+        raise ReconcilerError(f"{summary}; nothing was sent")
+    raise PartialApply(summary)
 
 
 def _changes_remain(console: Console, plan: Plan) -> None:
@@ -263,6 +408,7 @@ def _apply_many(
     base_url: str | None,
     output_format: str,
     auto_approve: bool,
+    no_input: bool,
     target: tuple[str, ...],
     options: ApplyOptions,
 ) -> None:
@@ -281,6 +427,9 @@ def _apply_many(
             outcomes = with_saved_plans(accounts, where, saved)
             console.note(f"Applying the saved plans in {plan_dir}.")
         if saved is None and not auto_approve:
+            asks = any(needs_apply(outcome) for outcome in outcomes)
+            if asks and (no_input or not _stdin_is_terminal()):
+                raise ReconcilerError(f"{NO_TERMINAL}: nothing was sent")
             outcomes = [
                 outcome
                 if not needs_apply(outcome) or _approved(console, outcome)

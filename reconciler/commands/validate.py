@@ -3,16 +3,21 @@
 Offline checks always run. The symbol specs (steps, ticks, leverage caps) are public market
 data; when the exchange (or `--sandbox`) answers, the file is checked against them too, and
 when it does not, the command says so and still passes on the offline checks.
+
+`--format json` prints one document on stdout, each problem split into `file`, `line`,
+`column`, `field` and `message`, so an editor or a CI annotation step needs no regex of ours.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
+from typing import Any
 
 import click
 
-from reconciler.commands.options import endpoint_options
+from reconciler.commands.options import dump_json, endpoint_options
 from reconciler.connection import endpoint, public_settings
 from reconciler.console import Console
 from reconciler.errors import SpecError
@@ -21,6 +26,32 @@ from reconciler.exchange.errors import LevretError
 from reconciler.exchange.models import SymbolSpec
 from reconciler.exchange.settings import ClientSettings
 from reconciler.spec import check_against_specs, load
+
+# `file:line:column: field: message`, the shape of every located problem (see `spec.py`).
+_LOCATED = re.compile(
+    r"^(?P<file>.+?):(?P<line>\d+):(?P<column>\d+): (?P<field>[^ :]+): (?P<message>.*)$"
+)
+
+
+def problem_data(problem: str) -> dict[str, Any]:
+    """A problem line as fields; one without a location keeps its text as the message."""
+    match = _LOCATED.match(problem)
+    if match is None:
+        file, sep, message = problem.partition(": ")
+        return {
+            "file": file if sep else None,
+            "line": None,
+            "column": None,
+            "field": None,
+            "message": message if sep else problem,
+        }
+    return {
+        "file": match["file"],
+        "line": int(match["line"]),
+        "column": int(match["column"]),
+        "field": match["field"],
+        "message": match["message"],
+    }
 
 
 async def _fetch_specs(settings: ClientSettings) -> dict[str, SymbolSpec]:
@@ -32,9 +63,20 @@ async def _fetch_specs(settings: ClientSettings) -> dict[str, SymbolSpec]:
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @endpoint_options
 @click.option("--offline", is_flag=True, help="Skip the check against the exchange's specs.")
-def validate(files: tuple[Path, ...], sandbox: bool, base_url: str | None, offline: bool) -> None:
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one document on stdout, each problem with file, line, column, field, message.",
+)
+def validate(
+    files: tuple[Path, ...], sandbox: bool, base_url: str | None, offline: bool, output_format: str
+) -> None:
     """Check desired-state FILES; every problem is listed with file, line and field."""
     console = Console()
+    specs_checked = False
     problems: list[str] = []
     loaded = []
     for file in files:
@@ -51,8 +93,23 @@ def validate(files: tuple[Path, ...], sandbox: bool, base_url: str | None, offli
                     f"Symbol specs not checked: {where.base_url} did not answer ({error})."
                 )
             else:
+                specs_checked = True
                 for desired in loaded:
                     problems.extend(check_against_specs(desired, specs))
+    if output_format == "json":
+        console.data(
+            dump_json(
+                {
+                    "valid": not problems,
+                    "files": [str(file) for file in files],
+                    "specs_checked": specs_checked,
+                    "problems": [problem_data(problem) for problem in problems],
+                }
+            )
+        )
+        if problems:
+            raise click.exceptions.Exit(SpecError.exit_code)
+        return
     if problems:
         raise SpecError(problems)
     for desired in loaded:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from reconciler.credentials_file import with_credentials_file
 from reconciler.errors import LockUnavailable
 from reconciler.lock.core import AccountLock, Holder, LockBackend, LockKey
 from reconciler.lock.file import ENV_STATE_DIR, FileBackend, lock_directory
@@ -66,8 +67,12 @@ def account_lock(
     environ: Mapping[str, str] | None = None,
     on_wait: Callable[[str], None] | None = None,
 ) -> AccountLock:
-    """The (not yet taken) lock of the account at `base_url` for `user_id`."""
-    env = os.environ if environ is None else environ
+    """The (not yet taken) lock of the account at `base_url` for `user_id`.
+
+    `RECONCILER_LOCK_DSN` and `RECONCILER_STATE_DIR` may come from `LEVRET_CREDENTIALS_FILE`
+    too (the environment wins), like every documented variable.
+    """
+    env = with_credentials_file(os.environ if environ is None else environ)
     key = LockKey(options.scope or base_url, user_id)
     backend: LockBackend
     dsn, source = _dsn(settings or LockSettings(), options, env)

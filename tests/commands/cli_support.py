@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,13 @@ class Result:
 
 
 Invoke = Callable[..., Result]
+
+
+class TerminalInput(io.StringIO):
+    """Typed answers that claim to come from a terminal, as a person at a prompt would."""
+
+    def isatty(self) -> bool:
+        return True
 
 
 def make_invoke(capsys: pytest.CaptureFixture[str]) -> Invoke:

@@ -12,7 +12,7 @@ import pytest
 
 from reconciler.cli import run
 from reconciler.lock import account_lock
-from tests.commands.cli_support import Invoke, make_invoke, point_at, writes
+from tests.commands.cli_support import Invoke, TerminalInput, make_invoke, point_at, writes
 
 DESIRED = """\
 version: 1
@@ -68,7 +68,7 @@ def test_apply_converges_then_plan_is_empty(cli, sandbox) -> None:  # type: igno
 
 
 def test_declined_prompt_exits_7_and_sends_nothing(cli, sandbox, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr("sys.stdin", __import__("io").StringIO("no\n"))
+    monkeypatch.setattr("sys.stdin", TerminalInput("no\n"))
     result = cli("apply", "-f", "desired.yaml")
     assert result.code == 7
     assert writes(sandbox) == []

@@ -222,3 +222,41 @@ def test_grouped_markdown_of_many_big_accounts_stays_under_the_limit() -> None:
     assert len(text) < MARKDOWN_LIMIT
     for n in range(4):
         assert f"## accounts/a{n}.yaml (account user{n}, exit 2)" in text
+
+
+TRUTHFUL = """\
+version: 1
+account:
+  user_id: demo
+policy:
+  max_leverage: 20
+symbols:
+  BTC_USDT:
+    position: {side: long, size: 0.5, leverage: 10, margin: 2500}
+  LTC_USDT:
+    position: {side: long, notional: 10}
+"""
+
+
+def test_drift_live_is_the_account_as_read_and_infeasible_symbols_are_reported(  # type: ignore[no-untyped-def]
+    cli, sandbox
+) -> None:
+    """The demo BTC position is 0.2 with 900 margin; the margin call comes after a planned
+    increase to 0.5 (2250), yet live must say 900. LTC's 10 USDT is below minSize 0.5: no
+    call can make it, and drift says so instead of reporting no difference."""
+    Path("truthful.yaml").write_text(TRUTHFUL)
+    drifted = cli("drift", "-f", "truthful.yaml", "--format", "json")
+    assert drifted.code == 2, drifted.err
+    report = json.loads(drifted.out)
+    by_aspect = {(d["symbol"], d["aspect"]): d for d in report["differences"]}
+    margin = by_aspect[("BTC_USDT", "margin")]
+    assert Decimal(str(margin["live"]["margin"])) == Decimal(900)
+    assert Decimal(str(margin["wanted"]["margin"])) == Decimal(2500)
+    position = by_aspect[("BTC_USDT", "position")]
+    assert Decimal(str(position["live"]["size"])) == Decimal("0.2")
+    ltc = by_aspect[("LTC_USDT", "position")]
+    assert ltc["infeasible"] is True and "minSize" in ltc["fix"]
+    text = cli("drift", "-f", "truthful.yaml")
+    assert "BTC_USDT margin: live margin=900" in text.out
+    assert "LTC_USDT position: cannot be made exactly" in text.out
+    assert writes(sandbox) == []

@@ -6,7 +6,6 @@ the environment variables each file names are set, as a CI job's secrets would b
 
 from __future__ import annotations
 
-import io
 import json
 from decimal import Decimal
 from pathlib import Path
@@ -15,7 +14,14 @@ from typing import Any
 import pytest
 
 from reconciler.accounts import SEVERITY, most_severe
-from tests.commands.cli_support import EXAMPLES, Invoke, make_invoke, point_at, writes
+from tests.commands.cli_support import (
+    EXAMPLES,
+    Invoke,
+    TerminalInput,
+    make_invoke,
+    point_at,
+    writes,
+)
 
 ACCOUNTS = EXAMPLES / "accounts"
 
@@ -110,7 +116,7 @@ def test_apply_with_a_violation_applies_the_other_account_and_exits_4(  # type: 
 def test_prompt_once_per_account_and_a_no_declines_only_that_one(  # type: ignore[no-untyped-def]
     cli, sandbox, monkeypatch
 ) -> None:
-    monkeypatch.setattr("sys.stdin", io.StringIO("yes\nno\n"))
+    monkeypatch.setattr("sys.stdin", TerminalInput("yes\nno\n"))
     result = cli("apply", "-f", str(ACCOUNTS))
     assert result.code == 7
     assert result.err.count("Only 'yes' will be accepted.") == 2

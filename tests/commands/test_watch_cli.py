@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
+from reconciler import __version__
 from tests.conftest import RunningSandbox
 
 DESIRED = """\
@@ -46,8 +48,9 @@ class Service:
         raise AssertionError(f"exited before {name!r}: {self.events}")
 
 
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
 def test_watch_serves_metrics_and_stops_cleanly_on_sigterm(
-    sandbox: RunningSandbox, tmp_path: Path
+    sandbox: RunningSandbox, tmp_path: Path, stop: signal.Signals
 ) -> None:
     (tmp_path / "desired.yaml").write_text(DESIRED)
     env = {
@@ -80,10 +83,15 @@ def test_watch_serves_metrics_and_stops_cleanly_on_sigterm(
         service.until("stream_connected")
         scrape = httpx.get(url, timeout=10)
         assert scrape.status_code == 200
-        assert "reconciler_drift_actions 0.0" in scrape.text
-        assert "reconciler_last_converged_timestamp_seconds" in scrape.text
-        process.send_signal(signal.SIGTERM)
-        assert service.until("stopping")["reason"] == "SIGTERM"
+        assert 'reconciler_drift_actions{account="demo"} 0.0' in scrape.text
+        assert 'reconciler_last_converged_timestamp_seconds{account="demo"}' in scrape.text
+        assert 'reconciler_build_info{account="demo",python="' in scrape.text
+        assert f'version="{__version__}"' in scrape.text
+        health = httpx.get(url.removesuffix("/metrics") + "/healthz", timeout=10)
+        assert health.status_code == 200, health.text
+        assert health.json()["status"] == "ok" and health.json()["cycles"] >= 1
+        process.send_signal(stop)
+        assert service.until("stopping")["reason"] == stop.name
         service.until("watch_stopped")
         assert process.wait(timeout=30) == 0, process.stderr.read() if process.stderr else ""
     finally:
