@@ -89,10 +89,11 @@ class Action(Frozen):
     notional: Decimal = Decimal(0)
     risk: Risk = "neutral"
     reason: str
-    # Sent when this call is certainly not executed (refused, or proved absent): it puts back
-    # what the call just before it on the same symbol changed, e.g. the leverage a margin
-    # top-up was to follow, so a failure between the two leaves the symbol as it started.
-    on_failure: Request | None = None
+    # Sent in order when this call is certainly not executed (refused, or proved absent):
+    # they put back what the call just before it on the same symbol changed, e.g. the
+    # leverage a margin top-up was to follow and the margin above its requirement, so a
+    # failure between the two leaves the symbol as it started.
+    on_failure: tuple[Request, ...] = ()
     # Within its phase, wave 0 runs (every symbol) before wave 1: a symbol whose calls of the
     # phase raise the account's worst-case exposure waits until those that lower it are done,
     # since the symbols of one wave run concurrently, in any interleaving.

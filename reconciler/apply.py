@@ -39,7 +39,14 @@ import anyio
 import anyio.lowlevel
 
 from reconciler import plan as planner_module
-from reconciler.actions import POSITION_ID_PLACEHOLDER, Action, Phase, Plan, Request
+from reconciler.actions import (
+    POSITION_ID_PLACEHOLDER,
+    Action,
+    ActionKind,
+    Phase,
+    Plan,
+    Request,
+)
 from reconciler.errors import PartialApply, PreconditionFailed, ReconcilerError
 from reconciler.exchange.errors import LevretError, OutcomeUnknown, TransportError
 from reconciler.exchange.models import Position
@@ -688,7 +695,9 @@ class _Engine(Generic[C]):
                     # was made without it, so sending would do it twice.
                     halted = self.excluded[action.symbol]
                 if halted is None and self._gate is not None and action.risk == "increase":
-                    halted = self._gate
+                    # Held back, and so is the rest of the symbol's pass: a later call of it
+                    # (a top-up, a TP/SL) was planned on the state this one would have made.
+                    halted = self._halted[action.symbol] = self._gate
                 if halted is not None:
                     self._not_sent(index, action, halted)
                     previous_accepted = False
@@ -705,7 +714,7 @@ class _Engine(Generic[C]):
                         f"held back: {action.kind} on {action.symbol} was {result.outcome}, "
                         "so nothing in this pass adds risk"
                     )
-                if action.on_failure is not None and previous_accepted:
+                if action.on_failure and previous_accepted:
                     await self._undo(action, result)
                 previous_accepted = False
 
@@ -714,21 +723,26 @@ class _Engine(Generic[C]):
 
         Only a call proved not executed (refused, settled absent, or never sent) is undone;
         an unknown one may have worked, and an undo on top of it could be the riskier state.
+        The undo's calls run in order and stop at the first that is not plainly accepted.
         """
         if failed.outcome not in ("rejected", "settled_not_executed", "not_sent"):
             return
-        assert action.on_failure is not None
-        undo = Action(
-            kind="set_leverage",
-            symbol=action.symbol,
-            phase=action.phase,
-            request=action.on_failure,
-            risk="reduce",
-            reason=f"undo the leverage change: {action.reason} was {failed.outcome}",
-        )
-        index = self._next_extra_index
-        self._next_extra_index += 1
-        await self.execute(index, undo)
+        for request in action.on_failure:
+            kind: ActionKind = (
+                "set_leverage" if request.path.endswith("/leverage") else "adjust_margin"
+            )
+            undo = Action(
+                kind=kind,
+                symbol=action.symbol,
+                phase=action.phase,
+                request=request,
+                risk="reduce",
+                reason=f"undo, as {action.reason} was {failed.outcome}",
+            )
+            index = self._next_extra_index
+            self._next_extra_index += 1
+            if (await self.execute(index, undo)).outcome != "accepted":
+                return
 
     # ---- one call
 

@@ -147,12 +147,15 @@ def detect(plan: Plan, rules: Sequence[IgnoreRule] = (), *, source: str = "") ->
     kept: list[Difference] = []
     ignored: list[Difference] = []
     live_views = {change.symbol: change.before for change in plan.changes}
+    end_views = {change.symbol: change.after for change in plan.changes}
     found = [
         Difference(
             symbol=action.symbol,
             aspect=aspect_of(action),
-            live=_live(action, live_views.get(action.symbol)),
-            wanted=dict(action.after),
+            live=_as_in(action.before, live_views.get(action.symbol)),
+            # the end state, not the call's own after: a margin add made before an
+            # increase moves margin only part of the way to what the file wants
+            wanted=_as_in(action.after, end_views.get(action.symbol)),
             fix=action.reason,
         )
         for action in plan.actions
@@ -200,13 +203,13 @@ def _carried_tpsl(plan: Plan) -> list[Difference]:
 _POSITION_FIELDS = frozenset(PositionView.model_fields)
 
 
-def _live(action: Action, account: PositionView | None) -> dict[str, Any]:
-    """The action's `before` keys with the account's values as read, not as projected."""
-    if account is None:
-        return dict(action.before)
+def _as_in(values: dict[str, Any], view: PositionView | None) -> dict[str, Any]:
+    """`values`' keys with the position's own values in `view` (as read, or at the end)."""
+    if view is None:
+        return dict(values)
     return {
-        key: getattr(account, key) if key in _POSITION_FIELDS else value
-        for key, value in action.before.items()
+        key: getattr(view, key) if key in _POSITION_FIELDS else value
+        for key, value in values.items()
     }
 
 

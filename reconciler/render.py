@@ -108,8 +108,7 @@ def _request_text(action: Action) -> str:
     text = f"{action.request.method} {action.request.path}"
     if body is not None:
         text += " " + dumps(body).decode("utf-8")
-    undo = action.on_failure
-    if undo is not None:
+    for undo in action.on_failure:
         text += f"\n       if it certainly fails: {undo.method} {undo.path}"
         if undo.body is not None:
             text += " " + dumps(undo.body).decode("utf-8")

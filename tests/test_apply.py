@@ -42,7 +42,7 @@ from reconciler.snapshot import Snapshot
 USER = "u1"
 SYMBOLS = ("AAA_USDT", "BBB_USDT", "CCC_USDT", "DDD_USDT", "EEE_USDT", "FFF_USDT")
 QUICK = SettleConfig(
-    visibility_window_s=0.0, max_reads=3, clock_skew_ms=5_000, visibility_timeout_s=0.5
+    visibility_window_s=0.0, max_reads=3, clock_skew_ms=5_000, visibility_timeout_s=5.0
 )
 
 
@@ -1020,3 +1020,32 @@ async def test_pass_baseline_counts_recently_filled_orders_as_old(tmp_path: Path
     assert [r.outcome for r in report.results] == ["settled_not_executed", "accepted"]
     assert report.converged, report.table()
     assert signed(exchange.positions_by_symbol["AAA_USDT"]) == Decimal(-2)
+
+
+@pytest.mark.anyio
+async def test_a_failed_reduction_holds_back_the_rest_of_each_held_symbol(tmp_path: Path) -> None:
+    """The gate holds BBB's open back; BBB's top-up after it was planned on the position the
+    open would have made, so it must not be sent either (it would land on another)."""
+    exchange = FakeExchange()
+    exchange.move("BBB_USDT", Decimal(-3))  # a short the planned flip would have replaced
+    top_up = position_action(
+        "adjust_margin", "BBB_USDT", POSITION_ID_PLACEHOLDER, {"mode": "add", "amount": 5}
+    ).model_copy(update={"phase": Phase.INCREASE, "risk": "reduce"})
+    actions = [
+        order_action("AAA_USDT", "sell", Decimal(1), Phase.REDUCE, reduce_only=True),
+        order_action("BBB_USDT", "buy", Decimal(4), Phase.INCREASE),
+        top_up,
+    ]
+    exchange.faults[0] = "reject:INSUFFICIENT_MARGIN"
+    desired = {"AAA_USDT": Decimal(0), "BBB_USDT": Decimal(1)}
+    report = await run(exchange, make_plan(actions), desired, tmp_path, max_passes=1)
+    outcomes = [(r.action.symbol, r.action.kind, r.outcome) for r in report.passes[0].results]
+    assert outcomes == [
+        ("AAA_USDT", "place_order", "rejected"),
+        ("BBB_USDT", "place_order", "not_sent"),
+        ("BBB_USDT", "adjust_margin", "not_sent"),
+    ]
+    assert report.passes[0].results[1].detail.startswith("held back: place_order on AAA_USDT")
+    sent = [(body or {}).get("symbol", path) for _, path, body in exchange.writes()]
+    # pass 1 sent only the refused reduction; BBB's calls came in the next pass, in order
+    assert sent[0] == "AAA_USDT" and sent[1] == "BBB_USDT"

@@ -227,25 +227,26 @@ def top_up(
     """The margin the end needs, added right after the leverage change that stripped it.
 
     A raise sets the margin to the new, lower requirement; the end's margin must come back
-    in the same step (the same chain of calls, nothing between), and if the top-up is
-    certainly not executed, apply sets the leverage back (`on_failure`), which returns the
-    position to its start.
+    in the same step (the same chain of calls, nothing between). If the top-up is
+    certainly not executed, apply sends `on_failure`: the leverage back, and the margin the
+    position held above its old requirement, which returns it to its start. A lowering
+    leaves more margin than before, so its top-up needs no undo (and one would be worse).
     """
     wanted = _margin_before_increase(target, added)
     if wanted is None or wanted - levered.margin <= context.margin_tolerance(symbol):
         return levered
     amount = money(wanted - levered.margin)
     after = replace(levered, margin=levered.margin + amount)
+    undo: tuple[Request, ...] = ()
+    reason = f"add margin {amount:f}"
+    if levered.margin < before.margin:
+        undo = (_leverage_request(before, before.leverage),)
+        extra = money(before.margin - before.requirement)
+        if extra > context.margin_tolerance(symbol):
+            undo += (_margin_request(before, "add", extra),)
+        reason += f" (the leverage change took it; back to {before.leverage}x if this fails)"
     action = _margin_action(
-        symbol,
-        Phase.LEVERAGE,
-        levered,
-        "add",
-        amount,
-        after.margin,
-        on_failure=_leverage_request(before, before.leverage),
-        reason=f"add margin {amount:f} (the leverage change took it; back to "
-        f"{before.leverage}x if this fails)",
+        symbol, Phase.LEVERAGE, levered, "add", amount, after.margin, on_failure=undo, reason=reason
     )
     sp.add(action, after, completes=True)
     return after
@@ -323,23 +324,27 @@ def _margin_action(
     amount: Decimal,
     after: Decimal,
     *,
-    on_failure: Request | None = None,
+    on_failure: tuple[Request, ...] = (),
     reason: str | None = None,
 ) -> Action:
     return make_action(
         "adjust_margin",
         symbol,
         phase,
-        Request(
-            method="POST",
-            path=f"/positions/{holding.id}/margin",
-            body={"mode": mode, "amount": amount},
-        ),
+        _margin_request(holding, mode, amount),
         before={"margin": holding.margin},
         after={"margin": after},
         risk="reduce" if mode == "add" else "increase",
         reason=reason or f"{mode} margin {amount:f}",
         on_failure=on_failure,
+    )
+
+
+def _margin_request(holding: Holding, mode: str, amount: Decimal) -> Request:
+    return Request(
+        method="POST",
+        path=f"/positions/{holding.id}/margin",
+        body={"mode": mode, "amount": amount},
     )
 
 
@@ -431,10 +436,18 @@ def set_tpsl(
         ),
         before={"take_profit": holding.take_profit, "stop_loss": holding.stop_loss},
         after={"take_profit": take_profit, "stop_loss": stop_loss},
+        # removing a stop (or a take-profit) takes protection away: the gate holds it back
+        risk="increase" if _removes(holding, take_profit, stop_loss) else "neutral",
         reason=_tpsl_reason(take_profit, stop_loss),
     )
     sp.add(action, after)
     return after
+
+
+def _removes(holding: Holding, take_profit: Decimal | None, stop_loss: Decimal | None) -> bool:
+    return (holding.stop_loss is not None and stop_loss is None) or (
+        holding.take_profit is not None and take_profit is None
+    )
 
 
 def _tpsl_reason(take_profit: Decimal | None, stop_loss: Decimal | None) -> str:

@@ -16,8 +16,8 @@ the riskier of the start and the end, on three measures:
 
 A margin top-up right after the call that set the margin (an opening order, a leverage
 change) completes that call's step: the state between the two is not judged on its own. When
-the top-up after a leverage change is certainly not executed, apply sets the leverage back
-(`Action.on_failure`), so a failure between them leaves the symbol as it started.
+the top-up after a leverage raise is certainly not executed, apply sets the leverage and the
+margin back (`Action.on_failure`), so a failure between them leaves the symbol as it started.
 
 Pure: the planner's predicted position after each call in, violations naming the step out.
 The planner refuses a plan with any (exit 4); tests call it on plans of their own.

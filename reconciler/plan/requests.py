@@ -77,7 +77,7 @@ def make_action(
     reason: str,
     notional: Decimal = Decimal(0),
     risk: Risk = "neutral",
-    on_failure: Request | None = None,
+    on_failure: tuple[Request, ...] = (),
 ) -> Action:
     return Action(
         kind=kind,

@@ -123,9 +123,9 @@ def test_planner_tops_up_a_leverage_raise_at_once_and_says_how_it_would_undo_it(
     assert (leverage.kind, leverage.phase) == ("set_leverage", Phase.LEVERAGE)
     assert (top_up.kind, top_up.phase) == ("adjust_margin", Phase.LEVERAGE)
     assert top_up.request.body == {"mode": "add", "amount": Decimal(2250)}
-    assert top_up.on_failure == Request(
-        method="POST", path="/positions/101/leverage", body={"leverage": 10}
-    )
+    assert top_up.on_failure == (
+        Request(method="POST", path="/positions/101/leverage", body={"leverage": 10}),
+    )  # 4500 was exactly the requirement at 10x: nothing above it to give back
 
 
 def test_planner_refuses_a_margin_cut_under_the_floor_naming_the_step() -> None:
@@ -205,3 +205,34 @@ def test_calls_of_one_wave_are_judged_in_their_worst_interleaving() -> None:
         "step 3 (ETH_USDT place_order on ETH_USDT): worst-case gross notional 80000 would be "
         "above both the start's 0 and the end's 40000"
     )
+
+
+def test_the_undo_of_a_raise_gives_back_the_margin_held_above_the_old_requirement() -> None:
+    want = desired(
+        "symbols:\n  BTC_USDT:\n    position: {side: long, size: 0.2, leverage: 20, margin: 1400}\n"
+    )
+    live = snapshot([position("BTC_USDT", "long", "0.2", leverage=10, margin="1400", id="101")])
+    _, top_up = plan(want, live).actions
+    assert top_up.on_failure == (
+        Request(method="POST", path="/positions/101/leverage", body={"leverage": 10}),
+        Request(method="POST", path="/positions/101/margin", body={"mode": "add", "amount": 500}),
+    )  # back at 10x the margin is the requirement, 900; it held 1400
+
+
+def test_a_lowering_needs_no_undo_it_already_left_more_margin() -> None:
+    want = desired(
+        "symbols:\n  BTC_USDT:\n    position: {side: long, size: 0.2, leverage: 10, margin: 1400}\n"
+    )
+    live = snapshot([position("BTC_USDT", "long", "0.2", leverage=20, margin="650", id="101")])
+    leverage, top_up = plan(want, live).actions
+    assert leverage.kind == "set_leverage" and top_up.kind == "adjust_margin"
+    assert top_up.on_failure == ()  # raising back to 20x would strip it below the start
+
+
+def test_removing_a_stop_is_a_call_that_adds_risk() -> None:
+    want = desired(
+        "symbols:\n  BTC_USDT:\n    position: {side: long, size: 0.2, stop_loss: null}\n"
+    )
+    live = snapshot([position("BTC_USDT", "long", "0.2", sl="40000", id="101")])
+    (clear,) = plan(want, live).actions
+    assert clear.kind == "set_tpsl" and clear.risk == "increase"
