@@ -78,6 +78,20 @@ def test_args_one_per_line_keep_spaces_and_outputs_say_changes(
     assert Path(outputs["output-file"]).read_text().startswith("### Plan for `demo`")
 
 
+def test_the_plan_comment_can_carry_the_rehearsal(sandbox: RunningSandbox, tmp_path: Path) -> None:
+    """The example PR workflow passes --rehearse: the markdown the comment posts has it."""
+    plan = yaml.safe_load((EXAMPLES / "workflows" / "reconciler-plan.yml").read_text())
+    assert "--rehearse" in _step(plan, "id", "plan")["with"]["args"].split()
+    (tmp_path / "desired.yaml").write_text(DESIRED)
+    args = "--detailed-exitcode\n--rehearse\n"
+    code, outputs, _ = run_action(tmp_path, sandbox, "plan", "desired.yaml", args, "markdown")
+    assert code == 0 and outputs["exitcode"] == "2", outputs
+    text = Path(outputs["output-file"]).read_text()
+    assert text.startswith("### Plan for `demo`")
+    assert "Rehearsal on a copy of the account (converged; nothing was sent" in text
+    assert not [e for e in sandbox.requests() if e["method"] != "GET"]
+
+
 def test_a_failed_plan_keeps_its_stderr_and_the_comment_shows_it(
     sandbox: RunningSandbox, tmp_path: Path
 ) -> None:
