@@ -50,6 +50,10 @@ __all__ = [
 _OPEN_STATUSES = frozenset({"open", "partially_filled"})
 
 
+# Reads taken inside the exchange's read lag, beyond `max_reads`, before the search gives up.
+_EARLY_READS = 8
+
+
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -211,10 +215,13 @@ async def settle(
     previous: _Observation | None = None
     evidence: dict[str, Any] = {}
     read = 0
+    fresh_reads = 0
+    early_wait = max(config.visibility_window_s, 0.05)
     while True:
         read += 1
         read_at_ms = clock_ms()
         fresh = read_at_ms >= fresh_from_ms
+        fresh_reads += fresh
         try:
             observation = await _observe(
                 client, action, request, sent_at_ms, baseline, known, config
@@ -236,13 +243,16 @@ async def settle(
                 return Settlement(False, evidence, read)
             # Only a read taken after the lag may be the first of the consistent pair.
             previous = observation if fresh else None
-        if read >= config.max_reads and (fresh or read >= config.max_reads + 2):
+        if fresh_reads >= config.max_reads or read >= config.max_reads + _EARLY_READS:
             if not fresh:
                 evidence = {**evidence, "note": "every read was inside the exchange's read lag"}
             return Settlement(None, evidence, read)
         wait = config.visibility_window_s
         if not fresh:
-            wait = max(wait, (fresh_from_ms - clock_ms()) / 1000)
+            # Inside the lag a read can still show the effect (and end the search), never its
+            # absence: poll there with doubling waits rather than sleep the whole lag at once.
+            wait = min(early_wait, max(0.0, (fresh_from_ms - clock_ms()) / 1000))
+            early_wait *= 2
         await sleep(wait)
 
 
