@@ -77,8 +77,9 @@ from reconciler.exchange.models import (
 )
 from reconciler.exchange.ratelimit import (
     HEADER_RETRY_AFTER,
-    RateLimiter,
+    RateBudget,
     Sleep,
+    Ticket,
     backoff_delay,
     parse_retry_after,
 )
@@ -274,8 +275,12 @@ class LevretClient:
         self.settings = settings
         self.clock = ServerClock(wall)
         self._sleep = sleep
-        self.limiter = RateLimiter(
-            settings.window_budget, settings.rate_window_seconds, clock=self.clock, sleep=sleep
+        self.budget = RateBudget(
+            settings.window_limit,
+            settings.rate_window_seconds,
+            clock=self.clock,
+            reserve=settings.rate_reserve,
+            sleep=sleep,
         )
         self._auth = LevretAuth(
             settings.api_key_id,
@@ -485,7 +490,17 @@ class LevretClient:
                 raise
 
     async def _send_once(self, call: _Call, label: str) -> Any:
-        await self.limiter.acquire()
+        """One send through the key's budget (a signed call) or past any hold (a public one)."""
+        if not call.signed:
+            await self.budget.hold()
+            return await self._exchange(call, label, None)
+        ticket = await self.budget.acquire()
+        try:
+            return await self._exchange(call, label, ticket)
+        finally:
+            self.budget.done(ticket)
+
+    async def _exchange(self, call: _Call, label: str, ticket: Ticket | None) -> Any:
         headers = {"Content-Type": "application/json"} if call.content else {}
         request = self._http.build_request(
             call.method,
@@ -542,7 +557,8 @@ class LevretClient:
             server_ms=_envelope_ms(envelope.get("timestamp")),
             force=code in _RESYNC_CODES,
         )
-        self.limiter.observe(response.headers)
+        if ticket is not None:
+            self.budget.observe(ticket, response.headers)
         self.last_answer = LastAnswer(
             status=response.status_code,
             headers={k: v for k in _KEPT_HEADERS if (v := response.headers.get(k)) is not None},
@@ -555,7 +571,7 @@ class LevretClient:
             return envelope.get("data")
         retry_after = parse_retry_after(response.headers.get(HEADER_RETRY_AFTER))
         if status == 429:
-            self.limiter.block_for(retry_after if retry_after is not None else 1.0)
+            self.budget.refused(retry_after if retry_after is not None else 1.0)
         if isinstance(error, dict):
             message = self._scrub(str(error.get("message") or "no message"))
             raise error_for_code(

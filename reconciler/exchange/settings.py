@@ -66,8 +66,8 @@ class ClientSettings(BaseModel):
     rate_limit_per_minute: int = Field(default=1200, gt=0)
     rate_window_seconds: float = Field(default=60.0, gt=0)
     """Length of the exchange's rolling window; the budget is scaled to it."""
-    rate_headroom: float = Field(default=0.95, gt=0, le=1)
-    """Fraction of the budget the client allows itself, leaving room for other clients."""
+    rate_reserve: float = Field(default=0.10, ge=0, lt=1)
+    """Fraction of the key's window never spent: room for its other clients (`--rate-reserve`)."""
     exp_ms: int = Field(default=MAX_EXP_MS, gt=0, le=MAX_EXP_MS)
     connect_timeout: float = Field(default=5.0, gt=0)
     read_timeout: float = Field(default=15.0, gt=0)
@@ -117,10 +117,10 @@ class ClientSettings(BaseModel):
         return f"{parts.scheme}://{parts.netloc}"
 
     @property
-    def window_budget(self) -> int:
-        """Requests per rolling window the client allows itself (budget times headroom)."""
+    def window_limit(self) -> int:
+        """The documented requests per rolling window, until the exchange's headers say more."""
         per_window = self.rate_limit_per_minute * self.rate_window_seconds / 60.0
-        return max(1, int(per_window * self.rate_headroom))
+        return max(1, int(per_window))
 
     @classmethod
     def from_env(

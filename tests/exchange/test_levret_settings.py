@@ -99,7 +99,10 @@ def test_from_env_names_missing_variables_without_values() -> None:
     assert SECRET not in str(caught.value)
 
 
-def test_window_budget_applies_headroom() -> None:
-    assert settings().window_budget == 1140
+def test_window_limit_scales_the_documented_budget_to_the_window() -> None:
+    assert settings().window_limit == 1200
     small = settings(rate_limit_per_minute=600, rate_window_seconds=2)
-    assert small.window_budget == 19
+    assert small.window_limit == 20
+    assert settings().rate_reserve == 0.10
+    with pytest.raises(ValueError):
+        settings(rate_reserve=1.0)
