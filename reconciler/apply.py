@@ -160,6 +160,7 @@ class ApplyReport:
     excluded: Mapping[str, str] = field(default_factory=dict)
     problems: tuple[str, ...] = ()
     journal_path: Path | None = None
+    rate_limited: int = 0  # 429s the exchange answered during the run (each was resent)
 
     @property
     def exit_code(self) -> int:
@@ -184,7 +185,10 @@ class ApplyReport:
             head = "converged"
         else:
             head = f"not converged ({len(self.remaining)} action(s) still planned)"
-        return f"{head} after {passes}" + (f": {counts}" if counts else "")
+        limited = (
+            f"; {self.rate_limited} rate-limited (429) and resent" if self.rate_limited else ""
+        )
+        return f"{head} after {passes}" + (f": {counts}" if counts else "") + limited
 
     def rows(self) -> list[tuple[str, ...]]:
         """The table of what happened, one row per planned call per pass."""
@@ -635,6 +639,7 @@ class _Engine(Generic[C]):
             excluded=dict(self.excluded),
             problems=tuple(problems),
             journal_path=self.journal.path,
+            rate_limited=_refusals(self.client),
         )
         self.journal.write(
             "end",
@@ -1054,3 +1059,9 @@ def _describe_data(data: Any) -> str:
         if "marginMode" in data:
             return f"position {data.get('id')} updated"
     return ""
+
+
+def _refusals(client: object) -> int:
+    """The 429s the client met, where it keeps count (a test's fake client may not)."""
+    budget = getattr(client, "budget", None)
+    return int(getattr(budget, "refusals", 0))

@@ -15,11 +15,13 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
 from reconciler.credentials_file import with_credentials_file
 from reconciler.errors import ReconcilerError
+from reconciler.exchange.ratelimit import DEFAULT_RESERVE
 from reconciler.exchange.settings import (
     DEFAULT_BASE_URL,
     ENV_API_KEY_ID,
@@ -46,6 +48,7 @@ __all__ = [
 STATE_DIR = Path(".reconciler")
 SANDBOX_DB = STATE_DIR / "sandbox.db"
 SANDBOX_PROFILE_META = "reconciler.sandbox_profile"
+RATE_RESERVE_META = "reconciler.rate_reserve"
 """Where `--sandbox-profile` leaves its value in the click context's `meta`."""
 DEMO_USER_ID = "demo"
 DEMO_KEY_ID = "demo-key"
@@ -130,9 +133,9 @@ def client_settings(
             raise EndpointError(
                 f"no user id: set account.user_id in the desired-state file or {ENV_USER_ID}"
             )
-    extra = (
-        {} if rate_limit_per_minute is None else {"rate_limit_per_minute": rate_limit_per_minute}
-    )
+    extra: dict[str, Any] = {"rate_reserve": _rate_reserve(desired)}
+    if rate_limit_per_minute is not None:
+        extra["rate_limit_per_minute"] = rate_limit_per_minute
     try:
         return ClientSettings(
             api_key_id=key_id,
@@ -143,6 +146,17 @@ def client_settings(
         )
     except (ValidationError, ValueError) as error:
         raise EndpointError(_settings_problem(error)) from None
+
+
+def _rate_reserve(desired: DesiredState | None) -> float:
+    """`--rate-reserve`, else the file's `rate_limit.reserve`, else 10 %: as a fraction."""
+    import click
+
+    context = click.get_current_context(silent=True)
+    chosen = None if context is None else context.find_root().meta.get(RATE_RESERVE_META)
+    if chosen is None and desired is not None and desired.rate_limit.reserve is not None:
+        chosen = float(desired.rate_limit.reserve)
+    return DEFAULT_RESERVE if chosen is None else float(chosen) / 100
 
 
 def _settings_problem(error: Exception) -> str:

@@ -253,9 +253,24 @@ class LockSettings(_Model):
 
 
 class ApplySettings(_Model):
-    """How apply runs against this account; `--visibility-timeout` on the command line wins."""
+    """How apply runs against this account; the command line's options win."""
 
     visibility_timeout: VisibilitySeconds | None = None  # seconds
+    # Symbols worked on at once within a phase (`--parallelism`); calls of one symbol stay in order.
+    parallelism: Annotated[int, BeforeValidator(_strict_integer), Field(ge=1, le=64)] | None = None
+
+
+ReservePercent = Annotated[
+    Number,
+    Field(ge=0, lt=100),
+    WithJsonSchema({"type": "number", "minimum": 0, "exclusiveMaximum": 100}),
+]
+
+
+class RateLimitSettings(_Model):
+    """The share of the key's request window the reconciler leaves to the key's other clients."""
+
+    reserve: ReservePercent | None = None  # percent of the window; `--rate-reserve` wins
 
 
 class DesiredState(_Model):
@@ -269,6 +284,7 @@ class DesiredState(_Model):
     windows: Windows | None = None
     lock: LockSettings = LockSettings()
     apply: ApplySettings = ApplySettings()
+    rate_limit: RateLimitSettings = RateLimitSettings()
 
     _source: SourceDocument | None = PrivateAttr(default=None)
 

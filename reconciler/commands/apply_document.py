@@ -73,6 +73,7 @@ def apply_document(
         ],
         "actions": [_result(item) for item in (report.results if report is not None else ())],
         "counts": report.counts() if report is not None else {},
+        "rate_limited": report.rate_limited if report is not None else 0,
         "remaining": [
             {"symbol": action.symbol, "kind": action.kind, "reason": action.reason}
             for action in (report.remaining if report is not None else ())

@@ -14,7 +14,7 @@ import click
 from pydantic import SecretStr
 
 from reconciler.actions import Plan
-from reconciler.connection import SANDBOX_PROFILE_META
+from reconciler.connection import RATE_RESERVE_META, SANDBOX_PROFILE_META
 from reconciler.console import Console
 from reconciler.lock import ENV_LOCK_DSN, LockOptions
 from reconciler.render import render_json, render_markdown, render_text
@@ -41,6 +41,11 @@ def _remember_profile(context: click.Context, _: click.Parameter, value: str | N
         context.meta[SANDBOX_PROFILE_META] = value
 
 
+def _remember_reserve(context: click.Context, _: click.Parameter, value: float | None) -> None:
+    if value is not None:
+        context.meta[RATE_RESERVE_META] = value
+
+
 def endpoint_options(command: F) -> F:
     """`--sandbox` / `--base-url` / `--sandbox-profile`: where to send the calls.
 
@@ -55,6 +60,16 @@ def endpoint_options(command: F) -> F:
         callback=_remember_profile,
         help=f"Profile of the embedded sandbox (default {DEFAULT_PROFILE}; realistic: read "
         "lag, a book with depth, partial fills, stop slippage).",
+    )(command)
+    command = click.option(
+        "--rate-reserve",
+        type=click.FloatRange(0, 100, max_open=True),
+        default=None,
+        expose_value=False,
+        callback=_remember_reserve,
+        metavar="PERCENT",
+        help="Share of the key's request window left to its other clients (default the "
+        "file's rate_limit.reserve, else 10).",
     )(command)
     command = click.option(
         "--base-url",
