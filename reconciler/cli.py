@@ -10,7 +10,6 @@ apply engine, the HTTP client or the sandbox server (docs/BENCHMARKS.md, "Start-
 
 from __future__ import annotations
 
-import importlib
 import logging
 import sys
 from collections.abc import Mapping
@@ -40,7 +39,10 @@ class LazyCommand:
 
     def load(self) -> click.Command:
         module_name, _, attribute = self.target.partition(":")
-        command = getattr(importlib.import_module(module_name), attribute)
+        # `__import__`, not `importlib.import_module`: only an import statement's path is
+        # reported by `python -X importtime`, which the start-up tests read.
+        module = __import__(module_name, fromlist=[attribute])
+        command = getattr(module, attribute)
         if not isinstance(command, click.Command):
             raise TypeError(f"{self.target} is not a click command")
         return command
