@@ -47,6 +47,7 @@ from reconciler.actions import (
     Plan,
     Request,
 )
+from reconciler.defaults import DEFAULT_MAX_PRICE_MOVE_BPS
 from reconciler.errors import PartialApply, PreconditionFailed, ReconcilerError
 from reconciler.exchange.errors import LevretError, OutcomeUnknown, TransportError
 from reconciler.exchange.models import Position
@@ -93,7 +94,6 @@ __all__ = [
 ]
 
 DEFAULT_MAX_AGE_MS = 15 * 60 * 1000
-DEFAULT_MAX_PRICE_MOVE_BPS = Decimal(100)
 
 D = TypeVar("D")
 C = TypeVar("C", bound="ApplyClient")

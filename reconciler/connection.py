@@ -6,6 +6,9 @@ under them, never from the desired-state file itself, so that file can be commit
 reviewed. With `--sandbox` the embedded sandbox is
 started in-process on an ephemeral loopback port over `.reconciler/sandbox.db` and the demo
 key is used.
+
+This module is on the path of every command's `--help`, so it imports the settings model
+(pydantic) and the sandbox server only inside the functions that use them.
 """
 
 from __future__ import annotations
@@ -15,22 +18,14 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from pydantic import SecretStr, ValidationError
+from typing import TYPE_CHECKING, Any
 
 from reconciler.credentials_file import with_credentials_file
 from reconciler.errors import ReconcilerError
-from reconciler.exchange.ratelimit import DEFAULT_RESERVE
-from reconciler.exchange.settings import (
-    DEFAULT_BASE_URL,
-    ENV_API_KEY_ID,
-    ENV_API_KEY_SECRET,
-    ENV_BASE_URL,
-    ENV_USER_ID,
-    ClientSettings,
-)
-from reconciler.spec import DesiredState
+
+if TYPE_CHECKING:
+    from reconciler.exchange.settings import ClientSettings
+    from reconciler.spec import DesiredState
 
 __all__ = [
     "DEMO_KEY_ID",
@@ -95,6 +90,8 @@ def endpoint(
         with SandboxServer(db_path=SANDBOX_DB, profile=chosen) as server:
             yield Endpoint(server.api_url, sandbox=True)
         return
+    from reconciler.exchange.settings import DEFAULT_BASE_URL, ENV_BASE_URL
+
     env = with_credentials_file(os.environ)
     yield Endpoint(base_url or env.get(ENV_BASE_URL) or DEFAULT_BASE_URL)
 
@@ -113,6 +110,15 @@ def client_settings(
     rate_limit_per_minute: int | None = None,
 ) -> ClientSettings:
     """Settings for `where`: the demo key for the sandbox, else the environment's credentials."""
+    from pydantic import SecretStr, ValidationError
+
+    from reconciler.exchange.settings import (
+        ENV_API_KEY_ID,
+        ENV_API_KEY_SECRET,
+        ENV_USER_ID,
+        ClientSettings,
+    )
+
     env = with_credentials_file(os.environ if environ is None else environ)
     file_user = desired.account.user_id if desired is not None else None
     if where.sandbox:
@@ -152,6 +158,8 @@ def _rate_reserve(desired: DesiredState | None) -> float:
     """`--rate-reserve`, else the file's `rate_limit.reserve`, else 10 %: as a fraction."""
     import click
 
+    from reconciler.exchange.ratelimit import DEFAULT_RESERVE
+
     context = click.get_current_context(silent=True)
     chosen = None if context is None else context.find_root().meta.get(RATE_RESERVE_META)
     if chosen is None and desired is not None and desired.rate_limit.reserve is not None:
@@ -160,6 +168,8 @@ def _rate_reserve(desired: DesiredState | None) -> float:
 
 
 def _settings_problem(error: Exception) -> str:
+    from pydantic import ValidationError
+
     if isinstance(error, ValidationError):
         return "; ".join(str(item["msg"]) for item in error.errors(include_input=False))
     return str(error)
@@ -171,6 +181,10 @@ def public_settings(where: Endpoint) -> ClientSettings:
     A short timeout and a single attempt: callers use this for optional checks, such as
     `validate` looking up symbol specs, that must not hang when the exchange is unreachable.
     """
+    from pydantic import SecretStr
+
+    from reconciler.exchange.settings import ClientSettings
+
     return ClientSettings(
         api_key_id="anonymous",
         api_key_secret=SecretStr(""),

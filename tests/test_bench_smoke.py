@@ -2,7 +2,8 @@
 
 Runs the same code `bench/run.py` runs, on 3 symbols, and holds the two exact claims the
 benchmark makes: `plan` reads exactly the lower bound, and `apply` writes exactly the minimum
-the generator computed from what it changed. Timing is the benchmark's business, not this test's.
+the generator computed from what it changed; the start-up benchmark runs both its programs
+once. Timing is the benchmark's business, not this test's.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench` is no
 
 from bench.harness import LIFTED_LIMIT, build_template, measure_plan_apply
 from bench.portfolio import generate
+from bench.startup import measure as measure_startup
 
 
 def test_generator_is_deterministic() -> None:
@@ -36,3 +38,9 @@ def test_plan_reads_and_apply_writes_hit_their_bounds(tmp_path: Path) -> None:
     assert result.plan_actions == portfolio.min_writes
     assert result.apply_writes / portfolio.min_writes == 1.0
     assert result.apply_429 == 0
+
+
+def test_startup_benchmark_runs_both_programs() -> None:
+    ours, bare = measure_startup(1)  # a failing `--help` of either raises (`check=True`)
+    assert len(ours) == len(bare) == 1
+    assert min(ours + bare) > 0

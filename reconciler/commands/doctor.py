@@ -1,20 +1,17 @@
 """`reconciler doctor`: check, read-only, that the exchange answers in a shape we can read.
 
 Exit 0 when everything the reconciler needs was understood, 1 otherwise (the report says
-what). See `reconciler.doctor` for what is checked and the bounds it keeps.
+what). See `reconciler.doctor` for what is checked and the bounds it keeps; it (and the
+client, and asyncio) is imported when the command runs, so `doctor --help` stays light.
 """
 
 from __future__ import annotations
-
-import asyncio
-import json
 
 import click
 
 from reconciler.commands.options import endpoint_options
 from reconciler.connection import client_settings, endpoint
 from reconciler.console import Console
-from reconciler.doctor import diagnose, render_text
 from reconciler.errors import ReconcilerError
 
 __all__ = ["doctor"]
@@ -43,6 +40,11 @@ class DoctorFailed(ReconcilerError):
 )
 def doctor(sandbox: bool, base_url: str | None, output_format: str, stream_wait: float) -> None:
     """Read-only check of signing, clock, rate limits, every read's shape and the stream."""
+    import asyncio
+    import json
+
+    from reconciler.doctor import diagnose, render_text
+
     console = Console()
     with endpoint(sandbox=sandbox, base_url=base_url) as where:
         settings = client_settings(where)

@@ -3,37 +3,33 @@
 Exit 0 when it matches, 2 when it drifted (after `--ignore` rules), 1 on errors, so a
 scheduled job can open an issue on 2 and fail loudly on anything else. A read-only key is
 enough: drift plans (GET requests only) and describes the plan instead of executing it.
+
+The planner and the client are imported when the command runs, not for `drift --help`.
 """
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from reconciler.accounts import (
-    Outcome,
-    group_json,
-    is_multi,
-    load_accounts,
-    most_severe,
-    plan_all,
-    render_group,
-)
 from reconciler.commands.many import files_option, finish, single_file
 from reconciler.commands.options import FORMATS, endpoint_options, now_ms
 from reconciler.connection import client_settings, endpoint
 from reconciler.console import Console
-from reconciler.drift import DriftReport, IgnoreRule, detect, drift_data, parse_ignore, render_drift
-from reconciler.spec import load
-from reconciler.workflow import plan_account
+
+if TYPE_CHECKING:
+    from reconciler.accounts import Outcome
+    from reconciler.drift import DriftReport, IgnoreRule
 
 EXIT_DRIFT = 2
 
 
 def _rules(values: tuple[str, ...]) -> list[IgnoreRule]:
+    from reconciler.drift import parse_ignore
+
     try:
         return [parse_ignore(value) for value in values]
     except ValueError as error:
@@ -67,6 +63,13 @@ def drift(
     ignore: tuple[str, ...],
 ) -> None:
     """Report how the account differs from FILE; exit 2 on drift. Sends nothing."""
+    import asyncio
+
+    from reconciler.accounts import is_multi
+    from reconciler.drift import detect, render_drift
+    from reconciler.spec import load
+    from reconciler.workflow import plan_account
+
     console = Console()
     rules = _rules(ignore)
     if is_multi(files):
@@ -91,6 +94,11 @@ def _drift_many(
     output_format: str,
     rules: list[IgnoreRule],
 ) -> None:
+    import asyncio
+
+    from reconciler.accounts import group_json, load_accounts, most_severe, plan_all, render_group
+    from reconciler.drift import detect, drift_data, render_drift
+
     accounts = load_accounts(files)
     with endpoint(sandbox=sandbox, base_url=base_url) as where:
         outcomes = asyncio.run(plan_all(accounts, where, now_ms=now_ms()))

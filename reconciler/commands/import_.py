@@ -1,21 +1,23 @@
-"""`reconciler import`: write a desired-state file that matches the live account."""
+"""`reconciler import`: write a desired-state file that matches the live account.
+
+The client, the reader and the models are imported when the command runs, not for
+`import --help`.
+"""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from reconciler.commands.options import endpoint_options, write_private
 from reconciler.connection import client_settings, endpoint
 from reconciler.console import Console
-from reconciler.exchange.client import LevretClient
-from reconciler.exchange.settings import ClientSettings
-from reconciler.importer import desired_document, dump_yaml
-from reconciler.reader import read_snapshot
-from reconciler.snapshot import Snapshot
-from reconciler.spec import DesiredState
+
+if TYPE_CHECKING:
+    from reconciler.exchange.settings import ClientSettings
+    from reconciler.snapshot import Snapshot
 
 HEADER = (
     "# Written by `reconciler import`: the account as it was; edit it to say what you want.\n"
@@ -25,6 +27,10 @@ HEADER = (
 
 
 async def _read(settings: ClientSettings, symbols: tuple[str, ...]) -> Snapshot:
+    from reconciler.exchange.client import LevretClient
+    from reconciler.reader import read_snapshot
+    from reconciler.spec import DesiredState
+
     nothing_wanted = DesiredState(version=1)
     async with LevretClient(settings) as client:
         return await read_snapshot(client, nothing_wanted, symbols=symbols or None)
@@ -48,6 +54,11 @@ def import_(
     user_id: str | None,
 ) -> None:
     """Write a desired-state file that matches the live account."""
+    import asyncio
+
+    from reconciler.importer import desired_document, dump_yaml
+    from reconciler.spec import DesiredState
+
     console = Console()
     account = DesiredState.model_validate({"version": 1, "account": {"user_id": user_id}})
     with endpoint(sandbox=sandbox, base_url=base_url) as where:

@@ -1,21 +1,23 @@
 """The `-f` option of plan, apply and drift (one file, several, or a directory) and its exit.
 
 One file keeps the single-account behaviour (and output) exactly; several files or a
-directory switch to the grouped, per-account behaviour of `reconciler.accounts`.
+directory switch to the grouped, per-account behaviour of `reconciler.accounts` (imported in
+the functions that use it, so `--help` does not load it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from reconciler.accounts import Outcome, group_json, most_severe, render_group
 from reconciler.commands.options import render
-from reconciler.console import Console
-from reconciler.render import plan_to_data
+
+if TYPE_CHECKING:
+    from reconciler.accounts import Outcome
+    from reconciler.console import Console
 
 __all__ = ["files_option", "finish", "show_plans", "single_file"]
 
@@ -44,6 +46,8 @@ def single_file(files: Sequence[Path]) -> Path:
 
 def finish(console: Console, outcomes: Sequence[Outcome], codes: Sequence[int]) -> None:
     """Say each account's code on stderr and exit with the most severe (see `SEVERITY`)."""
+    from reconciler.accounts import most_severe
+
     code = most_severe(codes)
     listed = ", ".join(
         f"{outcome.account.label}: {each}" for outcome, each in zip(outcomes, codes, strict=True)
@@ -57,6 +61,9 @@ def show_plans(
     console: Console, outcomes: Sequence[Outcome], output_format: str, *, code: int = 0
 ) -> None:
     """Every account's plan on stdout, one section each (JSON: one document)."""
+    from reconciler.accounts import group_json, render_group
+    from reconciler.render import plan_to_data
+
     if output_format == "json":
         console.data(
             group_json(

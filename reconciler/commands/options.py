@@ -1,4 +1,8 @@
-"""Options and small helpers that several commands share, so each command module stays thin."""
+"""Options and small helpers that several commands share, so each command module stays thin.
+
+Every command's `--help` loads this module: it imports click and light modules only, and
+the plan renderers and the lock's settings inside the helpers that use them.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +12,18 @@ import time
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from pydantic import SecretStr
 
-from reconciler.actions import Plan
 from reconciler.connection import RATE_RESERVE_META, SANDBOX_PROFILE_META
-from reconciler.console import Console
-from reconciler.lock import ENV_LOCK_DSN, LockOptions
-from reconciler.render import render_json, render_markdown, render_text
+from reconciler.defaults import ENV_LOCK_DSN
 from reconciler.sandbox.profiles import DEFAULT_PROFILE, PROFILES
+
+if TYPE_CHECKING:
+    from reconciler.actions import Plan
+    from reconciler.console import Console
+    from reconciler.lock import LockOptions
 
 __all__ = [
     "FORMATS",
@@ -130,6 +135,10 @@ def lock_options(command: F) -> F:
 
 def lock_settings(lock_dsn: str | None, lock_timeout: str) -> LockOptions:
     """The `LockOptions` of `--lock-dsn` and `--lock-timeout`."""
+    from pydantic import SecretStr
+
+    from reconciler.lock import LockOptions
+
     try:
         timeout_ms = parse_duration_ms(lock_timeout)
     except click.BadParameter as error:
@@ -150,6 +159,8 @@ def format_option(command: F) -> F:
 
 
 def render(plan: Plan, output_format: str, console: Console) -> str:
+    from reconciler.render import render_json, render_markdown, render_text
+
     if output_format == "json":
         return render_json(plan)
     if output_format == "markdown":

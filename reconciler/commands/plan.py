@@ -3,24 +3,20 @@
 With several files (or a directory) every account is read and planned concurrently, the
 plans are printed one section per account, `--out` names a directory that receives one
 `<file stem>.json` per account, and the exit code is the most severe of the accounts'.
+
+The planner, the client and the rehearsal are imported when the command runs, not when the
+module loads: `plan --help` should not pay for them (and never for the sandbox server, which
+only `--sandbox` and `--rehearse` start).
 """
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from reconciler.accounts import (
-    Outcome,
-    is_multi,
-    load_accounts,
-    most_severe,
-    plan_all,
-    plan_file_name,
-)
 from reconciler.commands.many import files_option, finish, show_plans, single_file
 from reconciler.commands.options import (
     endpoint_options,
@@ -29,13 +25,12 @@ from reconciler.commands.options import (
     render,
     write_private,
 )
-from reconciler.commands.rehearsal import RehearsalFailed, rehearse_account, show_rehearsal
 from reconciler.connection import client_settings, endpoint
 from reconciler.console import Console
 from reconciler.errors import PolicyViolation, ReconcilerError
-from reconciler.render import render_json
-from reconciler.spec import load
-from reconciler.workflow import narrow, plan_account
+
+if TYPE_CHECKING:
+    from reconciler.accounts import Outcome
 
 EXIT_CHANGES = 2
 
@@ -76,6 +71,14 @@ def plan(
     rehearse: bool,
 ) -> None:
     """Show the calls that would make the account match FILE."""
+    import asyncio
+
+    from reconciler.accounts import is_multi
+    from reconciler.commands.rehearsal import RehearsalFailed, rehearse_account, show_rehearsal
+    from reconciler.render import render_json
+    from reconciler.spec import load
+    from reconciler.workflow import narrow, plan_account
+
     console = Console()
     if rehearse and is_multi(files):
         raise click.UsageError("--rehearse takes one file")
@@ -126,6 +129,11 @@ def _plan_many(
     detailed_exitcode: bool,
     allow_flatten: bool,
 ) -> None:
+    import asyncio
+
+    from reconciler.accounts import load_accounts, most_severe, plan_all, plan_file_name
+    from reconciler.render import render_json
+
     accounts = load_accounts(files, target)  # every file valid, or nothing is read
     if out is not None and out.exists() and not out.is_dir():
         raise ReconcilerError(f"--out {out}: with several accounts, give a directory")

@@ -3,6 +3,8 @@
 The first line on stdout is `Sandbox listening on http://HOST:PORT`, written once the server
 accepts requests, so a script (or a test) can start it with `--port 0` and read the real port
 from that line instead of guessing or waiting.
+
+The server (starlette, uvicorn, Socket.IO) is imported when `serve` runs, not for `--help`.
 """
 
 from __future__ import annotations
@@ -12,10 +14,8 @@ from pathlib import Path
 
 import click
 
-from reconciler.sandbox.control import is_loopback
 from reconciler.sandbox.profiles import DEFAULT_PROFILE, PROFILES
 from reconciler.sandbox.ratelimit import DEFAULT_LIMIT, DEFAULT_WINDOW_S
-from reconciler.sandbox.server import SandboxServer
 from reconciler.sandbox.wirestyle import DEFAULT_WIRE_STYLE, WIRE_STYLES
 
 __all__ = ["sandbox"]
@@ -61,6 +61,9 @@ def serve(
     wire_style: str,
 ) -> None:
     """Serve the sandbox until Ctrl-C; state persists in --db across restarts."""
+    from reconciler.sandbox.control import is_loopback
+    from reconciler.sandbox.server import SandboxServer
+
     if not is_loopback(host) and not allow_remote:
         raise click.BadParameter(
             f"{host} is not a loopback address; the sandbox has an unsigned control API "

@@ -1,4 +1,7 @@
-"""`reconciler schema`: the JSON Schema of the desired-state file, for editors and CI."""
+"""`reconciler schema`: the JSON Schema of the desired-state file, for editors and CI.
+
+The desired-state models are imported when the command runs, not for `schema --help`.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +9,11 @@ import click
 
 from reconciler.commands.options import dump_json
 from reconciler.console import Console
-from reconciler.spec import json_schema
 
 
 @click.command("schema")
 def schema() -> None:
     """Print the JSON Schema of the desired-state file."""
+    from reconciler.spec import json_schema
+
     Console().data(dump_json(json_schema()))

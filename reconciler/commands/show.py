@@ -3,6 +3,8 @@
 A stored "ok" is never taken on trust: the saved requests are judged again
 (`reconciler.proposal.saved_violations`), by FILE's policy when `-f` names it, and checked
 against their own notional in any case. Exit 4 when anything is wrong, as `plan`.
+
+The plan models and the policy checks are imported when the command runs, not for `--help`.
 """
 
 from __future__ import annotations
@@ -14,9 +16,6 @@ import click
 from reconciler.commands.options import format_option, render
 from reconciler.console import Console
 from reconciler.errors import PolicyViolation, ReconcilerError
-from reconciler.proposal import saved_violations
-from reconciler.render import load_plan
-from reconciler.spec import load
 
 
 @click.command("show")
@@ -31,6 +30,10 @@ from reconciler.spec import load
 @format_option
 def show(plan_file: Path, desired_file: Path | None, output_format: str) -> None:
     """Render the saved plan PLAN_FILE, its calls checked against the policy again."""
+    from reconciler.proposal import saved_violations
+    from reconciler.render import load_plan
+    from reconciler.spec import load
+
     console = Console()
     desired = load(desired_file) if desired_file is not None else None
     try:

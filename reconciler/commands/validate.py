@@ -6,14 +6,15 @@ when it does not, the command says so and still passes on the offline checks.
 
 `--format json` prints one document on stdout, each problem split into `file`, `line`,
 `column`, `field` and `message`, so an editor or a CI annotation step needs no regex of ours.
+
+The models and the client are imported when the command runs, not for `validate --help`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -21,11 +22,10 @@ from reconciler.commands.options import dump_json, endpoint_options
 from reconciler.connection import endpoint, public_settings
 from reconciler.console import Console
 from reconciler.errors import SpecError
-from reconciler.exchange.client import LevretClient
-from reconciler.exchange.errors import LevretError
-from reconciler.exchange.models import SymbolSpec
-from reconciler.exchange.settings import ClientSettings
-from reconciler.spec import check_against_specs, load
+
+if TYPE_CHECKING:
+    from reconciler.exchange.models import SymbolSpec
+    from reconciler.exchange.settings import ClientSettings
 
 # `file:line:column: field: message`, the shape of every located problem (see `spec.py`).
 _LOCATED = re.compile(
@@ -55,6 +55,8 @@ def problem_data(problem: str) -> dict[str, Any]:
 
 
 async def _fetch_specs(settings: ClientSettings) -> dict[str, SymbolSpec]:
+    from reconciler.exchange.client import LevretClient
+
     async with LevretClient(settings) as client:
         return {spec.symbol: spec for spec in await client.supported_symbols()}
 
@@ -75,6 +77,11 @@ def validate(
     files: tuple[Path, ...], sandbox: bool, base_url: str | None, offline: bool, output_format: str
 ) -> None:
     """Check desired-state FILES; every problem is listed with file, line and field."""
+    import asyncio
+
+    from reconciler.exchange.errors import LevretError
+    from reconciler.spec import check_against_specs, load
+
     console = Console()
     specs_checked = False
     problems: list[str] = []

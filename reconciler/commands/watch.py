@@ -1,19 +1,18 @@
 """`reconciler watch`: keep the account under watch; report drift, or heal it (`--self-heal`).
 
 The loop, the gates and the service wiring live in `reconciler.watch`; this module only turns
-options into a `WatchConfig`, a breaker and a log, and runs it until SIGTERM or Ctrl-C.
+options into a `WatchConfig`, a breaker and a log, and runs it until SIGTERM or Ctrl-C. The
+loop, the client and the breaker are imported when the command runs, not for `watch --help`.
 """
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
 import click
 
-from reconciler.breaker import CircuitBreaker
 from reconciler.commands.options import (
     endpoint_options,
     lock_options,
@@ -22,8 +21,7 @@ from reconciler.commands.options import (
     visibility_timeout_option,
 )
 from reconciler.connection import STATE_DIR, client_settings, endpoint, lock_scope
-from reconciler.eventlog import LOG_FORMATS, EventLog, LogFormat
-from reconciler.watch import DesiredFile, WatchConfig, serve
+from reconciler.eventlog import LOG_FORMATS, LogFormat
 
 
 def _seconds(text: str, *, name: str, positive: bool = True) -> float:
@@ -119,6 +117,12 @@ def watch(
     lock_timeout: str,
 ) -> None:
     """Watch the account against FILE until stopped (SIGTERM, Ctrl-C)."""
+    import asyncio
+
+    from reconciler.breaker import CircuitBreaker
+    from reconciler.eventlog import EventLog
+    from reconciler.watch import DesiredFile, WatchConfig, serve
+
     if not max_notional_per_hour.is_finite() or max_notional_per_hour <= 0:
         raise click.BadParameter("must be a positive number", param_hint="--max-notional-per-hour")
     config = WatchConfig(

@@ -23,6 +23,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from reconciler.credentials_file import with_credentials_file
+from reconciler.defaults import ENV_LOCK_DSN
 from reconciler.errors import LockUnavailable
 from reconciler.lock.core import AccountLock, Holder, LockBackend, LockKey
 from reconciler.lock.file import ENV_STATE_DIR, FileBackend, lock_directory
@@ -42,7 +43,6 @@ __all__ = [
 ]
 
 DEFAULT_STATE_DIR = Path(".reconciler")
-ENV_LOCK_DSN = "RECONCILER_LOCK_DSN"
 
 
 @dataclass(frozen=True)
