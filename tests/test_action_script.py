@@ -129,3 +129,54 @@ def test_a_failed_plan_keeps_its_stderr_and_the_comment_shows_it(
     assert body.startswith("<!-- reconciler-plan -->") and "exit 1" in body
     assert "<details open><summary>stderr</summary>" in body
     assert "symbols.ETH_USDT.position.side" in body
+
+
+def test_the_install_step_installs_from_the_lock_with_hashes(tmp_path: Path) -> None:
+    """The action's install script, as the runner runs it, into a fresh venv from the index.
+
+    `--require-hashes` makes pip refuse a dependency the lock lacks or a file whose hash
+    differs, and `--no-deps` leaves nothing to resolve after it; a dry run of a full install
+    from nothing but the venv then proves the lock held every dependency, extras included.
+    """
+    action = yaml.safe_load((REPO / "action.yml").read_text())
+    script = _step(action, "id", "install")["run"]
+    runner_temp = tmp_path / "runner"
+    runner_temp.mkdir()
+    env = {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "RUNNER_TEMP": str(runner_temp),
+        "GITHUB_ACTION_PATH": str(REPO),
+    }
+    done = subprocess.run(
+        ["bash", "-c", script], env=env, capture_output=True, text=True, timeout=180
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    venv = runner_temp / "reconciler-venv" / "bin"
+    version = subprocess.run(
+        [venv / "reconciler", "--version"], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "0.1.0" in version.stdout
+    report = subprocess.run(
+        [
+            venv / "python",
+            "-m",
+            "pip",
+            "install",
+            "--isolated",
+            "--no-index",
+            "--dry-run",
+            "--no-build-isolation",
+            "--quiet",
+            "--report",
+            "-",
+            str(REPO),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert report.returncode == 0, report.stderr
+    wanted = [item["metadata"]["name"] for item in json.loads(report.stdout)["install"]]
+    assert wanted == ["reconciler"], wanted

@@ -1,8 +1,11 @@
 """The workflows, the composite action and the pre-commit hook are valid and safe to copy.
 
 Each workflow must pass the GitHub schemas (`check-jsonschema`, offline: the schemas ship in
-the package) and `zizmor --offline` with no finding of medium or high severity. Both tools
-are test dependencies: a missing tool fails these tests instead of skipping them.
+the package), `zizmor --offline` with no finding of medium or high severity, and `actionlint`
+(with shellcheck on every `run:` script) with no finding at all. actionlint reads workflows,
+not action metadata, so the action's scripts go through shellcheck with actionlint's own
+options. All these tools are test dependencies: a missing tool fails these tests instead of
+skipping them.
 """
 
 from __future__ import annotations
@@ -79,6 +82,77 @@ def test_zizmor_finds_nothing_of_medium_or_high_severity() -> None:
         if finding["determinations"]["severity"] not in ("Unknown", "Informational", "Low")
     ]
     assert serious == [], serious
+
+
+def actionlint(*paths: Path) -> list[dict[str, Any]]:
+    """actionlint's findings as JSON, shellcheck on; pyflakes off (no step runs Python)."""
+    done = subprocess.run(
+        [
+            tool("actionlint"),
+            "-shellcheck",
+            tool("shellcheck"),
+            "-pyflakes=",
+            "-format",
+            "{{json .}}",
+            *map(str, paths),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode in (0, 1), done.stderr  # 1: findings; anything else: it failed
+    findings: list[dict[str, Any]] = json.loads(done.stdout)
+    return findings
+
+
+def test_actionlint_finds_nothing() -> None:
+    findings = actionlint(*WORKFLOWS)
+    assert [(f["filepath"], f["line"], f["kind"], f["message"]) for f in findings] == []
+
+
+def test_actionlint_would_catch_a_broken_workflow(tmp_path: Path) -> None:
+    """A control: a missing job and an unquoted variable (shellcheck's SC2086) are flagged."""
+    bad = tmp_path / "bad.yml"
+    bad.write_text(
+        "name: bad\non: push\npermissions: {}\njobs:\n  x:\n    runs-on: ubuntu-latest\n"
+        "    needs: no-such-job\n    steps:\n      - run: echo $HOME_DIR\n"
+    )
+    findings = actionlint(bad)
+    assert {finding["kind"] for finding in findings} == {"job-needs", "shellcheck"}
+    assert any("SC2086" in finding["message"] for finding in findings)
+
+
+# actionlint's own shellcheck options: the codes it leaves out are the ones that `env:` and
+# `${{ }}` placeholders set off (a variable set by the runner looks unassigned to shellcheck).
+SHELLCHECK_AS_ACTIONLINT = ["--norc", "--shell", "bash"]
+SHELLCHECK_EXCLUDED = "SC1091,SC2194,SC2050,SC2153,SC2154,SC2157,SC2043"
+
+
+def shellcheck(script: Path) -> str:
+    """shellcheck's findings on one script, as actionlint would run it; empty when clean."""
+    done = subprocess.run(
+        [tool("shellcheck"), *SHELLCHECK_AS_ACTIONLINT, "-e", SHELLCHECK_EXCLUDED, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return "" if done.returncode == 0 else done.stdout + done.stderr
+
+
+def test_shellcheck_finds_nothing_in_the_action_scripts(tmp_path: Path) -> None:
+    steps = [s for s in _steps(yaml.safe_load(ACTION.read_text())) if "run" in s]
+    assert steps and all(step["shell"] == "bash" for step in steps)
+    findings = {}
+    for number, step in enumerate(steps):
+        script = tmp_path / f"step-{number}.sh"
+        script.write_text("set -eo pipefail\n" + step["run"])
+        findings[step.get("id", number)] = shellcheck(script)
+    assert {step: found for step, found in findings.items() if found} == {}
+    control = tmp_path / "control.sh"
+    control.write_text('cp $SOURCE "$TARGET"\n')
+    assert "SC2086" in shellcheck(control)
 
 
 def _steps(document: dict[str, Any]) -> list[dict[str, Any]]:
