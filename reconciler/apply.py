@@ -47,7 +47,7 @@ from reconciler.actions import (
     Plan,
     Request,
 )
-from reconciler.defaults import DEFAULT_MAX_PRICE_MOVE_BPS
+from reconciler.defaults import DEFAULT_MAX_PRICE_MOVE_BPS, DEFAULT_PARALLELISM
 from reconciler.errors import PartialApply, PreconditionFailed, ReconcilerError
 from reconciler.exchange.errors import LevretError, OutcomeUnknown, TransportError
 from reconciler.exchange.models import Position
@@ -316,7 +316,7 @@ async def run_apply(
     now_ms: Callable[[], int] = _now_ms,
     max_age_ms: int = DEFAULT_MAX_AGE_MS,
     max_price_move_bps: Decimal = DEFAULT_MAX_PRICE_MOVE_BPS,
-    parallelism: int = 4,
+    parallelism: int = DEFAULT_PARALLELISM,
     max_passes: int = 3,
     progress: ProgressSink | None = None,
     settle_config: SettleConfig | None = None,
@@ -391,7 +391,7 @@ async def apply_plan(
     read_snapshot: SnapshotReader[C, D],
     journal: Journal,
     planner: Planner[D] | None = None,
-    parallelism: int = 4,
+    parallelism: int = DEFAULT_PARALLELISM,
     max_passes: int = 3,
     progress: ProgressSink | None = None,
     settle_config: SettleConfig | None = None,

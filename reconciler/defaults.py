@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-__all__ = ["DEFAULT_MAX_PRICE_MOVE_BPS", "ENV_LOCK_DSN"]
+__all__ = ["DEFAULT_MAX_PRICE_MOVE_BPS", "DEFAULT_PARALLELISM", "ENV_LOCK_DSN"]
 
 ENV_LOCK_DSN = "RECONCILER_LOCK_DSN"
 """The environment variable naming the PostgreSQL server of a shared account lock."""
 
 DEFAULT_MAX_PRICE_MOVE_BPS = Decimal(100)
 """How far (basis points) the marks may move before a saved plan is refused as stale."""
+
+DEFAULT_PARALLELISM = 16
+"""Symbols worked on at once within a phase: the exchange's budget, not this, sets the pace."""

@@ -33,6 +33,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from reconciler.defaults import DEFAULT_PARALLELISM
 from reconciler.errors import SpecError
 from reconciler.exchange.models import SymbolSpec
 from reconciler.windows import check_cron
@@ -600,3 +601,10 @@ def fingerprint(desired: DesiredState) -> str:
                     data["symbols"][symbol]["position"][name] = "keep"
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def chosen_parallelism(desired: DesiredState, option: int | None) -> int:
+    """`--parallelism`, else the file's `apply.parallelism`, else the default (16)."""
+    if option is not None:
+        return option
+    return desired.apply.parallelism or DEFAULT_PARALLELISM

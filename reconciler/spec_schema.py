@@ -28,6 +28,7 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "windows": "When `watch --self-heal` may change the account (cron, UTC).",
         "lock": "Which account lock apply takes; the DSN itself is never in this file.",
         "apply": "How apply runs against this account.",
+        "rate_limit": "How much of the key's request budget the reconciler leaves unspent.",
     },
     "Account": {
         "user_id": "The Levret user; LEVRET_USER_ID may supply it instead.",
@@ -105,6 +106,12 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
     "ApplySettings": {
         "visibility_timeout": "Seconds apply waits for the exchange's reads to show its own "
         "accepted calls (at most 3600).",
+        "parallelism": "Symbols worked on at once within a phase (1..64, default 16); calls of "
+        "one symbol stay in order.",
+    },
+    "RateLimitSettings": {
+        "reserve": "Percent of the key's request window never spent, left to its other clients "
+        "(0 to under 100, default 10).",
     },
 }
 

@@ -51,7 +51,7 @@ from reconciler.progress import ActionFinished, ActionStarted, ApplyEvent, Settl
 from reconciler.reader import read_snapshot
 from reconciler.settle import SettleConfig
 from reconciler.snapshot import Snapshot, needs
-from reconciler.spec import DesiredState, load
+from reconciler.spec import DesiredState, chosen_parallelism, load
 from reconciler.visibility import DEFAULT_VISIBILITY_TIMEOUT_S, VisibilityTracker
 from reconciler.windows import change_allowed
 from reconciler.workflow import narrow
@@ -89,7 +89,7 @@ class WatchConfig:
     market_debounce: float = 5.0  # market data ticks often; re-plan on it at most this often
     reconnect_initial: float = 0.5
     reconnect_max: float = 30.0
-    parallelism: int = 4
+    parallelism: int | None = None  # None: the file's `apply.parallelism`, else 16
     max_passes: int = 3
     state_dir: Path = DEFAULT_STATE_DIR
     visibility_timeout: float | None = None  # None: the file's `apply`, else 30 s
@@ -534,7 +534,7 @@ class Watcher:
                 planner=self._planner,
                 state_dir=self.config.state_dir,
                 now_ms=lambda: _ms(self._clock()),
-                parallelism=self.config.parallelism,
+                parallelism=chosen_parallelism(desired, self.config.parallelism),
                 max_passes=self.config.max_passes,
                 progress=_LogProgress(self.log),
                 settle_config=self._settle_config(desired),

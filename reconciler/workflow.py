@@ -25,7 +25,7 @@ from reconciler.proposal import first_difference, for_execution
 from reconciler.reader import read_snapshot
 from reconciler.settle import SettleConfig
 from reconciler.snapshot import Snapshot
-from reconciler.spec import DesiredState
+from reconciler.spec import DesiredState, chosen_parallelism
 from reconciler.spec import fingerprint as desired_fingerprint
 from reconciler.visibility import DEFAULT_VISIBILITY_TIMEOUT_S
 
@@ -120,7 +120,7 @@ class ApplyOptions:
 
     max_plan_age_ms: int = 15 * 60_000
     max_price_move_bps: Decimal = DEFAULT_MAX_PRICE_MOVE_BPS
-    parallelism: int = 4
+    parallelism: int | None = None  # None: the file's `apply.parallelism`, else 16
     max_passes: int = 3
     state_dir: Path = STATE_DIR
     visibility_timeout_s: float | None = None  # None: the file's `apply`, else the default
@@ -178,7 +178,7 @@ async def apply_account(
             journal_path=journal,
             max_age_ms=options.max_plan_age_ms,
             max_price_move_bps=options.max_price_move_bps,
-            parallelism=options.parallelism,
+            parallelism=chosen_parallelism(desired, options.parallelism),
             max_passes=options.max_passes,
             progress=progress,
             settle_config=SettleConfig(visibility_timeout_s=visibility_timeout_s(desired, options)),

@@ -30,7 +30,7 @@ from reconciler.commands.options import (
     visibility_timeout_option,
 )
 from reconciler.commands.stopping import stop_signals_like_ctrl_c
-from reconciler.defaults import DEFAULT_MAX_PRICE_MOVE_BPS
+from reconciler.defaults import DEFAULT_MAX_PRICE_MOVE_BPS, DEFAULT_PARALLELISM
 
 
 @click.command("apply")
@@ -63,7 +63,13 @@ from reconciler.defaults import DEFAULT_MAX_PRICE_MOVE_BPS
     is_flag=True,
     help="Allow a plan that closes every position, or more than policy.max_closes.",
 )
-@click.option("--parallelism", type=click.IntRange(1, 64), default=4, show_default=True)
+@click.option(
+    "--parallelism",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Symbols worked on at once in a phase (default the file's apply.parallelism, "
+    f"else {DEFAULT_PARALLELISM}).",
+)
 @click.option("--max-passes", type=click.IntRange(1, 10), default=3, show_default=True)
 @visibility_timeout_option
 @click.option(
@@ -90,7 +96,7 @@ def apply(
     max_plan_age: str,
     max_price_move_bps: Decimal,
     allow_flatten: bool,
-    parallelism: int,
+    parallelism: int | None,
     max_passes: int,
     visibility_timeout: str | None,
     journal: Path | None,

@@ -100,7 +100,7 @@ def apply_from_options(
     max_plan_age: str,
     max_price_move_bps: Decimal,
     allow_flatten: bool,
-    parallelism: int,
+    parallelism: int | None,
     max_passes: int,
     visibility_timeout: str | None,
     journal: Path | None,

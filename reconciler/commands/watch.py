@@ -21,6 +21,7 @@ from reconciler.commands.options import (
     visibility_timeout_option,
 )
 from reconciler.connection import STATE_DIR, client_settings, endpoint, lock_scope
+from reconciler.defaults import DEFAULT_PARALLELISM
 from reconciler.eventlog import LOG_FORMATS, LogFormat
 
 
@@ -91,7 +92,13 @@ def _seconds(text: str, *, name: str, positive: bool = True) -> float:
     show_default=True,
     help="Breaker: failed applies in a row before healing stops until restart.",
 )
-@click.option("--parallelism", type=click.IntRange(1, 64), default=4, show_default=True)
+@click.option(
+    "--parallelism",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Symbols worked on at once in a phase (default the file's apply.parallelism, "
+    f"else {DEFAULT_PARALLELISM}).",
+)
 @click.option("--max-passes", type=click.IntRange(1, 10), default=3, show_default=True)
 @visibility_timeout_option
 @lock_options
@@ -110,7 +117,7 @@ def watch(
     max_actions_per_hour: int,
     max_notional_per_hour: Decimal,
     max_failures: int,
-    parallelism: int,
+    parallelism: int | None,
     max_passes: int,
     visibility_timeout: str | None,
     lock_dsn: str | None,
