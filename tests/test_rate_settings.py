@@ -1,4 +1,4 @@
-"""Where the rate reserve and the parallelism come from: the option, else the file, else 10 % / 16."""
+"""Where the rate reserve and the parallelism come from: option, else file, else 10 % / 16."""
 
 from __future__ import annotations
 
@@ -34,5 +34,5 @@ def test_parallelism_is_the_option_else_the_file_else_sixteen() -> None:
     configured = loads("version: 1\napply: {parallelism: 3}\n")
     assert chosen_parallelism(configured, None) == 3
     assert chosen_parallelism(configured, 8) == 8
-    with pytest.raises(SpecError, match="apply.parallelism"):
+    with pytest.raises(SpecError, match=r"apply\.parallelism"):
         loads("version: 1\napply: {parallelism: 0}\n")
