@@ -589,11 +589,12 @@ def json_schema() -> dict[str, Any]:
 def fingerprint(desired: DesiredState) -> str:
     """SHA-256 of what the file asks for, not how it is written (comments, order, spelling).
 
-    `lock` and `apply` say how apply runs, not what the account should hold: changing them
+    `lock`, `apply` and `rate_limit` say how apply runs, not what the account should hold:
+    changing them
     between plan and apply does not make a saved plan stale. A TP/SL left out (kept) is not
     `null` (cleared).
     """
-    data = desired.model_dump(mode="json", exclude={"lock", "apply"})
+    data = desired.model_dump(mode="json", exclude={"lock", "apply", "rate_limit"})
     for symbol, entry in desired.symbols.items():
         if entry.position is not None:
             for name in ("take_profit", "stop_loss"):

@@ -70,7 +70,7 @@ async def _apply(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("lag_ms", [3_000, 8_000])
+@pytest.mark.parametrize("lag_ms", [3_000, 5_000])  # the duplicates showed from 2.5 s
 def test_golden_scenarios_under_read_lag_send_each_call_once_and_converge(
     lag_ms: int, sandbox_factory: SandboxFactory, tmp_path: Path
 ) -> None:

@@ -1,0 +1,192 @@
+"""Apply at the speed of the wire: wall time against the two bounds no client can beat.
+
+With a latency fault of 30 ms on every request, for each portfolio (the 40-symbol rebalance,
+100 and 500 symbols) this plans and applies as the CLI does, counts the calls and 429s from the
+sandbox's request log, and compares the apply's wall time with
+
+- the **critical path**: the longest chain of calls that must run in order (per phase and wave,
+  the symbol with the most calls; phases are barriers), plus apply's read before the first call
+  and its verification read after the last, times the latency;
+- the **window bound**: the signed calls beyond the key's budget less the reserve, at the
+  window's rate (0 when the run fits in one window).
+
+Target: apply within 1.5x of the larger bound, zero 429s; the same under a sandbox limit of
+300/min, where the window bound dominates, within 1.1x; at least 8x less wall time than the
+doc-style sequential script on the 40-symbol rebalance.
+
+    python -m bench.speed [--sizes 40 100 500] [--limits 1200 300] [--latency-ms 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.baseline import rebalance
+from bench.harness import build_template, client_settings, copy_db, serve
+from bench.portfolio import KEY_ID, KEY_SECRET, Portfolio, generate
+from reconciler.actions import Plan
+from reconciler.apply import run_apply
+from reconciler.exchange.client import LevretClient
+from reconciler.exchange.ratelimit import DEFAULT_RESERVE
+from reconciler.reader import read_snapshot
+from reconciler.workflow import plan_account
+
+__all__ = ["SpeedResult", "critical_path_calls", "measure", "window_bound_s"]
+
+# The 40-symbol rebalance of about 240 calls; the larger portfolios as in `bench/run.py`.
+CHANGE_SHARE = {40: 0.9}
+DEFAULT_CHANGE_SHARE = 0.3
+# Apply reads the account before its first call and verifies after its last.
+APPLY_READ_ROUNDS = 2
+
+
+@dataclass(frozen=True)
+class SpeedResult:
+    symbols: int
+    limit: int
+    plan_calls: int
+    plan_s: float
+    apply_calls: int
+    apply_s: float
+    rate_limited: int
+    critical_path_s: float
+    window_bound_s: float
+    converged: bool
+
+    @property
+    def bound_s(self) -> float:
+        return max(self.critical_path_s, self.window_bound_s)
+
+    @property
+    def ratio(self) -> float:
+        return self.apply_s / self.bound_s if self.bound_s else float("inf")
+
+
+def critical_path_calls(plan: Plan) -> int:
+    """Calls that must run one after another: per (phase, wave), the busiest symbol's count."""
+    groups: dict[tuple[int, int], Counter[str]] = {}
+    for action in plan.actions:
+        groups.setdefault((int(action.phase), action.wave), Counter())[action.symbol] += 1
+    return sum(max(counts.values()) for counts in groups.values())
+
+
+def window_bound_s(calls: int, limit: int, reserve: float = DEFAULT_RESERVE) -> float:
+    """Seconds the calls beyond one window's budget (less the reserve) take at its rate."""
+    budget = limit * (1 - reserve)
+    return max(0.0, calls - budget) / (budget / 60)
+
+
+def measure(
+    portfolio: Portfolio, template: Path, work: Path, *, limit: int, latency_ms: int
+) -> SpeedResult:
+    db = work / f"speed-{time.monotonic_ns()}.db"
+    copy_db(template, db)
+    desired = portfolio.desired()
+    with serve(db, limit) as (server, control):
+        control.call("POST", "faults", {"seed": 1, "latency_ms": [latency_ms, latency_ms]})
+        settings = client_settings(server.api_url, limit)
+        control.clear_requests()
+        started = time.perf_counter()
+        plan = asyncio.run(plan_account(settings, desired, now_ms=time.time_ns() // 1_000_000))
+        plan_s = time.perf_counter() - started
+        plan_log = control.requests()
+        control.clear_requests()
+        started = time.perf_counter()
+        converged = asyncio.run(_apply(settings, plan, portfolio, work))
+        apply_s = time.perf_counter() - started
+        apply_log = control.requests()
+    for path in work.glob(db.name + "*"):
+        path.unlink()
+    apply_calls = len(apply_log)
+    public = "/api/v1/market"
+    signed = sum(1 for entry in plan_log + apply_log if not entry["path"].startswith(public))
+    latency_s = latency_ms / 1000
+    return SpeedResult(
+        symbols=len(portfolio.cases),
+        limit=limit,
+        plan_calls=len(plan_log),
+        plan_s=plan_s,
+        apply_calls=apply_calls,
+        apply_s=apply_s,
+        rate_limited=sum(1 for entry in plan_log + apply_log if entry["status"] == 429),
+        critical_path_s=(critical_path_calls(plan) + APPLY_READ_ROUNDS) * latency_s,
+        window_bound_s=window_bound_s(signed, limit),
+        converged=converged,
+    )
+
+
+async def _apply(settings: object, plan: Plan, portfolio: Portfolio, work: Path) -> bool:
+    async with LevretClient(settings) as client:  # type: ignore[arg-type]
+        report = await run_apply(
+            plan,
+            client=client,
+            desired=portfolio.desired(),
+            read_snapshot=read_snapshot,
+            state_dir=work / "state",
+        )
+    return report.converged
+
+
+def baseline_s(portfolio: Portfolio, template: Path, work: Path, *, latency_ms: int) -> float:
+    """The doc-style sequential script on a fresh copy, with the same latency."""
+    db = work / f"baseline-{time.monotonic_ns()}.db"
+    copy_db(template, db)
+    with serve(db, 10**9) as (server, control):
+        control.call("POST", "faults", {"seed": 1, "latency_ms": [latency_ms, latency_ms]})
+        result = rebalance(server.api_url, KEY_ID, KEY_SECRET, portfolio.desired())
+    return result.seconds
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[40, 100, 500])
+    parser.add_argument("--limits", type=int, nargs="+", default=[1200, 300])
+    parser.add_argument("--latency-ms", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=8)
+    parser.add_argument("--no-baseline", action="store_true")
+    args = parser.parse_args(argv)
+    print(
+        "| symbols | limit/min | plan calls | apply calls | apply s | 429s | critical path s "
+        "| window bound s | ratio to the larger bound | target | converged |"
+    )
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | :---: | :---: |")
+    with tempfile.TemporaryDirectory() as scratch:
+        work = Path(scratch)
+        for size in args.sizes:
+            share = CHANGE_SHARE.get(size, DEFAULT_CHANGE_SHARE)
+            portfolio = generate(size, seed=args.seed, change_share=share)
+            template = work / f"template-{size}.db"
+            build_template(portfolio, template)
+            for limit in args.limits:
+                result = measure(portfolio, template, work, limit=limit, latency_ms=args.latency_ms)
+                window_dominant = result.window_bound_s > result.critical_path_s
+                target = 1.1 if limit != 1200 and window_dominant else 1.5
+                met = result.ratio <= target and result.rate_limited == 0 and result.converged
+                print(
+                    f"| {size} | {limit} | {result.plan_calls} | {result.apply_calls} "
+                    f"| {result.apply_s:.2f} | {result.rate_limited} "
+                    f"| {result.critical_path_s:.2f} | {result.window_bound_s:.2f} "
+                    f"| {result.ratio:.2f} | <= {target} ({'met' if met else 'MISSED'}) "
+                    f"| {'yes' if result.converged else 'no'} |",
+                    flush=True,
+                )
+                if size == 40 and limit == 1200 and not args.no_baseline:
+                    base = baseline_s(portfolio, template, work, latency_ms=args.latency_ms)
+                    ours = result.plan_s + result.apply_s
+                    speedup = base / ours
+                    print(
+                        f"|  | baseline script: {base:.2f} s against plan + apply {ours:.2f} s: "
+                        f"{speedup:.1f}x (target >= 8x: {'met' if speedup >= 8 else 'MISSED'}) |",
+                        flush=True,
+                    )
+
+
+if __name__ == "__main__":
+    main()
