@@ -21,15 +21,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.baseline import rebalance
-from bench.harness import build_template, client_settings, copy_db, serve
+from bench.harness import Control, build_template, client_settings, copy_db
 from bench.portfolio import KEY_ID, KEY_SECRET, Portfolio, generate
 from reconciler.actions import Plan
 from reconciler.apply import run_apply
@@ -69,6 +72,29 @@ class SpeedResult:
         return self.apply_s / self.bound_s if self.bound_s else float("inf")
 
 
+@contextmanager
+def serve_apart(db_path: Path, limit: int) -> Iterator[tuple[str, Control]]:
+    """The sandbox in a process of its own, as a remote exchange would be: the client under
+    test does not share its interpreter (and its lock) with the server's engine."""
+    command = [sys.executable, "-m", "reconciler", "sandbox", "serve", "--port", "0"]
+    command += ["--db", str(db_path), "--rate-limit", str(limit)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()  # "Sandbox listening on http://127.0.0.1:PORT"
+        base_url = first.strip().rsplit(" ", 1)[-1]
+        control = Control(base_url)
+        try:
+            yield base_url + "/api/v1", control
+        finally:
+            control.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
 def critical_path_calls(plan: Plan) -> int:
     """Calls that must run one after another: per (phase, wave), the busiest symbol's count."""
     groups: dict[tuple[int, int], Counter[str]] = {}
@@ -89,9 +115,9 @@ def measure(
     db = work / f"speed-{time.monotonic_ns()}.db"
     copy_db(template, db)
     desired = portfolio.desired()
-    with serve(db, limit) as (server, control):
+    with serve_apart(db, limit) as (api_url, control):
         control.call("POST", "faults", {"seed": 1, "latency_ms": [latency_ms, latency_ms]})
-        settings = client_settings(server.api_url, limit)
+        settings = client_settings(api_url, limit)
         control.clear_requests()
         started = time.perf_counter()
         plan = asyncio.run(plan_account(settings, desired, now_ms=time.time_ns() // 1_000_000))
@@ -138,9 +164,9 @@ def baseline_s(portfolio: Portfolio, template: Path, work: Path, *, latency_ms: 
     """The doc-style sequential script on a fresh copy, with the same latency."""
     db = work / f"baseline-{time.monotonic_ns()}.db"
     copy_db(template, db)
-    with serve(db, 10**9) as (server, control):
+    with serve_apart(db, 10**9) as (api_url, control):
         control.call("POST", "faults", {"seed": 1, "latency_ms": [latency_ms, latency_ms]})
-        result = rebalance(server.api_url, KEY_ID, KEY_SECRET, portfolio.desired())
+        result = rebalance(api_url, KEY_ID, KEY_SECRET, portfolio.desired())
     return result.seconds
 
 
