@@ -232,6 +232,7 @@ async def rehearse(
                 parallelism=16,  # in-process: no budget to share, only the event loop
                 settle_config=SettleConfig(visibility_timeout_s=5.0),
                 lock=lock,
+                durable_journal=False,  # a scratch journal of calls to a copy: see journal.py
             )
         return Rehearsal(
             plan=planned,

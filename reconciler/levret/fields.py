@@ -20,6 +20,7 @@ Every reading is recorded in `Entity.found` (`field -> (name used, form)`), whic
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -57,13 +58,23 @@ class WireFormatError(ServerError):
         super().__init__(message, code="BAD_PAYLOAD", method=method, path=path)
 
 
+_SNAKE_BREAK = re.compile(r"(?<=[a-z0-9])([A-Z])")
+# Field names come from a small fixed vocabulary (the exchange's and the readings'), while
+# every entity of every answer asks for them: a bulk read of a few thousand orders spent more
+# time normalising names than reading values. The caches are bounded all the same, so an
+# exchange sending ever new key names cannot grow them without end.
+_NAME_CACHE_SIZE = 4096
+
+
+@functools.lru_cache(maxsize=_NAME_CACHE_SIZE)
 def normal_name(name: str) -> str:
     """The key a field name is matched by: letter case and `_`, `-` ignored."""
     return name.replace("_", "").replace("-", "").lower()
 
 
+@functools.lru_cache(maxsize=_NAME_CACHE_SIZE)
 def _snake(name: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
+    return _SNAKE_BREAK.sub(r"_\1", name).lower()
 
 
 def masked_shape(value: Any, depth: int = 0) -> str:
@@ -192,8 +203,9 @@ class Entity:
 
     def _lookup(self, field: str, aliases: tuple[str, ...]) -> tuple[str, Any] | None:
         for name in (field, *aliases):
-            self.looked.add(normal_name(name))
-            key = self._by_name.get(normal_name(name))
+            normal = normal_name(name)
+            self.looked.add(normal)
+            key = self._by_name.get(normal)
             if key is not None and self.raw[key] is not None:
                 return key, self.raw[key]
         return None
@@ -208,10 +220,9 @@ class Entity:
         reveal: bool = False,
     ) -> Any:
         hit = self._lookup(field, aliases)
-        names = self._names(field, aliases)
         if hit is None:
             if required:
-                raise self.fail(field, names, formats, "is missing")
+                raise self.fail(field, self._names(field, aliases), formats, "is missing")
             self.absent.append(field)
             return None
         key, value = hit
@@ -219,7 +230,10 @@ class Entity:
         if converted is None:
             found = repr(value) if reveal and isinstance(value, str) and len(value) <= 40 else None
             raise self.fail(
-                field, names, formats, f"under {key} is {found or _kind(value)}, unreadable"
+                field,
+                self._names(field, aliases),
+                formats,
+                f"under {key} is {found or _kind(value)}, unreadable",
             )
         result, form = converted
         self.found[field] = (key, form)
