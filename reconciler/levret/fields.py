@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -75,6 +75,10 @@ def normal_name(name: str) -> str:
 @functools.lru_cache(maxsize=_NAME_CACHE_SIZE)
 def _snake(name: str) -> str:
     return _SNAKE_BREAK.sub(r"_\1", name).lower()
+
+
+def _text(formats: str | Callable[[], str]) -> str:
+    return formats if isinstance(formats, str) else formats()
 
 
 def masked_shape(value: Any, depth: int = 0) -> str:
@@ -202,19 +206,23 @@ class Entity:
         return list(dict.fromkeys(names))
 
     def _lookup(self, field: str, aliases: tuple[str, ...]) -> tuple[str, Any] | None:
+        # The hot path of every answer read (a few thousand entities, ~18 fields each).
+        looked, by_name, raw = self.looked, self._by_name, self.raw
         for name in (field, *aliases):
             normal = normal_name(name)
-            self.looked.add(normal)
-            key = self._by_name.get(normal)
-            if key is not None and self.raw[key] is not None:
-                return key, self.raw[key]
+            looked.add(normal)
+            key = by_name.get(normal)
+            if key is not None:
+                value = raw[key]
+                if value is not None:
+                    return key, value
         return None
 
     def _read(
         self,
         field: str,
         aliases: tuple[str, ...],
-        formats: str,
+        formats: str | Callable[[], str],
         convert: Any,
         required: bool,
         reveal: bool = False,
@@ -222,7 +230,7 @@ class Entity:
         hit = self._lookup(field, aliases)
         if hit is None:
             if required:
-                raise self.fail(field, self._names(field, aliases), formats, "is missing")
+                raise self.fail(field, self._names(field, aliases), _text(formats), "is missing")
             self.absent.append(field)
             return None
         key, value = hit
@@ -232,7 +240,7 @@ class Entity:
             raise self.fail(
                 field,
                 self._names(field, aliases),
-                formats,
+                _text(formats),
                 f"under {key} is {found or _kind(value)}, unreadable",
             )
         result, form = converted
@@ -287,7 +295,6 @@ class Entity:
         self, field: str, spellings: Mapping[str, str], *aliases: str, required: bool = True
     ) -> Any:
         """One of an enum's values; `spellings` maps normalised spellings to the value."""
-        values = sorted(set(spellings.values()))
 
         def convert(value: Any) -> tuple[str, str] | None:
             if not isinstance(value, str):
@@ -295,7 +302,9 @@ class Entity:
             meaning = spellings.get(normal_name(value.strip().replace(" ", "")))
             return None if meaning is None else (meaning, f"enum {value!r}")
 
-        formats = f"one of {'/'.join(values)}"
+        def formats() -> str:  # only an error names them
+            return f"one of {'/'.join(sorted(set(spellings.values())))}"
+
         return self._read(field, aliases, formats, convert, required, reveal=True)
 
     def nested(self, field: str, *aliases: str) -> Any:
