@@ -2,7 +2,8 @@
 
 Runs the same code `bench/run.py` runs, on 3 symbols, and holds the two exact claims the
 benchmark makes: `plan` reads exactly the lower bound, and `apply` writes exactly the minimum
-the generator computed from what it changed. Timing is the benchmark's business, not this test's.
+the generator computed from what it changed; and the rehearsal benchmark (`bench/rehearse.py`)
+on 3 symbols. Timing is the benchmark's business, not this test's.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench` is no
 
 from bench.harness import LIFTED_LIMIT, build_template, measure_plan_apply
 from bench.portfolio import generate
+from bench.rehearse import measure as measure_rehearsal
 
 
 def test_generator_is_deterministic() -> None:
@@ -36,3 +38,11 @@ def test_plan_reads_and_apply_writes_hit_their_bounds(tmp_path: Path) -> None:
     assert result.plan_actions == portfolio.min_writes
     assert result.apply_writes / portfolio.min_writes == 1.0
     assert result.apply_429 == 0
+
+
+def test_the_rehearsal_benchmark_converges_on_its_copy() -> None:
+    portfolio = generate(3, seed=8, change_share=1.0)
+    calls, converged, seconds = measure_rehearsal(3, seed=8, repetitions=2, change_share=1.0)
+    assert converged
+    assert calls == portfolio.min_writes  # the copy's plan makes the generator's minimum
+    assert len(seconds) == 2
