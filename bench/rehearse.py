@@ -21,9 +21,11 @@ from reconciler.rehearse import rehearse
 __all__ = ["measure"]
 
 
-def measure(symbols: int, seed: int, repetitions: int) -> tuple[int, bool, list[float]]:
+def measure(
+    symbols: int, seed: int, repetitions: int, *, change_share: float = 0.3
+) -> tuple[int, bool, list[float]]:
     """(calls the copy's plan made, converged, wall seconds of each rehearsal)."""
-    portfolio = generate(symbols, seed=seed)
+    portfolio = generate(symbols, seed=seed, change_share=change_share)
     desired = portfolio.desired()
     seconds: list[float] = []
     calls, converged = 0, True

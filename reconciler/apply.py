@@ -322,6 +322,7 @@ async def run_apply(
     settle_config: SettleConfig | None = None,
     visibility: VisibilityTracker | None = None,
     lock: AccountLock | None = None,
+    durable_journal: bool = True,
 ) -> ApplyReport:
     """Lock the account, journal, refuse a stale plan, apply. Returns the report.
 
@@ -330,12 +331,16 @@ async def run_apply(
     Raises `LockHeld` (exit 6) if another apply holds the account, and
     `PreconditionFailed` (exit 3) with nothing sent if the plan is stale. A run that does not
     converge returns its report; call `report.raise_for_status()` for exit 5.
+    `durable_journal=False` is for a rehearsal only (its journal is scratch, see
+    `reconciler.journal`): every real apply fsyncs each record.
     """
     async with lock or account_lock(None, base_url="", user_id=plan.user_id):
         journal = (
-            Journal(journal_path, clock=now_ms)
+            Journal(journal_path, clock=now_ms, durable=durable_journal)
             if journal_path is not None
-            else Journal.create(state_dir / "journal", user_id=plan.user_id, clock=now_ms)
+            else Journal.create(
+                state_dir / "journal", user_id=plan.user_id, clock=now_ms, durable=durable_journal
+            )
         )
         with journal:
             engine = _Engine(

@@ -5,6 +5,11 @@ able to answer "what was sent, and what did the exchange do with it?" from a fil
 record is written, flushed and fsync'd before apply moves on, so the file is truthful up to
 the last call that returned, even if the process dies a moment later.
 
+The one exception is a rehearsal (`reconciler.rehearse`): its journal lives in a scratch
+directory deleted when it ends and records calls to an in-process copy, so nothing survives
+a crash that it could vouch for, and `durable=False` skips the fsyncs (a few hundred of them
+were a large share of a rehearsal's time). A real apply never passes it.
+
 The journal holds requests as the plan showed them (method, path below the API prefix, body)
 and the exchange's status, code and data. It never holds a header, a signature or a secret:
 apply never has them, the client keeps them to itself. `docs/apply.md` lists every record type.
@@ -72,14 +77,17 @@ def journal_file_name(user_id: str, started_ms: int, pid: int) -> str:
 
 
 class Journal:
-    """One apply's JSONL file. Every `write` is durable before it returns.
+    """One apply's JSONL file. Every `write` is durable before it returns (unless `durable=False`).
 
     Records carry `seq` (1, 2, …, no gaps), `type` and `time_ms`, then the record's own
     fields. Numbers are written from `Decimal` exactly, as on the wire.
     """
 
-    def __init__(self, path: Path, *, clock: Callable[[], int] = _now_ms) -> None:
+    def __init__(
+        self, path: Path, *, clock: Callable[[], int] = _now_ms, durable: bool = True
+    ) -> None:
         self.path = path
+        self.durable = durable
         self._clock = clock
         self._seq = 0
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -87,7 +95,8 @@ class Journal:
         # 0600 like a saved plan: it holds the account's positions, orders and amounts.
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         self._file: IO[bytes] | None = os.fdopen(descriptor, "wb")
-        _fsync_dir(path.parent)
+        if durable:
+            _fsync_dir(path.parent)
 
     @classmethod
     def create(
@@ -96,25 +105,27 @@ class Journal:
         *,
         user_id: str,
         clock: Callable[[], int] = _now_ms,
+        durable: bool = True,
     ) -> Journal:
         """A new journal file in `directory`, named after the user, start time and pid."""
         name = journal_file_name(user_id, clock(), os.getpid())
-        return cls(directory / name, clock=clock)
+        return cls(directory / name, clock=clock, durable=durable)
 
     @property
     def closed(self) -> bool:
         return self._file is None
 
     def write(self, type: RecordType, **fields: Any) -> dict[str, Any]:
-        """Append one record and make it durable; returns the record as written."""
+        """Append one record and make it durable (flushed only, if not `durable`)."""
         if self._file is None:
             raise ValueError(f"journal {self.path} is closed")
         self._seq += 1
         record: dict[str, Any] = {"seq": self._seq, "type": type, "time_ms": self._clock()}
         record.update(fields)
         self._file.write(jsonnum.dumps(record) + b"\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        self._file.flush()  # readable by another handle at once, durable or not
+        if self.durable:
+            os.fsync(self._file.fileno())
         return record
 
     def close(self) -> None:

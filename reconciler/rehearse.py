@@ -110,12 +110,21 @@ class SymbolResult:
         return (moved / mark * 100).quantize(Decimal("0.01"))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Rehearsal:
     plan: Plan  # the plan made on the copy (ids are the copy's)
     report: ApplyReport
     symbols: tuple[SymbolResult, ...]
     approximations: tuple[str, ...] = APPROXIMATIONS
+
+    def __repr__(self) -> str:
+        # Short on purpose: `asyncio.run` formats its main task, result included, when it
+        # restores the SIGINT handler, and the full plan and report of a 100-symbol
+        # rehearsal took tens of milliseconds to format, twice, for nobody.
+        return (
+            f"Rehearsal(converged={self.converged}, actions={len(self.plan.actions)}, "
+            f"symbols={len(self.symbols)}, refusals={len(self.refusals)})"
+        )
 
     @property
     def converged(self) -> bool:
@@ -175,7 +184,8 @@ def _copy(live: Snapshot, available: Decimal, profile: str, directory: Path) -> 
             continue  # a symbol the plan needs no price for is not traded by it
         fields = {k: v for k, v in spec.model_dump(mode="python").items() if v not in (None, "")}
         specs.append({**fields, "markPrice": mark})
-    exchange = Exchange.with_symbols(specs)
+    # No stream: the copy is reached only through its transport, never subscribed to.
+    exchange = Exchange.with_symbols(specs, stream_events=False)
     exchange.create_account(live.user_id, _KEY_ID, _SECRET, ("read", "trade"), Decimal(0))
     positions = [p.model_dump(mode="python") for p in live.positions.values()]
     orders = [
@@ -232,6 +242,7 @@ async def rehearse(
                 parallelism=16,  # in-process: no budget to share, only the event loop
                 settle_config=SettleConfig(visibility_timeout_s=5.0),
                 lock=lock,
+                durable_journal=False,  # a scratch journal of calls to a copy: see journal.py
             )
         return Rehearsal(
             plan=planned,

@@ -3,7 +3,8 @@
 Runs the same code `bench/run.py` runs, on 3 symbols, and holds the two exact claims the
 benchmark makes: `plan` reads exactly the lower bound, and `apply` writes exactly the minimum
 the generator computed from what it changed; the start-up benchmark runs both its programs
-once. Timing is the benchmark's business, not this test's.
+once, and the rehearsal benchmark (`bench/rehearse.py`) runs on 3 symbols. Timing is the
+benchmark's business, not this test's.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench` is no
 
 from bench.harness import LIFTED_LIMIT, build_template, measure_plan_apply
 from bench.portfolio import generate
+from bench.rehearse import measure as measure_rehearsal
 from bench.startup import measure as measure_startup
 
 
@@ -44,3 +46,11 @@ def test_startup_benchmark_runs_both_programs() -> None:
     ours, bare = measure_startup(1)  # a failing `--help` of either raises (`check=True`)
     assert len(ours) == len(bare) == 1
     assert min(ours + bare) > 0
+
+
+def test_the_rehearsal_benchmark_converges_on_its_copy() -> None:
+    portfolio = generate(3, seed=8, change_share=1.0)
+    calls, converged, seconds = measure_rehearsal(3, seed=8, repetitions=2, change_share=1.0)
+    assert converged
+    assert calls == portfolio.min_writes  # the copy's plan makes the generator's minimum
+    assert len(seconds) == 2

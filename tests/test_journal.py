@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from decimal import Decimal
 from pathlib import Path
 
@@ -62,3 +63,37 @@ def test_created_names_sort_by_start_and_are_file_safe(tmp_path: Path) -> None:
     journal.close()
     assert journal.path.parent == tmp_path / "journal"
     assert journal.path.name.endswith(".jsonl")
+
+
+def _count_fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls: list[int] = []
+    real = os.fsync
+
+    def counting(descriptor: int) -> None:
+        calls.append(descriptor)
+        real(descriptor)
+
+    monkeypatch.setattr(os, "fsync", counting)
+    return calls
+
+
+def test_every_record_of_a_durable_journal_is_fsynced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _count_fsyncs(monkeypatch)
+    with Journal(tmp_path / "j.jsonl") as journal:
+        assert journal.durable
+        journal.write("plan", plan={})
+        journal.write("end", converged=True)
+    assert len(calls) == 3  # the directory entry, then each record
+
+
+def test_a_scratch_journal_skips_the_fsyncs_but_is_still_readable_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _count_fsyncs(monkeypatch)
+    journal = Journal.create(tmp_path, user_id="demo", durable=False)
+    journal.write("plan", plan={"size": Decimal("0.1")})
+    assert [r["seq"] for r in read_journal(journal.path)] == [1]  # flushed, not buffered
+    journal.close()
+    assert calls == []

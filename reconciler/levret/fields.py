@@ -20,8 +20,9 @@ Every reading is recorded in `Entity.found` (`field -> (name used, form)`), whic
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -57,13 +58,27 @@ class WireFormatError(ServerError):
         super().__init__(message, code="BAD_PAYLOAD", method=method, path=path)
 
 
+_SNAKE_BREAK = re.compile(r"(?<=[a-z0-9])([A-Z])")
+# Field names come from a small fixed vocabulary (the exchange's and the readings'), while
+# every entity of every answer asks for them: a bulk read of a few thousand orders spent more
+# time normalising names than reading values. The caches are bounded all the same, so an
+# exchange sending ever new key names cannot grow them without end.
+_NAME_CACHE_SIZE = 4096
+
+
+@functools.lru_cache(maxsize=_NAME_CACHE_SIZE)
 def normal_name(name: str) -> str:
     """The key a field name is matched by: letter case and `_`, `-` ignored."""
     return name.replace("_", "").replace("-", "").lower()
 
 
+@functools.lru_cache(maxsize=_NAME_CACHE_SIZE)
 def _snake(name: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
+    return _SNAKE_BREAK.sub(r"_\1", name).lower()
+
+
+def _text(formats: str | Callable[[], str]) -> str:
+    return formats if isinstance(formats, str) else formats()
 
 
 def masked_shape(value: Any, depth: int = 0) -> str:
@@ -191,27 +206,31 @@ class Entity:
         return list(dict.fromkeys(names))
 
     def _lookup(self, field: str, aliases: tuple[str, ...]) -> tuple[str, Any] | None:
+        # The hot path of every answer read (a few thousand entities, ~18 fields each).
+        looked, by_name, raw = self.looked, self._by_name, self.raw
         for name in (field, *aliases):
-            self.looked.add(normal_name(name))
-            key = self._by_name.get(normal_name(name))
-            if key is not None and self.raw[key] is not None:
-                return key, self.raw[key]
+            normal = normal_name(name)
+            looked.add(normal)
+            key = by_name.get(normal)
+            if key is not None:
+                value = raw[key]
+                if value is not None:
+                    return key, value
         return None
 
     def _read(
         self,
         field: str,
         aliases: tuple[str, ...],
-        formats: str,
+        formats: str | Callable[[], str],
         convert: Any,
         required: bool,
         reveal: bool = False,
     ) -> Any:
         hit = self._lookup(field, aliases)
-        names = self._names(field, aliases)
         if hit is None:
             if required:
-                raise self.fail(field, names, formats, "is missing")
+                raise self.fail(field, self._names(field, aliases), _text(formats), "is missing")
             self.absent.append(field)
             return None
         key, value = hit
@@ -219,7 +238,10 @@ class Entity:
         if converted is None:
             found = repr(value) if reveal and isinstance(value, str) and len(value) <= 40 else None
             raise self.fail(
-                field, names, formats, f"under {key} is {found or _kind(value)}, unreadable"
+                field,
+                self._names(field, aliases),
+                _text(formats),
+                f"under {key} is {found or _kind(value)}, unreadable",
             )
         result, form = converted
         self.found[field] = (key, form)
@@ -273,7 +295,6 @@ class Entity:
         self, field: str, spellings: Mapping[str, str], *aliases: str, required: bool = True
     ) -> Any:
         """One of an enum's values; `spellings` maps normalised spellings to the value."""
-        values = sorted(set(spellings.values()))
 
         def convert(value: Any) -> tuple[str, str] | None:
             if not isinstance(value, str):
@@ -281,7 +302,9 @@ class Entity:
             meaning = spellings.get(normal_name(value.strip().replace(" ", "")))
             return None if meaning is None else (meaning, f"enum {value!r}")
 
-        formats = f"one of {'/'.join(values)}"
+        def formats() -> str:  # only an error names them
+            return f"one of {'/'.join(sorted(set(spellings.values())))}"
+
         return self._read(field, aliases, formats, convert, required, reveal=True)
 
     def nested(self, field: str, *aliases: str) -> Any:

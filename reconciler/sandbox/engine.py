@@ -3,7 +3,9 @@
 Every public method is one transaction under the store's lock, so the HTTP layer may call
 from many threads and each request is all-or-nothing: a `Rejection` raised anywhere inside
 rolls back what the request had already changed. Stream events are queued only when the
-transaction commits. The rules themselves are documented for users in `docs/sandbox.md`.
+transaction commits, and not at all with `stream_events=False` (a copy nobody can subscribe
+to, such as a rehearsal's: each commit's account and market snapshots cost it time). The
+rules themselves are documented for users in `docs/sandbox.md`.
 """
 
 from __future__ import annotations
@@ -90,8 +92,10 @@ class Exchange:
         clock: Callable[[], int] = wall_clock_ms,
         config: TradingConfig | None = None,
         seeder: Callable[[Exchange], None] | None = None,
+        stream_events: bool = True,
     ) -> None:
         self.store = store
+        self.stream_events = stream_events
         self.clock = clock
         self.config = config if config is not None else TradingConfig()
         # What `reset` reseeds with; None means the demo state.
@@ -120,13 +124,14 @@ class Exchange:
         clock: Callable[[], int] = wall_clock_ms,
         config: TradingConfig | None = None,
         path: str | Path = ":memory:",
+        stream_events: bool = True,
     ) -> Exchange:
         """An exchange with just these symbols and no accounts, for tests and models."""
 
         def seed_symbols(exchange: Exchange) -> None:
             exchange.add_symbols(specs)
 
-        exchange = cls(Store(path), clock, config, seeder=seed_symbols)
+        exchange = cls(Store(path), clock, config, seed_symbols, stream_events)
         exchange.seed_if_new()
         return exchange
 
@@ -165,7 +170,7 @@ class Exchange:
                 self._session = session
                 try:
                     yield session
-                    events = session.closing_events()
+                    events = session.closing_events() if self.stream_events else []
                 finally:
                     self._session = None
             self._events.extend(events)

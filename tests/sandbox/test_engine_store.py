@@ -174,6 +174,23 @@ def test_events_are_queued_by_committed_changes_only() -> None:
     assert exchange.account_overview("u1") == exchange.account_overview("u1")
 
 
+def test_an_exchange_without_a_stream_queues_no_events_and_trades_the_same() -> None:
+    def clock() -> int:
+        return 1_735_732_800_000
+
+    quiet = Exchange.with_symbols(DEMO_SYMBOLS, clock, stream_events=False)
+    loud = Exchange.with_symbols(DEMO_SYMBOLS, clock)
+    order = {"symbol": "BTC_USDT", "side": "buy", "orderType": "market", "size": D("0.01")}
+    for exchange in (quiet, loud):
+        exchange.create_account("u1", "k1", "s1", ["read", "trade"], D(1000))
+        exchange.place_order("u1", order)
+        exchange.set_prices({"BTC_USDT": D(46000)})
+    assert quiet.drain_events() == []
+    assert loud.drain_events() != []
+    assert quiet.positions("u1", None) == loud.positions("u1", None)
+    assert quiet.account_overview("u1") == loud.account_overview("u1")
+
+
 def test_reads_queue_no_events() -> None:
     exchange = Exchange.open(":memory:")
     exchange.drain_events()
