@@ -124,6 +124,12 @@ class FakeExchange:
                 return position.symbol
         return "?"
 
+    def _stamp(self) -> int:
+        """The exchange's `updatedAt`: a later write never shares its millisecond with an
+        earlier one (apply tells a new version of a position from the one it read by it)."""
+        self._last_stamp = max(now_ms(), getattr(self, "_last_stamp", 0) + 1)
+        return self._last_stamp
+
     def _next_id(self, prefix: str) -> str:
         return f"{prefix}{next(self._ids)}"
 
@@ -138,7 +144,7 @@ class FakeExchange:
             if order.status not in ("open", "partially_filled"):
                 raise OrderNotOpen("not open", code="ORDER_NOT_OPEN", status=409)
             self.orders[order.id] = order.model_copy(
-                update={"status": "cancelled", "updatedAt": now_ms()}
+                update={"status": "cancelled", "updatedAt": self._stamp()}
             )
             return self.orders[order.id].model_dump()
         if parts == ["order", "cancelAll"]:
@@ -149,7 +155,7 @@ class FakeExchange:
             ]
             for order_id in cancelled:
                 self.orders[order_id] = self.orders[order_id].model_copy(
-                    update={"status": "cancelled", "updatedAt": now_ms()}
+                    update={"status": "cancelled", "updatedAt": self._stamp()}
                 )
             return {"cancelled": cancelled, "count": len(cancelled)}
         position = next(p for p in self.positions_by_symbol.values() if p.id == parts[1])
@@ -165,7 +171,7 @@ class FakeExchange:
                 }
             )
             return order.model_dump()
-        update: dict[str, Any] = {"updatedAt": now_ms()}
+        update: dict[str, Any] = {"updatedAt": self._stamp()}
         if parts[2] == "leverage":
             update["leverage"] = int(body["leverage"])
         elif parts[2] == "margin":
@@ -182,7 +188,7 @@ class FakeExchange:
     def _place(self, body: Mapping[str, Any]) -> Order:
         symbol = str(body["symbol"])
         size = Decimal(body["size"])
-        created = now_ms()
+        created = self._stamp()
         order = Order(
             id=self._next_id("o"),
             userId=USER,
@@ -246,7 +252,7 @@ class FakeExchange:
                 margin=mark * abs(after) / 10,
             )
         self.positions_by_symbol[symbol] = current.model_copy(
-            update={"size": abs(after), "side": side, "updatedAt": now_ms()}
+            update={"size": abs(after), "side": side, "updatedAt": self._stamp()}
         )
 
     # ---- reads
