@@ -8,6 +8,7 @@ exchange: how many sends, which statuses, which codes.
 from __future__ import annotations
 
 import asyncio
+import time
 import logging
 import traceback
 from decimal import Decimal
@@ -304,3 +305,27 @@ async def test_secret_never_leaks_end_to_end(
         texts += [record.getMessage(), record.exc_text or ""]
     assert caplog.records
     assert not [t for t in texts if SECRET in t]
+
+
+@pytest.mark.anyio
+async def test_another_client_eating_the_keys_budget_slows_it_without_refusals(
+    sandbox_factory: Any,
+) -> None:
+    """Two clients of one key on a 30-per-2-s window: each learns of the other only from the
+    exchange's headers, slows down, and is refused at most once."""
+    sandbox = sandbox_factory(rate_limit=30, rate_window=2)
+    settings = demo_settings(sandbox, rate_limit_per_minute=900, rate_window_seconds=2)
+    async with LevretClient(settings) as ours, LevretClient(settings) as other:
+
+        async def steadily(client: LevretClient, count: int) -> None:
+            for _ in range(count):
+                await client.account_overview()
+
+        started = time.monotonic()
+        await asyncio.gather(steadily(ours, 40), steadily(other, 40))
+        elapsed = time.monotonic() - started
+    assert ours.budget.refusals <= 1 and other.budget.refusals <= 1
+    # 80 reads at 27 a window (less the reserve) take at least two windows more.
+    assert elapsed >= 4
+    log = log_of(sandbox, "GET", "/api/v1/wallet/account-overview")
+    assert len([r for r in log if r["status"] == 200]) == 80
