@@ -8,8 +8,8 @@ exchange: how many sends, which statuses, which codes.
 from __future__ import annotations
 
 import asyncio
-import time
 import logging
+import time
 import traceback
 from decimal import Decimal
 from typing import Any
