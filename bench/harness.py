@@ -221,7 +221,7 @@ def measure_plan_apply(
         plan_log = control.requests()
         control.clear_requests()
         started = time.perf_counter()
-        converged = asyncio.run(_apply(settings, plan, portfolio, work))
+        converged = asyncio.run(apply_as_cli(settings, plan, portfolio, work))
         apply_s = time.perf_counter() - started
         apply_log = control.requests()
     for path in work.glob(db.name + "*"):
@@ -238,7 +238,9 @@ def measure_plan_apply(
     )
 
 
-async def _apply(settings: ClientSettings, plan: Plan, portfolio: Portfolio, work: Path) -> bool:
+async def apply_as_cli(
+    settings: ClientSettings, plan: Plan, portfolio: Portfolio, work: Path
+) -> bool:
     """`workflow.apply_account` with its defaults (and no progress output)."""
     async with LevretClient(settings) as client:
         report = await run_apply(

@@ -34,13 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.baseline import rebalance
-from bench.harness import Control, build_template, client_settings, copy_db
+from bench.harness import Control, apply_as_cli, build_template, client_settings, copy_db
 from bench.portfolio import KEY_ID, KEY_SECRET, Portfolio, generate
 from reconciler.actions import Plan
-from reconciler.apply import run_apply
-from reconciler.exchange.client import LevretClient
 from reconciler.exchange.ratelimit import DEFAULT_RESERVE
-from reconciler.reader import read_snapshot
 from reconciler.workflow import plan_account
 
 __all__ = ["SpeedResult", "critical_path_calls", "measure", "window_bound_s"]
@@ -133,7 +130,7 @@ def measure(
         plan_log = control.requests()
         control.clear_requests()
         started = time.perf_counter()
-        converged = asyncio.run(_apply(settings, plan, portfolio, work))
+        converged = asyncio.run(apply_as_cli(settings, plan, portfolio, work))
         apply_s = time.perf_counter() - started
         apply_log = control.requests()
     for path in work.glob(db.name + "*"):
@@ -154,18 +151,6 @@ def measure(
         window_bound_s=window_bound_s(signed, limit),
         converged=converged,
     )
-
-
-async def _apply(settings: object, plan: Plan, portfolio: Portfolio, work: Path) -> bool:
-    async with LevretClient(settings) as client:  # type: ignore[arg-type]
-        report = await run_apply(
-            plan,
-            client=client,
-            desired=portfolio.desired(),
-            read_snapshot=read_snapshot,
-            state_dir=work / "state",
-        )
-    return report.converged
 
 
 def baseline_s(portfolio: Portfolio, template: Path, work: Path, *, latency_ms: int) -> float:

@@ -27,10 +27,11 @@ from reconciler.commands.options import (
     endpoint_options,
     format_option,
     lock_options,
+    parallelism_option,
     visibility_timeout_option,
 )
 from reconciler.commands.stopping import stop_signals_like_ctrl_c
-from reconciler.defaults import DEFAULT_MAX_PRICE_MOVE_BPS, DEFAULT_PARALLELISM
+from reconciler.defaults import DEFAULT_MAX_PRICE_MOVE_BPS
 
 
 @click.command("apply")
@@ -63,13 +64,7 @@ from reconciler.defaults import DEFAULT_MAX_PRICE_MOVE_BPS, DEFAULT_PARALLELISM
     is_flag=True,
     help="Allow a plan that closes every position, or more than policy.max_closes.",
 )
-@click.option(
-    "--parallelism",
-    type=click.IntRange(1, 64),
-    default=None,
-    help="Symbols worked on at once in a phase (default the file's apply.parallelism, "
-    f"else {DEFAULT_PARALLELISM}).",
-)
+@parallelism_option
 @click.option("--max-passes", type=click.IntRange(1, 10), default=3, show_default=True)
 @visibility_timeout_option
 @click.option(

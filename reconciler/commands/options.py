@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from reconciler.connection import RATE_RESERVE_META, SANDBOX_PROFILE_META
-from reconciler.defaults import ENV_LOCK_DSN
+from reconciler.defaults import DEFAULT_PARALLELISM, ENV_LOCK_DSN
 from reconciler.sandbox.profiles import DEFAULT_PROFILE, PROFILES
 
 if TYPE_CHECKING:
@@ -87,6 +87,17 @@ def endpoint_options(command: F) -> F:
         help="Use the embedded sandbox (state in .reconciler/sandbox.db, demo account).",
     )(command)
     return command
+
+
+def parallelism_option(command: F) -> F:
+    """`--parallelism`: symbols worked on at once within a phase (apply and watch)."""
+    return click.option(
+        "--parallelism",
+        type=click.IntRange(1, 64),
+        default=None,
+        help="Symbols worked on at once in a phase (default the file's apply.parallelism, "
+        f"else {DEFAULT_PARALLELISM}).",
+    )(command)
 
 
 def visibility_timeout_option(command: F) -> F:

@@ -17,11 +17,11 @@ from reconciler.commands.options import (
     endpoint_options,
     lock_options,
     lock_settings,
+    parallelism_option,
     parse_duration_ms,
     visibility_timeout_option,
 )
 from reconciler.connection import STATE_DIR, client_settings, endpoint, lock_scope
-from reconciler.defaults import DEFAULT_PARALLELISM
 from reconciler.eventlog import LOG_FORMATS, LogFormat
 
 
@@ -92,13 +92,7 @@ def _seconds(text: str, *, name: str, positive: bool = True) -> float:
     show_default=True,
     help="Breaker: failed applies in a row before healing stops until restart.",
 )
-@click.option(
-    "--parallelism",
-    type=click.IntRange(1, 64),
-    default=None,
-    help="Symbols worked on at once in a phase (default the file's apply.parallelism, "
-    f"else {DEFAULT_PARALLELISM}).",
-)
+@parallelism_option
 @click.option("--max-passes", type=click.IntRange(1, 10), default=3, show_default=True)
 @visibility_timeout_option
 @lock_options
