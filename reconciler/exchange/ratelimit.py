@@ -21,6 +21,8 @@ exchange says is left and paces only at the reserve line:
 - **Others of the key.** Their requests show only in the next answers, so the client never has
   more requests out than it leaves unspent: one that spends as fast finds room meanwhile.
 - **Before the first answer** it knows nothing, so it sends a small burst and waits for answers.
+  Until an answer carries the headers (the documentation promises them on order routes), it
+  counts its own requests in the window against the documented limit less the reserve.
 - **Refusals.** An answer with nothing left, or a 429's `Retry-After`, holds every request of
   this client until the time it names. The client never sends a request it expects to be refused.
 
@@ -160,10 +162,17 @@ class RateBudget:
     def _room(self) -> tuple[int, bool]:
         """(requests left above the reserve, whether one probe may go though none is left)."""
         answer = self._answer
-        if answer is None:
-            return self.first_burst - self._in_flight, False
         now = self._clock.local_ms()
         self._forget(now)
+        if answer is None:
+            # No answer has said anything of the window (the documentation promises the
+            # headers on order routes only): count this client's own requests against the
+            # documented limit, and before any answer at all send only the first burst.
+            recent = sum(1 for _, ended in self._done if ended > now - self.window_ms)
+            left = self.limit - self.reserve_requests - recent - self._in_flight
+            if not self._done:
+                left = min(left, self.first_burst - self._in_flight)
+            return left, False
         given_back = self._given_back(answer, now)
         counted_since = self._sequence - answer.sequence  # sent after the answered one
         left = answer.remaining + given_back - counted_since - self.reserve_requests
@@ -260,15 +269,16 @@ class RateBudget:
 
     def _wait_s(self) -> float:
         """Until the next moment the window may have room: a recheck, or a known departure."""
-        if self._answer is None:
+        if self._answer is None and not self._done:
             return _RECHECK_S
         now = self._clock.local_ms()
         horizon = now - self.window_ms  # own requests still counted leave after now
         own = min((ended for _, ended in self._done if ended > horizon), default=None)
         own = None if own is None else own + self.window_ms
         candidates = [own - now] if own is not None else []
-        if self._answer.reset_ms is not None and self._answer.reset_ms > self._clock.now_ms():
-            candidates.append(self._answer.reset_ms - self._clock.now_ms())
+        reset_ms = self._answer.reset_ms if self._answer is not None else None
+        if reset_ms is not None and reset_ms > self._clock.now_ms():
+            candidates.append(reset_ms - self._clock.now_ms())
         soonest = min(candidates, default=self.window_ms) / 1000
         # An answer in flight may open the window sooner; look again shortly while one is out.
         if self._in_flight:

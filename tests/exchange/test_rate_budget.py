@@ -64,9 +64,15 @@ class WindowedExchange:
     """A rolling window of `limit` keyed requests per `window_s`, on the fake clock."""
 
     def __init__(
-        self, time: FakeTime, limit: int, window_s: float = 60.0, others_per_request: int = 0
+        self,
+        time: FakeTime,
+        limit: int,
+        window_s: float = 60.0,
+        others_per_request: int = 0,
+        headers: bool = True,
     ) -> None:
         self.time = time
+        self.send_headers = headers  # False: the window is enforced but never reported
         self.others_per_request = others_per_request  # another client's requests beside each
         self.limit = limit
         self.window_ms = int(window_s * 1000)
@@ -112,7 +118,11 @@ class WindowedExchange:
             self.refused += 1
             body = {"success": False, "error": {"code": "RATE_LIMITED", "message": "slow down"}}
             return httpx.Response(429, json=body, headers=headers)
-        return httpx.Response(200, json={"success": True, "data": OVERVIEW}, headers=headers)
+        return httpx.Response(
+            200,
+            json={"success": True, "data": OVERVIEW},
+            headers=headers if self.send_headers else None,
+        )
 
     def busiest_window(self) -> int:
         """The most requests of the client under test in any rolling window."""
@@ -288,3 +298,14 @@ async def test_public_reads_do_not_spend_the_keys_budget() -> None:
     async with client(exchange, time, limit=100) as c:
         await asyncio.gather(*(c.supported_symbols() for _ in range(50)))
     assert exchange.public == 50 and not exchange.hits
+
+
+@pytest.mark.anyio
+async def test_without_the_headers_it_keeps_to_the_documented_limit_by_its_own_count() -> None:
+    time = FakeTime()
+    exchange = WindowedExchange(time, limit=100, headers=False)
+    async with client(exchange, time, limit=100) as c:
+        await reads(c, 250)
+    assert exchange.refused == 0
+    assert exchange.busiest_window() <= 90
+    assert time.now - START >= 120  # 250 at 90 a window: two windows of waiting
