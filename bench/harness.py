@@ -211,19 +211,10 @@ def measure_plan_apply(
     """Plan and apply as the CLI does (one client each), counting calls from the request log."""
     db = work / f"run-{time.monotonic_ns()}.db"
     copy_db(template, db)
-    desired = portfolio.desired()
     with serve(db, rate_limit) as (server, control):
         settings = client_settings(server.api_url, rate_limit)
-        control.clear_requests()
-        started = time.perf_counter()
-        plan = asyncio.run(plan_account(settings, desired, now_ms=_now_ms()))
-        plan_s = time.perf_counter() - started
-        plan_log = control.requests()
-        control.clear_requests()
-        started = time.perf_counter()
-        converged = asyncio.run(apply_as_cli(settings, plan, portfolio, work))
-        apply_s = time.perf_counter() - started
-        apply_log = control.requests()
+        run = plan_then_apply(settings, portfolio, work, control)
+    plan, plan_s, plan_log, converged, apply_s, apply_log = run
     for path in work.glob(db.name + "*"):
         path.unlink()
     return RunResult(
@@ -236,6 +227,26 @@ def measure_plan_apply(
         apply_429=sum(1 for entry in apply_log + plan_log if entry["status"] == 429),
         converged=converged,
     )
+
+
+PlanThenApply = tuple[Plan, float, list[dict[str, Any]], bool, float, list[dict[str, Any]]]
+
+
+def plan_then_apply(
+    settings: ClientSettings, portfolio: Portfolio, work: Path, control: Control
+) -> PlanThenApply:
+    """Plan, then apply, as the CLI does (one client each): (plan, its seconds, its request
+    log, converged, apply's seconds, its request log)."""
+    control.clear_requests()
+    started = time.perf_counter()
+    plan = asyncio.run(plan_account(settings, portfolio.desired(), now_ms=_now_ms()))
+    plan_s = time.perf_counter() - started
+    plan_log = control.requests()
+    control.clear_requests()
+    started = time.perf_counter()
+    converged = asyncio.run(apply_as_cli(settings, plan, portfolio, work))
+    apply_s = time.perf_counter() - started
+    return plan, plan_s, plan_log, converged, apply_s, control.requests()
 
 
 async def apply_as_cli(

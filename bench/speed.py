@@ -21,7 +21,6 @@ doc-style sequential script on the 40-symbol rebalance.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import math
 import subprocess
 import sys
@@ -34,11 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.baseline import rebalance
-from bench.harness import Control, apply_as_cli, build_template, client_settings, copy_db
+from bench.harness import Control, build_template, client_settings, copy_db, plan_then_apply
 from bench.portfolio import KEY_ID, KEY_SECRET, Portfolio, generate
 from reconciler.actions import Plan
 from reconciler.exchange.ratelimit import DEFAULT_RESERVE
-from reconciler.workflow import plan_account
 
 __all__ = ["SpeedResult", "critical_path_calls", "measure", "window_bound_s"]
 
@@ -119,20 +117,10 @@ def measure(
 ) -> SpeedResult:
     db = work / f"speed-{time.monotonic_ns()}.db"
     copy_db(template, db)
-    desired = portfolio.desired()
     with serve_apart(db, limit) as (api_url, control):
         control.call("POST", "faults", {"seed": 1, "latency_ms": [latency_ms, latency_ms]})
-        settings = client_settings(api_url, limit)
-        control.clear_requests()
-        started = time.perf_counter()
-        plan = asyncio.run(plan_account(settings, desired, now_ms=time.time_ns() // 1_000_000))
-        plan_s = time.perf_counter() - started
-        plan_log = control.requests()
-        control.clear_requests()
-        started = time.perf_counter()
-        converged = asyncio.run(apply_as_cli(settings, plan, portfolio, work))
-        apply_s = time.perf_counter() - started
-        apply_log = control.requests()
+        run = plan_then_apply(client_settings(api_url, limit), portfolio, work, control)
+    plan, plan_s, plan_log, converged, apply_s, apply_log = run
     for path in work.glob(db.name + "*"):
         path.unlink()
     apply_calls = len(apply_log)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -79,32 +80,10 @@ from reconciler.defaults import DEFAULT_MAX_PRICE_MOVE_BPS
     help="Run the plan on an in-process copy of the account first; send nothing (exit 3) "
     "unless the copy converged, then show predicted against actual fills.",
 )
-def apply(
-    plan_file: Path | None,
-    files: tuple[Path, ...],
-    sandbox: bool,
-    base_url: str | None,
-    output_format: str,
-    auto_approve: bool,
-    no_input: bool,
-    target: tuple[str, ...],
-    max_plan_age: str,
-    max_price_move_bps: Decimal,
-    allow_flatten: bool,
-    parallelism: int | None,
-    max_passes: int,
-    visibility_timeout: str | None,
-    journal: Path | None,
-    lock_dsn: str | None,
-    lock_timeout: str,
-    rehearse: bool,
-) -> None:
+def apply(**params: Any) -> None:
     """Make the account match FILE, or execute the saved PLAN_FILE (or plan directory)."""
     from reconciler.commands.applying import apply_from_options
 
     with stop_signals_like_ctrl_c():
-        apply_from_options(
-            plan_file, files, sandbox, base_url, output_format, auto_approve, no_input,
-            target, max_plan_age, max_price_move_bps, allow_flatten, parallelism, max_passes,
-            visibility_timeout, journal, lock_dsn, lock_timeout, rehearse,
-        )  # fmt: skip
+        # The parameters, with their types, are `apply_from_options`'s: they are named once.
+        apply_from_options(**params)

@@ -36,6 +36,7 @@ from reconciler.commands.options import (
     lock_settings,
     now_ms,
     parse_duration_ms,
+    parse_visibility_timeout,
     render,
 )
 from reconciler.commands.rehearsal import RehearsalFailed
@@ -119,9 +120,7 @@ def apply_from_options(
         max_price_move_bps=max_price_move_bps,
         parallelism=parallelism,
         max_passes=max_passes,
-        visibility_timeout_s=(
-            None if visibility_timeout is None else parse_duration_ms(visibility_timeout) / 1000
-        ),
+        visibility_timeout_s=parse_visibility_timeout(visibility_timeout),
         lock=lock_settings(lock_dsn, lock_timeout),
         allow_flatten=allow_flatten,
     )

@@ -111,6 +111,11 @@ def visibility_timeout_option(command: F) -> F:
     )(command)
 
 
+def parse_visibility_timeout(text: str | None) -> float | None:
+    """`--visibility-timeout` in seconds; None when not given (the file's, else 30 s)."""
+    return None if text is None else parse_duration_ms(text) / 1000
+
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
 

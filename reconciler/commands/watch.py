@@ -19,6 +19,7 @@ from reconciler.commands.options import (
     lock_settings,
     parallelism_option,
     parse_duration_ms,
+    parse_visibility_timeout,
     visibility_timeout_option,
 )
 from reconciler.connection import STATE_DIR, client_settings, endpoint, lock_scope
@@ -134,9 +135,7 @@ def watch(
         parallelism=parallelism,
         max_passes=max_passes,
         state_dir=STATE_DIR,
-        visibility_timeout=(
-            None if visibility_timeout is None else parse_duration_ms(visibility_timeout) / 1000
-        ),
+        visibility_timeout=parse_visibility_timeout(visibility_timeout),
         lock=lock_settings(lock_dsn, lock_timeout),
     )
     breaker = CircuitBreaker(

@@ -149,16 +149,6 @@ class RateBudget:
         """Requests of the window this client leaves to others."""
         return math.ceil(self.limit * self.reserve)
 
-    @property
-    def blocked_until_ms(self) -> int:
-        """Server-clock epoch ms before which no request is sent (0: not blocked)."""
-        return self._blocked_until_ms
-
-    def spendable(self) -> int:
-        """Requests this client may send now without reaching into the reserve."""
-        left, probe = self._room()
-        return 1 if probe else left
-
     def _room(self) -> tuple[int, bool]:
         """(requests left above the reserve, whether one probe may go though none is left)."""
         answer = self._answer
