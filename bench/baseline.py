@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
-from reconciler.spec import DesiredState
+from reconciler.model.desired import DesiredState
 
 try:
     import requests as _requests

@@ -58,16 +58,16 @@ if __package__ in (None, ""):  # run as a script: make the project importable
 
 from reconciler import jsonnum
 from reconciler import plan as planner
-from reconciler.apply import run_apply
+from reconciler.apply.engine import run_apply
+from reconciler.apply.journal import read_journal
+from reconciler.apply.settle import SettleConfig
 from reconciler.errors import PreconditionFailed, ReconcilerError
-from reconciler.exchange.client import LevretClient
-from reconciler.exchange.settings import ClientSettings
-from reconciler.journal import read_journal
-from reconciler.reader import read_snapshot
+from reconciler.levret.client import LevretClient
+from reconciler.levret.reader import read_snapshot
+from reconciler.levret.settings import ClientSettings
+from reconciler.model.desired import DesiredState
 from reconciler.sandbox.profiles import DEFAULT_PROFILE, profile_knobs
 from reconciler.sandbox.server import SandboxServer
-from reconciler.settle import SettleConfig
-from reconciler.spec import DesiredState
 
 __all__ = [
     "KINDS",

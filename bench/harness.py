@@ -24,14 +24,14 @@ import httpx
 
 from bench.portfolio import KEY_ID, KEY_SECRET, USER_ID, Portfolio
 from reconciler import jsonnum
-from reconciler.actions import Plan
-from reconciler.apply import run_apply
-from reconciler.exchange.client import LevretClient
-from reconciler.exchange.settings import ClientSettings
-from reconciler.reader import read_snapshot
+from reconciler.apply.engine import run_apply
+from reconciler.levret.client import LevretClient
+from reconciler.levret.reader import read_snapshot
+from reconciler.levret.settings import ClientSettings
+from reconciler.model.plan import Plan
+from reconciler.run.workflow import plan_account
 from reconciler.sandbox.engine import Exchange
 from reconciler.sandbox.server import SandboxServer
-from reconciler.workflow import plan_account
 
 __all__ = [
     "DEFAULT_LIMIT",

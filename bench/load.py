@@ -41,10 +41,10 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from reconciler import jsonnum
-from reconciler.exchange.client import LevretClient
-from reconciler.exchange.errors import LevretError
-from reconciler.exchange.models import OrderSide
-from reconciler.exchange.settings import ClientSettings
+from reconciler.levret.client import LevretClient
+from reconciler.levret.errors import LevretError
+from reconciler.levret.settings import ClientSettings
+from reconciler.model.account import OrderSide
 
 __all__ = ["LoadReport", "run_load"]
 

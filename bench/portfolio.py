@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 from typing import Any, Literal
 
-from reconciler.exchange.models import Order, Position, SymbolSpec
-from reconciler.snapshot import Snapshot
-from reconciler.spec import DesiredState
+from reconciler.model.account import Order, Position, SymbolSpec
+from reconciler.model.desired import DesiredState
+from reconciler.model.snapshot import Snapshot
 
 __all__ = [
     "LiveOrder",

@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 
 from bench.portfolio import generate
-from reconciler.rehearse import rehearse
+from reconciler.run.rehearse import rehearse
 
 __all__ = ["measure"]
 

@@ -35,8 +35,8 @@ from pathlib import Path
 from bench.baseline import rebalance
 from bench.harness import Control, build_template, client_settings, copy_db, plan_then_apply
 from bench.portfolio import KEY_ID, KEY_SECRET, Portfolio, generate
-from reconciler.actions import Plan
-from reconciler.exchange.ratelimit import DEFAULT_RESERVE
+from reconciler.levret.ratelimit import DEFAULT_RESERVE
+from reconciler.model.plan import Plan
 
 __all__ = ["SpeedResult", "critical_path_calls", "measure", "window_bound_s"]
 

@@ -1,6 +1,6 @@
 """The one root of every error the reconciler raises on purpose.
 
-The CLI maps these to exit codes in one place (`reconciler.cli`), so each subclass carries
+The CLI maps these to exit codes in one place (`reconciler.cli.root`), so each subclass carries
 its exit code rather than every command deciding it again.
 
     ReconcilerError                 exit 1
@@ -12,7 +12,7 @@ its exit code rather than every command deciding it again.
     ├── LockHeld                    exit 6   another apply holds the account lock
     └── Declined                    exit 7   the user did not answer `yes`
 
-Exchange errors (`reconciler.exchange.errors.LevretError`) also derive from the root.
+Exchange errors (`reconciler.levret.errors.LevretError`) also derive from the root.
 """
 
 from __future__ import annotations

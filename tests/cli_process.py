@@ -18,7 +18,7 @@ __all__ = ["cli_command", "finish", "run_cli", "sandbox_env", "start_cli"]
 
 
 def cli_command(*args: str) -> list[str]:
-    return [sys.executable, "-c", "from reconciler.cli import main; main()", *args]
+    return [sys.executable, "-c", "from reconciler.cli.root import main; main()", *args]
 
 
 def sandbox_env(sandbox: Any, **extra: str) -> dict[str, str]:

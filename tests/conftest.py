@@ -24,7 +24,7 @@ from hypothesis import settings
 from postgres_server import PostgresServer, running_postgres
 
 from reconciler import jsonnum
-from reconciler.lock import ENV_LOCK_DSN, ENV_STATE_DIR
+from reconciler.run.lock import ENV_LOCK_DSN, ENV_STATE_DIR
 from reconciler.sandbox.engine import Exchange
 from reconciler.sandbox.server import SandboxServer
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from reconciler import spec
-from reconciler.exchange.models import Order, Position, SymbolSpec
+from reconciler.model import desired as spec
+from reconciler.model.account import Order, Position, SymbolSpec
+from reconciler.model.snapshot import Snapshot
 from reconciler.sandbox.seed import DEMO_SYMBOLS
-from reconciler.snapshot import Snapshot
 
 USER = "demo"
 

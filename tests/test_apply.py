@@ -21,8 +21,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from reconciler.actions import POSITION_ID_PLACEHOLDER, Action, ActionKind, Phase, Plan, Request
-from reconciler.apply import (
+from reconciler.apply.engine import (
     ApplyFailed,
     ApplyInterrupted,
     ApplyReport,
@@ -30,14 +29,15 @@ from reconciler.apply import (
     check_fresh,
     run_apply,
 )
+from reconciler.apply.journal import Journal, read_journal
+from reconciler.apply.settle import Baseline, SettleConfig, settle, take_baseline
 from reconciler.errors import LockHeld, PreconditionFailed
-from reconciler.exchange.errors import NotFound, OrderNotOpen, OutcomeUnknown, error_for_code
-from reconciler.exchange.models import Order, Position, SymbolSpec, Trade
-from reconciler.journal import Journal, read_journal
-from reconciler.lock import account_lock
-from reconciler.progress import ApplyEvent, PlainProgress, RichProgress
-from reconciler.settle import Baseline, SettleConfig, settle, take_baseline
-from reconciler.snapshot import Snapshot
+from reconciler.levret.errors import NotFound, OrderNotOpen, OutcomeUnknown, error_for_code
+from reconciler.model.account import Order, Position, SymbolSpec, Trade
+from reconciler.model.plan import POSITION_ID_PLACEHOLDER, Action, ActionKind, Phase, Plan, Request
+from reconciler.model.snapshot import Snapshot
+from reconciler.render.progress import ApplyEvent, PlainProgress, RichProgress
+from reconciler.run.lock import account_lock
 
 USER = "u1"
 SYMBOLS = ("AAA_USDT", "BBB_USDT", "CCC_USDT", "DDD_USDT", "EEE_USDT", "FFF_USDT")

@@ -21,12 +21,12 @@ import anyio
 import pytest
 
 from reconciler import jsonnum
-from reconciler.actions import Plan
-from reconciler.apply import ApplyReport, run_apply
-from reconciler.exchange.client import LevretClient
-from reconciler.lock import account_lock
-from reconciler.reader import read_snapshot
-from reconciler.spec import DesiredState, load
+from reconciler.apply.engine import ApplyReport, run_apply
+from reconciler.levret.client import LevretClient
+from reconciler.levret.reader import read_snapshot
+from reconciler.model.desired import DesiredState, load
+from reconciler.model.plan import Plan
+from reconciler.run.lock import account_lock
 from tests.conftest import RunningSandbox, SandboxFactory
 from tests.test_apply_scenarios import (
     SCENARIOS,

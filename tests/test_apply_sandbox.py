@@ -15,17 +15,17 @@ import pytest
 from conftest import RunningSandbox, SandboxFactory
 
 from reconciler import plan as planner
-from reconciler.actions import Plan
-from reconciler.apply import ApplyReport, run_apply
+from reconciler.apply.engine import ApplyReport, run_apply
+from reconciler.apply.journal import read_journal
+from reconciler.apply.settle import SettleConfig
 from reconciler.errors import LockHeld, PreconditionFailed
-from reconciler.exchange.client import LevretClient
-from reconciler.exchange.models import Position
-from reconciler.exchange.settings import ClientSettings
-from reconciler.journal import read_journal
-from reconciler.lock import account_lock
-from reconciler.reader import read_snapshot
-from reconciler.settle import SettleConfig
-from reconciler.spec import DesiredState
+from reconciler.levret.client import LevretClient
+from reconciler.levret.reader import read_snapshot
+from reconciler.levret.settings import ClientSettings
+from reconciler.model.account import Position
+from reconciler.model.desired import DesiredState
+from reconciler.model.plan import Plan
+from reconciler.run.lock import account_lock
 
 FAST_SETTLE = SettleConfig(
     visibility_window_s=0.02, max_reads=3, clock_skew_ms=2_000, visibility_timeout_s=0.5

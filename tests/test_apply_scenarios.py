@@ -20,16 +20,16 @@ import pytest
 from pydantic import SecretStr
 
 from reconciler import jsonnum
-from reconciler.actions import Plan
-from reconciler.apply import run_apply
-from reconciler.exchange.client import LevretClient
-from reconciler.exchange.settings import ClientSettings
+from reconciler.apply.engine import run_apply
+from reconciler.levret.client import LevretClient
+from reconciler.levret.reader import read_snapshot
+from reconciler.levret.settings import ClientSettings
+from reconciler.model.desired import DesiredState, load
+from reconciler.model.plan import Plan
 from reconciler.plan import plan
-from reconciler.reader import read_snapshot
-from reconciler.render import load_plan
+from reconciler.render.plan import load_plan
 from reconciler.sandbox.seed import DEMO_SYMBOLS
 from reconciler.sandbox.wirestyle import WIRE_STYLES
-from reconciler.spec import DesiredState, load
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 USER, KEY, SECRET = "demo", "scenario-key", "scenario-secret"

@@ -6,8 +6,8 @@ from decimal import Decimal
 
 from planner_support import desired, order, position, snapshot
 
+from reconciler.model.snapshot import BookTop
 from reconciler.plan import plan
-from reconciler.snapshot import BookTop
 
 
 def _violations(text: str, **books: tuple[str | None, str | None]) -> list[str]:

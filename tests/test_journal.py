@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.journal import Journal, journal_file_name, read_journal
+from reconciler.apply.journal import Journal, journal_file_name, read_journal
 
 
 def test_records_are_numbered_in_order_with_exact_numbers(tmp_path: Path) -> None:

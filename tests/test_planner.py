@@ -7,10 +7,10 @@ from decimal import Decimal
 import pytest
 from planner_support import desired, order, position, snapshot
 
-from reconciler.actions import POSITION_ID_PLACEHOLDER, Phase
 from reconciler.errors import PolicyViolation, SpecError
+from reconciler.model.plan import POSITION_ID_PLACEHOLDER, Phase
+from reconciler.model.snapshot import Snapshot, needs
 from reconciler.plan import enforce, plan
-from reconciler.snapshot import Snapshot, needs
 
 # -- rule 1: tolerance and empty plans -------------------------------------------------------
 
@@ -467,7 +467,7 @@ symbols:
 
 
 def test_rule7_max_leverage_violation_without_the_spec_check() -> None:
-    from reconciler.spec import DesiredState
+    from reconciler.model.desired import DesiredState
 
     want = DesiredState.model_validate(
         {

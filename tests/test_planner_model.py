@@ -17,12 +17,12 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.actions import POSITION_ID_PLACEHOLDER, Action, Plan
-from reconciler.exchange.models import AccountOverview, MarketStats, Order, Position, SymbolSpec
+from reconciler.model.account import AccountOverview, MarketStats, Order, Position, SymbolSpec
+from reconciler.model.desired import DesiredState
+from reconciler.model.plan import POSITION_ID_PLACEHOLDER, Action, Plan
+from reconciler.model.snapshot import Snapshot, needs
 from reconciler.plan import plan, symbols_placing_orders
 from reconciler.sandbox.engine import Exchange
-from reconciler.snapshot import Snapshot, needs
-from reconciler.spec import DesiredState
 
 USER = "model"
 BALANCE = Decimal(5_000_000)

@@ -16,11 +16,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from planner_support import MARKS, SPECS, order, position, snapshot
 
-from reconciler.actions import Action, Plan
 from reconciler.errors import SpecError
+from reconciler.model.desired import DesiredState
+from reconciler.model.plan import Action, Plan
+from reconciler.model.snapshot import Snapshot
 from reconciler.plan import plan
-from reconciler.snapshot import Snapshot
-from reconciler.spec import DesiredState
 
 SYMBOLS = sorted(SPECS)
 LIVE_EXTRA = "BNB_USDT"  # unmanaged symbol that is never in the desired state

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import spec
 from reconciler.jsonnum import loads
+from reconciler.model import desired as spec
+from reconciler.model.snapshot import needs, snapshot_from_data
 from reconciler.plan import plan, symbols_placing_orders
-from reconciler.render import load_plan, render_json, render_text
-from reconciler.snapshot import needs, snapshot_from_data
+from reconciler.render.plan import load_plan, render_json, render_text
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 UPDATE = os.environ.get("RECONCILER_UPDATE_GOLDEN") == "1"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import click
 import pytest
 
-from reconciler.connection import RATE_RESERVE_META, Endpoint, client_settings
 from reconciler.errors import SpecError
-from reconciler.spec import chosen_parallelism, loads
+from reconciler.model.desired import chosen_parallelism, loads
+from reconciler.run.connection import RATE_RESERVE_META, Endpoint, client_settings
 
 ENV = {"LEVRET_API_KEY_ID": "k", "LEVRET_API_KEY_SECRET": "s", "LEVRET_USER_ID": "u"}
 WHERE = Endpoint("https://api.levret.io/api/v1")

@@ -21,11 +21,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from planner_support import MARKS, SPECS, order, position, snapshot
 
-from reconciler.actions import Plan
 from reconciler.errors import SpecError
+from reconciler.model.desired import DesiredState
+from reconciler.model.plan import Plan
+from reconciler.model.snapshot import BookTop, Snapshot
 from reconciler.plan import plan
-from reconciler.snapshot import BookTop, Snapshot
-from reconciler.spec import DesiredState
 
 SYMBOLS = sorted(SPECS)
 CAP = Decimal(4_000)  # about what a few random positions and ladders add up to

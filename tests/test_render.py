@@ -6,12 +6,18 @@ from decimal import Decimal
 
 from planner_support import SPECS, USER, desired, order, position, snapshot
 
-from reconciler.actions import Plan
-from reconciler.exchange.models import Order, SymbolSpec
+from reconciler.model.account import Order, SymbolSpec
+from reconciler.model.desired import DesiredState
+from reconciler.model.plan import Plan
+from reconciler.model.snapshot import Snapshot
 from reconciler.plan import plan
-from reconciler.render import MARKDOWN_LIMIT, load_plan, render_json, render_markdown, render_text
-from reconciler.snapshot import Snapshot
-from reconciler.spec import DesiredState
+from reconciler.render.plan import (
+    MARKDOWN_LIMIT,
+    load_plan,
+    render_json,
+    render_markdown,
+    render_text,
+)
 
 
 def _sample() -> Plan:

@@ -11,9 +11,9 @@ from decimal import Decimal
 import pytest
 from test_apply import QUICK, FakeExchange, now_ms, order_action
 
-from reconciler.actions import Phase
-from reconciler.exchange.models import Trade
-from reconciler.settle import Baseline, settle
+from reconciler.apply.settle import Baseline, settle
+from reconciler.model.account import Trade
+from reconciler.model.plan import Phase
 
 
 def liquidation_fill(symbol: str) -> Trade:

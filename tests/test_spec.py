@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from planner_support import SPECS
 
-from reconciler import spec
 from reconciler.errors import SpecError
-from reconciler.exchange.models import SymbolSpec
+from reconciler.model import desired as spec
+from reconciler.model.account import SymbolSpec
 from reconciler.yamlsource import MAX_BYTES
 
 ROOT = Path(__file__).parent.parent

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from reconciler.spec import json_schema
+from reconciler.model.desired import json_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 BAD = Path(__file__).parent / "bad_inputs"

@@ -1,4 +1,4 @@
-"""Unit edge cases of read-your-own-writes (`reconciler.visibility`) and of settlement's lag rule.
+"""Unit edge cases of read-your-own-writes (`reconciler.apply.visibility`) and the lag rule.
 
 The end-to-end proofs run against a sandbox whose reads really lag (`test_apply_read_lag.py`,
 `test_watch_sandbox.py`, the realistic fault campaign); here a scripted client and a fake
@@ -13,14 +13,14 @@ from typing import Any
 
 import pytest
 
-from reconciler.actions import Action, Phase, Request
-from reconciler.exchange.errors import NotFound
-from reconciler.exchange.models import Order, Position, SymbolSpec
-from reconciler.settle import SettleConfig, settle
-from reconciler.snapshot import Snapshot
-from reconciler.spec import loads
-from reconciler.visibility import Expectation, VisibilityTracker, expectation_for
-from reconciler.workflow import ApplyOptions, visibility_timeout_s
+from reconciler.apply.settle import SettleConfig, settle
+from reconciler.apply.visibility import Expectation, VisibilityTracker, expectation_for
+from reconciler.levret.errors import NotFound
+from reconciler.model.account import Order, Position, SymbolSpec
+from reconciler.model.desired import loads
+from reconciler.model.plan import Action, Phase, Request
+from reconciler.model.snapshot import Snapshot
+from reconciler.run.workflow import ApplyOptions, visibility_timeout_s
 
 SPEC = SymbolSpec(
     symbol="BTC_USDT", tickSize=Decimal("0.1"), stepSize=Decimal("0.001"),

@@ -25,17 +25,17 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from reconciler.breaker import CircuitBreaker
-from reconciler.eventlog import EventLog
-from reconciler.exchange.client import LevretClient
-from reconciler.exchange.errors import TransportError
-from reconciler.exchange.models import Order
-from reconciler.exchange.settings import ClientSettings
-from reconciler.exchange.stream import LevretStream, StreamEvent
-from reconciler.lock import LockOptions, account_lock
-from reconciler.metrics import MetricsServer, WatchMetrics
-from reconciler.spec import DesiredState, loads
-from reconciler.watch import CycleReport, EventSource, WatchConfig, Watcher
+from reconciler.levret.client import LevretClient
+from reconciler.levret.errors import TransportError
+from reconciler.levret.settings import ClientSettings
+from reconciler.levret.stream import LevretStream, StreamEvent
+from reconciler.model.account import Order
+from reconciler.model.desired import DesiredState, loads
+from reconciler.run.lock import LockOptions, account_lock
+from reconciler.watch.breaker import CircuitBreaker
+from reconciler.watch.eventlog import EventLog
+from reconciler.watch.metrics import MetricsServer, WatchMetrics
+from reconciler.watch.watcher import CycleReport, EventSource, WatchConfig, Watcher
 from tests.conftest import RunningSandbox
 
 WAIT_S = 30

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from reconciler.cli import run
+from reconciler.cli.root import run
 from tests.commands.cli_support import EXAMPLES, REPO
 
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml")) + sorted(

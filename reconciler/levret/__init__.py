@@ -4,5 +4,5 @@ The exchange documents request bodies only; every response shape is our reading 
 a real exchange may answer in other plausible forms. The parsers here accept those forms
 (`fields`: numbers, times, enum spellings, field names; `parse`: entities, lists, pages) and
 refuse, in one exact line, an answer whose *meaning* they cannot establish. They are pure:
-raw JSON in, the models of `reconciler.exchange.models` out, no I/O.
+raw JSON in, the models of `reconciler.model.account` out, no I/O.
 """

@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from reconciler.exchange.errors import ServerError
+from reconciler.levret.errors import ServerError
 
 __all__ = [
     "SECONDS_BELOW",

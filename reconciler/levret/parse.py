@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
-from reconciler.exchange.models import (
+from reconciler.levret.fields import Entity, WireFormatError, masked_shape, normal_name
+from reconciler.model.account import (
     AccountOverview,
     BalanceEntry,
     CancelAllResult,
@@ -30,7 +31,6 @@ from reconciler.exchange.models import (
     SymbolSpec,
     Trade,
 )
-from reconciler.levret.fields import Entity, WireFormatError, masked_shape, normal_name
 
 __all__ = [
     "PARSERS",

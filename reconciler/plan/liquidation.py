@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from reconciler.model.snapshot import Snapshot
 from reconciler.plan.model import DEFAULT_MAINTENANCE_RATE, Holding
-from reconciler.snapshot import Snapshot
 
 __all__ = [
     "DEFAULT_MAINTENANCE_RATE",

@@ -8,15 +8,15 @@ from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from typing import Literal
 
-from reconciler.actions import (
-    Action,
-)
 from reconciler.errors import SpecError
-from reconciler.exchange.models import Position
-from reconciler.snapshot import Snapshot
-from reconciler.spec import (
+from reconciler.model.account import Position
+from reconciler.model.desired import (
     DesiredState,
 )
+from reconciler.model.plan import (
+    Action,
+)
+from reconciler.model.snapshot import Snapshot
 
 TAKER_FEE_RATE = Decimal("0.0005")
 DEFAULT_MAINTENANCE_RATE = Decimal("0.005")

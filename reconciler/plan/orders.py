@@ -5,13 +5,18 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from reconciler.actions import (
+from reconciler.model.account import Order
+from reconciler.model.desired import (
+    DesiredOrder,
+    DesiredState,
+)
+from reconciler.model.plan import (
     Action,
     Phase,
     Request,
     Risk,
 )
-from reconciler.exchange.models import Order
+from reconciler.model.snapshot import Snapshot
 from reconciler.plan.model import (
     Context,
 )
@@ -19,11 +24,6 @@ from reconciler.plan.requests import (
     make_action,
     order_view,
     price_text,
-)
-from reconciler.snapshot import Snapshot
-from reconciler.spec import (
-    DesiredOrder,
-    DesiredState,
 )
 
 # -- rule 4: resting orders -----------------------------------------------------------------

@@ -25,13 +25,19 @@ from __future__ import annotations
 
 from decimal import Decimal, localcontext
 
-from reconciler.actions import (
+from reconciler.errors import PolicyViolation, SpecError
+from reconciler.model.desired import (
+    DesiredState,
+    check_against_specs,
+)
+from reconciler.model.desired import fingerprint as desired_fingerprint
+from reconciler.model.plan import (
     Phase,
     Plan,
 )
-from reconciler.crossing import crossing_violations
-from reconciler.errors import PolicyViolation, SpecError
-from reconciler.exposure import Resting
+from reconciler.model.snapshot import Snapshot
+from reconciler.plan.crossing import crossing_violations
+from reconciler.plan.exposure import Resting
 from reconciler.plan.liquidation import maintenance_rate
 from reconciler.plan.model import (
     PLANNER_PRECISION,
@@ -51,12 +57,6 @@ from reconciler.plan.summary import (
     summarize,
     symbol_change,
 )
-from reconciler.snapshot import Snapshot
-from reconciler.spec import (
-    DesiredState,
-    check_against_specs,
-)
-from reconciler.spec import fingerprint as desired_fingerprint
 
 __all__ = ["TAKER_FEE_RATE", "enforce", "plan", "symbols_placing_orders"]
 

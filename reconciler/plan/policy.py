@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from decimal import Decimal
 
-from reconciler.actions import (
+from reconciler.model.account import Order
+from reconciler.model.plan import (
     Action,
 )
-from reconciler.exchange.models import Order
-from reconciler.exposure import Resting, resting_side_notional, worst_case_gross
+from reconciler.plan.exposure import Resting, resting_side_notional, worst_case_gross
 from reconciler.plan.model import (
     Context,
     Holding,

@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 from decimal import Decimal
 
-from reconciler.actions import (
+from reconciler.model.desired import (
+    DesiredPosition,
+)
+from reconciler.model.plan import (
     POSITION_ID_PLACEHOLDER,
     Action,
     Phase,
@@ -26,9 +29,6 @@ from reconciler.plan.requests import (
     make_action,
     market_order,
     position_view,
-)
-from reconciler.spec import (
-    DesiredPosition,
 )
 
 # -- rule 5: what size is wanted ---------------------------------------------------------

@@ -5,7 +5,7 @@ So the account after every prefix of the plan, in execution order, must be no ri
 the riskier of the start and the end, on three measures:
 
 1. **Exposure** — the worst-case gross notional (positions plus every resting order that
-   could fill, `reconciler.exposure`) never above the larger of the start's and the end's,
+   could fill, `reconciler.plan.exposure`) never above the larger of the start's and the end's,
    and never above `policy.max_gross_notional` unless the start already was.
 2. **Liquidation distance** — no position closer to its liquidation price (percent of the
    mark, `reconciler.plan.liquidation`) than in both the start and the end; and none that the
@@ -29,8 +29,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
-from reconciler.actions import Action, Phase
-from reconciler.exposure import Resting, worst_case_gross
+from reconciler.model.plan import Action, Phase
+from reconciler.plan.exposure import Resting, worst_case_gross
 from reconciler.plan.liquidation import distance_percent
 from reconciler.plan.model import Holding, money
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from reconciler.actions import (
+from reconciler.model.account import Order
+from reconciler.model.plan import (
     Action,
     ActionKind,
     Phase,
     Request,
     Risk,
 )
-from reconciler.exchange.models import Order
 from reconciler.plan.model import (
     Context,
     Holding,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from reconciler.actions import (
+from reconciler.model.plan import (
     Action,
     PlanSummary,
     PositionView,
@@ -113,7 +113,7 @@ def fingerprinted(context: Context, actions: list[Action]) -> list[str]:
 
 def marks_used(context: Context, symbol_plans: list[SymbolPlan]) -> dict[str, Decimal]:
     """The price of every symbol where the plan trades at market, sized from a price, or
-    places a resting order (judged against it: see `reconciler.crossing`)."""
+    places a resting order (judged against it: see `reconciler.plan.crossing`)."""
     marks: dict[str, Decimal] = {}
     for sp in symbol_plans:
         entry = context.desired.symbols.get(sp.symbol)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.cli import run
+from reconciler.cli.root import run
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"

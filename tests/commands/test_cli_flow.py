@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.cli import run
-from reconciler.lock import account_lock
+from reconciler.cli.root import run
+from reconciler.run.lock import account_lock
 from tests.commands.cli_support import Invoke, TerminalInput, make_invoke, point_at, writes
 
 DESIRED = """\

@@ -18,8 +18,8 @@ import pytest
 from cli_support import make_invoke
 from pydantic import SecretStr
 
-from reconciler.doctor import diagnose
-from reconciler.exchange.settings import ClientSettings
+from reconciler.levret.doctor import diagnose
+from reconciler.levret.settings import ClientSettings
 
 BALANCE = "987654.321"
 

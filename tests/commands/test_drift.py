@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from reconciler.accounts import AccountFile, Outcome, render_group
-from reconciler.actions import Action, Phase, Plan, Request
-from reconciler.drift import ASPECTS, detect, parse_ignore, render_drift_markdown
-from reconciler.render import MARKDOWN_LIMIT
-from reconciler.spec import loads
+from reconciler.model.desired import loads
+from reconciler.model.plan import Action, Phase, Plan, Request
+from reconciler.render.plan import MARKDOWN_LIMIT
+from reconciler.run.accounts import AccountFile, Outcome, render_group
+from reconciler.run.drift import ASPECTS, detect, parse_ignore, render_drift_markdown
 from tests.commands.cli_support import Invoke, make_invoke, point_at, writes
 from tests.signing import call
 
@@ -211,7 +211,7 @@ def test_drift_markdown_of_a_huge_report_is_cut_under_the_limit() -> None:
 
 
 def test_grouped_markdown_of_many_big_accounts_stays_under_the_limit() -> None:
-    from reconciler.render import render_markdown
+    from reconciler.render.plan import render_markdown
 
     outcomes = [
         Outcome(AccountFile(Path(f"accounts/a{n}.yaml"), loads("version: 1\n")), code=2,

@@ -32,9 +32,9 @@ import pytest
 from cli_process import finish, run_cli, sandbox_env, start_cli
 from postgres_server import PostgresServer
 
-from reconciler.connection import Endpoint, client_settings
-from reconciler.spec import loads
-from reconciler.workflow import plan_account
+from reconciler.model.desired import loads
+from reconciler.run.connection import Endpoint, client_settings
+from reconciler.run.workflow import plan_account
 from tests.commands.cli_support import writes
 from tests.conftest import RunningSandbox
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.cli import run
+from reconciler.cli.root import run
 from tests.commands.cli_support import Invoke, make_invoke, point_at
 from tests.commands.test_cli_flow import DESIRED
 

@@ -72,7 +72,7 @@ def test_watch_serves_metrics_and_stops_cleanly_on_sigterm(
     command = [
         sys.executable,
         "-c",
-        "from reconciler.cli import main; main()",
+        "from reconciler.cli.root import main; main()",
         "watch",
         "-f",
         "desired.yaml",
@@ -119,7 +119,7 @@ def test_watch_refuses_a_bad_file_before_connecting(
 ) -> None:
     (tmp_path / "desired.yaml").write_text("version: 1\nwindows: {allow: ['nope']}\n")
     result = subprocess.run(
-        [sys.executable, "-c", "from reconciler.cli import main; main()", "watch", "-f",
+        [sys.executable, "-c", "from reconciler.cli.root import main; main()", "watch", "-f",
          "desired.yaml", "--base-url", sandbox.api_url],
         cwd=tmp_path,
         env={**os.environ, "LEVRET_API_KEY_ID": "demo-key", "LEVRET_API_KEY_SECRET": "x"},
@@ -145,7 +145,7 @@ def test_watch_refuses_a_taker_order_it_would_send_every_cycle(
         "      - {side: buy, price: 500, size: 1, taker: true}\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", "from reconciler.cli import main; main()", "watch", "-f",
+        [sys.executable, "-c", "from reconciler.cli.root import main; main()", "watch", "-f",
          "desired.yaml", "--base-url", sandbox.api_url, "--self-heal"],
         cwd=tmp_path,
         env={**os.environ, "LEVRET_API_KEY_ID": "demo-key", "LEVRET_API_KEY_SECRET": "x"},

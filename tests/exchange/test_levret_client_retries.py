@@ -15,18 +15,17 @@ from typing import Any
 import httpx
 import pytest
 
-from reconciler.exchange import (
+from reconciler.levret.client import LevretClient
+from reconciler.levret.errors import (
     AuthError,
-    LevretClient,
     OrderNotOpen,
-    Outcome,
     OutcomeUnknown,
     RateLimited,
     ServerError,
     TransportError,
-    classify,
 )
-from reconciler.exchange.settings import ClientSettings
+from reconciler.levret.outcome import Outcome, classify
+from reconciler.levret.settings import ClientSettings
 
 NOW = 1_750_000_000.0
 
@@ -235,7 +234,7 @@ async def test_settles_first_answer_order_not_open_is_a_rejection() -> None:
 async def test_safe_read_retries_with_numbered_attempts(caplog: pytest.LogCaptureFixture) -> None:
     fake = FakeTime()
     script = Script(err(503, "INTERNAL_ERROR"), httpx.ReadTimeout("slow"), ok([POSITION]))
-    caplog.set_level(logging.DEBUG, logger="reconciler.exchange")
+    caplog.set_level(logging.DEBUG, logger="reconciler.levret")
     async with make(script, fake) as client:
         positions = await client.positions()
     assert positions[0].id == "7"

@@ -1,7 +1,7 @@
 """Per read endpoint: an answer missing a field the reconciler needs stops with one exact line.
 
 Nothing but that one read is sent, and the line carries neither the secret nor any value of
-the account; `-v` (the `reconciler.exchange` log at INFO) shows the entity's masked shape.
+the account; `-v` (the `reconciler.levret` log at INFO) shows the entity's masked shape.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from reconciler.exchange.client import LevretClient
-from reconciler.exchange.settings import ClientSettings
+from reconciler.levret.client import LevretClient
 from reconciler.levret.fields import WireFormatError
+from reconciler.levret.settings import ClientSettings
 
 SECRET = "wire-secret-5b1e"
 EQUITY = "987654.321"
@@ -166,7 +166,7 @@ async def test_missing_needed_field_is_one_exact_line(
 
 @pytest.mark.anyio
 async def test_a_write_whose_answer_cannot_be_read_is_unknown_not_resent() -> None:
-    from reconciler.exchange.errors import OutcomeUnknown
+    from reconciler.levret.errors import OutcomeUnknown
 
     sent: list[httpx.Request] = []
 

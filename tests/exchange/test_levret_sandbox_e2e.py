@@ -16,23 +16,21 @@ from typing import Any
 
 import pytest
 
-from reconciler.exchange import (
+from reconciler.levret.client import LevretClient
+from reconciler.levret.errors import (
     AuthError,
-    ClientSettings,
     InsufficientMargin,
-    LevretClient,
     LevretError,
-    LevretStream,
     NotFound,
-    Order,
     OrderNotOpen,
-    Outcome,
     OutcomeUnknown,
-    Position,
     Rejected,
-    SyncLevretClient,
-    classify,
 )
+from reconciler.levret.outcome import Outcome, classify
+from reconciler.levret.settings import ClientSettings
+from reconciler.levret.stream import LevretStream
+from reconciler.levret.sync import SyncLevretClient
+from reconciler.model.account import Order, Position
 
 
 def demo_settings(sandbox: Any, **kw: Any) -> ClientSettings:
@@ -317,15 +315,26 @@ async def test_another_client_eating_the_keys_budget_slows_it_without_refusals(
     settings = demo_settings(sandbox, rate_limit_per_minute=900, rate_window_seconds=2)
     async with LevretClient(settings) as ours, LevretClient(settings) as other:
 
-        async def steadily(client: LevretClient, count: int) -> None:
+        async def overviews(count: int) -> None:
             for _ in range(count):
-                await client.account_overview()
+                await ours.account_overview()
+
+        async def positions(count: int) -> None:
+            # Another read: the same request signed by two clients in one millisecond would
+            # carry the same signature, which the exchange refuses as a replay.
+            for _ in range(count):
+                await other.positions()
 
         started = time.monotonic()
-        await asyncio.gather(steadily(ours, 40), steadily(other, 40))
+        await asyncio.gather(overviews(40), positions(40))
         elapsed = time.monotonic() - started
     assert ours.budget.refusals <= 1 and other.budget.refusals <= 1
     # 80 reads at 27 a window (less the reserve) take at least two windows more.
     assert elapsed >= 4
-    log = log_of(sandbox, "GET", "/api/v1/wallet/account-overview")
-    assert len([r for r in log if r["status"] == 200]) == 80
+    served = [
+        r
+        for path in ("/api/v1/wallet/account-overview", "/api/v1/positions")
+        for r in log_of(sandbox, "GET", path)
+        if r["status"] == 200
+    ]
+    assert len(served) == 80

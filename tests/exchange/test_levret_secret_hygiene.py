@@ -14,7 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
-from reconciler.exchange import ClientSettings, LevretClient, LevretError
+from reconciler.levret.client import LevretClient
+from reconciler.levret.errors import LevretError
+from reconciler.levret.settings import ClientSettings
 
 SECRET = "Q7-distinctive-secret-9f3a"
 

@@ -7,7 +7,7 @@ import logging
 import pytest
 from pydantic import ValidationError
 
-from reconciler.exchange.settings import (
+from reconciler.levret.settings import (
     DEFAULT_BASE_URL,
     ENV_API_KEY_ID,
     ENV_API_KEY_SECRET,
@@ -63,7 +63,7 @@ def test_secret_never_in_repr_str_or_dump() -> None:
 
 
 def test_tls_off_is_logged_as_a_warning(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="reconciler.exchange")
+    caplog.set_level(logging.WARNING, logger="reconciler.levret")
     settings(verify_tls=False)
     assert any(
         r.levelno == logging.WARNING and "verification is OFF" in r.getMessage()
@@ -72,7 +72,7 @@ def test_tls_off_is_logged_as_a_warning(caplog: pytest.LogCaptureFixture) -> Non
 
 
 def test_tls_on_is_silent(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="reconciler.exchange")
+    caplog.set_level(logging.WARNING, logger="reconciler.levret")
     settings()
     assert not caplog.records
 

@@ -8,9 +8,9 @@ from decimal import Decimal
 import pytest
 from pydantic import SecretStr
 
-from reconciler.exchange.models import Position
-from reconciler.exchange.settings import ClientSettings
-from reconciler.exchange.stream import LevretStream
+from reconciler.levret.settings import ClientSettings
+from reconciler.levret.stream import LevretStream
+from reconciler.model.account import Position
 
 
 def _stream() -> LevretStream:
@@ -50,7 +50,7 @@ async def test_an_unreadable_event_is_dropped_with_one_line(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     stream = _stream()
-    caplog.set_level(logging.WARNING, logger="reconciler.exchange")
+    caplog.set_level(logging.WARNING, logger="reconciler.levret")
     await stream._handler("accountData")({"walletBalance": "55.5"})
     assert stream._queue.empty()
     (record,) = caplog.records

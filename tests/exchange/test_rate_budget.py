@@ -18,9 +18,10 @@ from typing import Any
 import httpx
 import pytest
 
-from reconciler.exchange import LevretClient, RateLimited
-from reconciler.exchange.ratelimit import FIRST_BURST
-from reconciler.exchange.settings import ClientSettings
+from reconciler.levret.client import LevretClient
+from reconciler.levret.errors import RateLimited
+from reconciler.levret.ratelimit import FIRST_BURST
+from reconciler.levret.settings import ClientSettings
 
 START = 1_750_000_000.0
 LATENCY_S = 0.03  # of each answer, on the fake clock

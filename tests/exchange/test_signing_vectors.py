@@ -1,4 +1,4 @@
-"""Golden signing vectors, computed independently of `reconciler.exchange.signing`.
+"""Golden signing vectors, computed independently of `reconciler.levret.signing`.
 
 Each expected signature is hard-coded hex that was computed once with nothing but `hmac` and
 `hashlib`, and is re-derived inline here with a separate two-line HMAC, so a bug in the
@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from reconciler.exchange.client import LevretClient
-from reconciler.exchange.settings import ClientSettings
+from reconciler.levret.client import LevretClient
+from reconciler.levret.settings import ClientSettings
 
 TS = 1736700000000
 

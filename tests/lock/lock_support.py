@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 HOLDER = """
 import sys
-from reconciler.lock import account_lock
+from reconciler.run.lock import account_lock
 with account_lock(None, base_url=sys.argv[1], user_id=sys.argv[2]):
     print("locked", flush=True)
     sys.stdin.read()

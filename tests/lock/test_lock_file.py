@@ -14,8 +14,8 @@ import pytest
 from lock_support import BASE_URL, holding
 
 from reconciler.errors import LockHeld
-from reconciler.lock import ENV_STATE_DIR, AccountLock, LockKey, account_lock, lock_directory
-from reconciler.lock.file import FileBackend
+from reconciler.run.lock import ENV_STATE_DIR, AccountLock, LockKey, account_lock, lock_directory
+from reconciler.run.lock.file import FileBackend
 
 
 def file_lock(user_id: str = "demo", base_url: str = BASE_URL, **kwargs: object) -> AccountLock:

@@ -13,10 +13,10 @@ from postgres_server import PostgresServer
 from pydantic import SecretStr
 
 from reconciler.errors import LockHeld, LockUnavailable
-from reconciler.lock import ENV_LOCK_DSN, AccountLock, Holder, LockOptions, account_lock
-from reconciler.lock.file import FileBackend
-from reconciler.lock.postgres import PostgresBackend, application_name, parse_application_name
-from reconciler.spec import LockSettings
+from reconciler.model.desired import LockSettings
+from reconciler.run.lock import ENV_LOCK_DSN, AccountLock, Holder, LockOptions, account_lock
+from reconciler.run.lock.file import FileBackend
+from reconciler.run.lock.postgres import PostgresBackend, application_name, parse_application_name
 
 CANARY = "pg-Canary-5e1d9b7a-NEVER-SHOWN"
 

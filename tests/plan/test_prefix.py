@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from reconciler.actions import Action, Phase, Request
-from reconciler.exposure import Resting
+from reconciler.model.plan import Action, Phase, Request
 from reconciler.plan import plan
+from reconciler.plan.exposure import Resting
 from reconciler.plan.liquidation import distance_percent, maintenance_rate
 from reconciler.plan.model import Holding
 from reconciler.plan.prefix import AccountState, Limits, Step, prefix_violations

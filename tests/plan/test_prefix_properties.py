@@ -20,14 +20,14 @@ from typing import Any
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from reconciler.actions import POSITION_ID_PLACEHOLDER, Action, Plan
-from reconciler.exchange.models import Order, Position, SymbolSpec
+from reconciler.model.account import Order, Position, SymbolSpec
+from reconciler.model.desired import DesiredState
+from reconciler.model.plan import POSITION_ID_PLACEHOLDER, Action, Plan
+from reconciler.model.snapshot import Snapshot
 from reconciler.plan import plan
 from reconciler.sandbox.engine import Exchange
 from reconciler.sandbox.rejection import Rejection
 from reconciler.sandbox.seed import DEMO_SYMBOLS
-from reconciler.snapshot import Snapshot
-from reconciler.spec import DesiredState
 
 USER = "prop"
 SYMBOLS = ("BTC_USDT", "ETH_USDT")

@@ -14,13 +14,13 @@ from conftest import RunningSandbox
 from pydantic import SecretStr
 
 from reconciler import plan as planner
-from reconciler.actions import Plan
-from reconciler.apply import ApplyReport, run_apply
-from reconciler.exchange.client import LevretClient
-from reconciler.exchange.settings import ClientSettings
-from reconciler.reader import read_snapshot
-from reconciler.settle import SettleConfig
-from reconciler.spec import DesiredState
+from reconciler.apply.engine import ApplyReport, run_apply
+from reconciler.apply.settle import SettleConfig
+from reconciler.levret.client import LevretClient
+from reconciler.levret.reader import read_snapshot
+from reconciler.levret.settings import ClientSettings
+from reconciler.model.desired import DesiredState
+from reconciler.model.plan import Plan
 
 FAST_SETTLE = SettleConfig(
     visibility_window_s=0.05, max_reads=4, clock_skew_ms=5_000, visibility_timeout_s=0.5

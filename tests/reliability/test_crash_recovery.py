@@ -17,8 +17,8 @@ from cli_process import finish, sandbox_env, start_cli
 from conftest import SandboxFactory
 from reliability_support import last_id, orders_since, position
 
-from reconciler.cli import run
-from reconciler.journal import read_journal
+from reconciler.apply.journal import read_journal
+from reconciler.cli.root import run
 
 DESIRED = """\
 version: 1

@@ -26,13 +26,13 @@ from reliability_support import (
     rows,
 )
 
-from reconciler.apply import apply_plan
+from reconciler.apply.engine import apply_plan
+from reconciler.apply.journal import Journal, read_journal
+from reconciler.apply.settle import SettleConfig
 from reconciler.errors import PreconditionFailed
-from reconciler.exchange.errors import NotFound, UnstableListing
-from reconciler.journal import Journal, read_journal
-from reconciler.reader import read_snapshot
+from reconciler.levret.errors import NotFound, UnstableListing
+from reconciler.levret.reader import read_snapshot
 from reconciler.sandbox.faults import liquidate_position
-from reconciler.settle import SettleConfig
 
 LONG_BTC = {"BTC_USDT": {"position": {"side": "long", "size": Decimal("0.5"), "leverage": 10}}}
 

@@ -1,6 +1,6 @@
 """Hostile desired-state files: a clear error within 1 s and 100 MB, and zero requests sent.
 
-Every file goes through the real CLI (`reconciler.cli.run(["plan", "-f", FILE, ...])`) pointed
+Every file goes through the real CLI (`reconciler.cli.root.run(["plan", "-f", FILE, ...])`) pointed
 at a live sandbox, whose request log must stay empty: a file that cannot be planned must not
 even read the account. Memory is the peak `tracemalloc` sees during the run.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import RunningSandbox
 
-from reconciler.cli import run
+from reconciler.cli.root import run
 
 BAD_INPUTS = Path(__file__).resolve().parents[1] / "bad_inputs"
 HEAD = "version: 1\nsymbols:\n  BTC_USDT:\n    position: "

@@ -6,7 +6,7 @@
 - nor does the lock server's DSN (or its password), across a shared-lock apply, a lock held
   by another, an unreachable lock server and a DSN that does not parse;
 - plain `http://` is refused except to loopback;
-- a credentials file others can read is refused (`reconciler/credentials_file.py`);
+- a credentials file others can read is refused (`reconciler/run/credentials.py`);
 - the sandbox refuses replayed and expired signatures.
 """
 
@@ -23,10 +23,10 @@ from postgres_server import PostgresServer
 from pydantic import SecretStr
 from signing import expect_error, now_ms, signed_request
 
-from reconciler.cli import run
-from reconciler.credentials_file import CredentialsFileError, load_credentials_file
-from reconciler.exchange.settings import ClientSettings
-from reconciler.lock import LockOptions, account_lock
+from reconciler.cli.root import run
+from reconciler.levret.settings import ClientSettings
+from reconciler.run.credentials import CredentialsFileError, load_credentials_file
+from reconciler.run.lock import LockOptions, account_lock
 
 SECRET = "Zq7-leak-canary-3f9b1c2e8d4a6f0b-DO-NOT-PRINT"
 LOCK_PASSWORD = "Lk4-lock-canary-9a2e7c1d5b3f-DO-NOT-PRINT"

@@ -16,7 +16,7 @@ import httpx
 from click.testing import CliRunner
 
 from reconciler import jsonnum
-from reconciler.cli import cli
+from reconciler.cli.root import cli
 from reconciler.sandbox.app import API_PREFIX
 from reconciler.sandbox.server import SandboxServer
 from tests.conftest import SandboxFactory
@@ -74,7 +74,7 @@ def _start_cli(db: Path, cwd: Path, *extra: str) -> tuple[subprocess.Popen[str],
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
     process = subprocess.Popen(
-        [sys.executable, "-c", "from reconciler.cli import main; main()",
+        [sys.executable, "-c", "from reconciler.cli.root import main; main()",
          "sandbox", "serve", "--port", "0", "--db", str(db), *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

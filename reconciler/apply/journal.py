@@ -1,0 +1,174 @@
+"""The apply journal: an append-only JSONL record of what apply meant to do and what happened.
+
+Apply moves money, so after any run (finished, failed, interrupted or killed) someone must be
+able to answer "what was sent, and what did the exchange do with it?" from a file alone. Each
+record is written, flushed and fsync'd before apply moves on, so the file is truthful up to
+the last call that returned, even if the process dies a moment later.
+
+The one exception is a rehearsal (`reconciler.run.rehearse`): its journal lives in a scratch
+directory deleted when it ends and records calls to an in-process copy, so nothing survives
+a crash that it could vouch for, and `durable=False` skips the fsyncs (a few hundred of them
+were a large share of a rehearsal's time). A real apply never passes it.
+
+The journal holds requests as the plan showed them (method, path below the API prefix, body)
+and the exchange's status, code and data. It never holds a header, a signature or a secret:
+apply never has them, the client keeps them to itself. `docs/apply.md` lists every record type.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Literal
+
+from reconciler import jsonnum
+
+__all__ = [
+    "JOURNAL_FORMAT",
+    "Journal",
+    "Outcome",
+    "RecordType",
+    "journal_file_name",
+    "read_journal",
+]
+
+JOURNAL_FORMAT = 1
+
+# What happened to one planned call. `unknown` is only final when settlement could not tell.
+Outcome = Literal[
+    "accepted",
+    "rejected",
+    "unknown",
+    "not_sent",
+    "settled_executed",
+    "settled_not_executed",
+]
+
+RecordType = Literal[
+    "start",
+    "precondition",
+    "plan",
+    "intent",
+    "result",
+    "settlement",
+    "verification",
+    "interrupted",
+    "end",
+]
+
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def journal_file_name(user_id: str, started_ms: int, pid: int) -> str:
+    """`20250101T120000.123Z-<user>-<pid>.jsonl`: sorts by start time, unique per process."""
+    stamp = datetime.fromtimestamp(started_ms / 1000, tz=UTC)
+    text = stamp.strftime("%Y%m%dT%H%M%S") + f".{started_ms % 1000:03d}Z"
+    user = _SAFE_NAME.sub("_", user_id) or "user"
+    return f"{text}-{user}-{pid}.jsonl"
+
+
+class Journal:
+    """One apply's JSONL file. Every `write` is durable before it returns (unless `durable=False`).
+
+    Records carry `seq` (1, 2, …, no gaps), `type` and `time_ms`, then the record's own
+    fields. Numbers are written from `Decimal` exactly, as on the wire.
+    """
+
+    def __init__(
+        self, path: Path, *, clock: Callable[[], int] = _now_ms, durable: bool = True
+    ) -> None:
+        self.path = path
+        self.durable = durable
+        self._clock = clock
+        self._seq = 0
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # O_EXCL: a journal is never appended to by a second run, nor silently overwritten.
+        # 0600 like a saved plan: it holds the account's positions, orders and amounts.
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self._file: IO[bytes] | None = os.fdopen(descriptor, "wb")
+        if durable:
+            _fsync_dir(path.parent)
+
+    @classmethod
+    def create(
+        cls,
+        directory: Path,
+        *,
+        user_id: str,
+        clock: Callable[[], int] = _now_ms,
+        durable: bool = True,
+    ) -> Journal:
+        """A new journal file in `directory`, named after the user, start time and pid."""
+        name = journal_file_name(user_id, clock(), os.getpid())
+        return cls(directory / name, clock=clock, durable=durable)
+
+    @property
+    def closed(self) -> bool:
+        return self._file is None
+
+    def write(self, type: RecordType, **fields: Any) -> dict[str, Any]:
+        """Append one record and make it durable (flushed only, if not `durable`)."""
+        if self._file is None:
+            raise ValueError(f"journal {self.path} is closed")
+        self._seq += 1
+        record: dict[str, Any] = {"seq": self._seq, "type": type, "time_ms": self._clock()}
+        record.update(fields)
+        self._file.write(jsonnum.dumps(record) + b"\n")
+        self._file.flush()  # readable by another handle at once, durable or not
+        if self.durable:
+            os.fsync(self._file.fileno())
+        return record
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the new file's directory entry durable too (a no-op where directories can't sync)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def read_journal(path: Path) -> list[dict[str, Any]]:
+    """All complete records of a journal; a torn last line (killed mid-write) is skipped."""
+    return list(_iter_records(path))
+
+
+def _iter_records(path: Path) -> Iterator[dict[str, Any]]:
+    with path.open("rb") as handle:
+        for line in handle:
+            if not line.endswith(b"\n"):
+                return
+            record = jsonnum.loads(line)
+            if isinstance(record, dict):
+                yield record

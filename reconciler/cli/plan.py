@@ -1,0 +1,164 @@
+"""`reconciler plan`: read the account, diff it against the file, print the calls.
+
+With several files (or a directory) every account is read and planned concurrently, the
+plans are printed one section per account, `--out` names a directory that receives one
+`<file stem>.json` per account, and the exit code is the most severe of the accounts'.
+
+The planner, the client and the rehearsal are imported when the command runs, not when the
+module loads: `plan --help` should not pay for them (and never for the sandbox server, which
+only `--sandbox` and `--rehearse` start).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from reconciler.cli.console import Console
+from reconciler.cli.many import files_option, finish, show_plans, single_file
+from reconciler.cli.options import (
+    endpoint_options,
+    format_option,
+    now_ms,
+    render,
+    write_private,
+)
+from reconciler.errors import PolicyViolation, ReconcilerError
+from reconciler.run.connection import client_settings, endpoint
+
+if TYPE_CHECKING:
+    from reconciler.run.accounts import Outcome
+
+EXIT_CHANGES = 2
+
+
+@click.command("plan")
+@files_option("Desired-state YAML file.")
+@endpoint_options
+@format_option
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Save the plan (several accounts: a directory receiving <file stem>.json each).",
+)
+@click.option("--target", multiple=True, metavar="SYMBOL", help="Plan only these symbols.")
+@click.option(
+    "--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has changes (0 when none)."
+)
+@click.option(
+    "--allow-flatten",
+    is_flag=True,
+    help="Allow a plan that closes every position, or more than policy.max_closes.",
+)
+@click.option(
+    "--rehearse",
+    is_flag=True,
+    help="Also run the plan on an in-process copy of the account and show what happened "
+    "(nothing is sent to the exchange); exit 3 if the copy did not converge.",
+)
+def plan(
+    files: tuple[Path, ...],
+    sandbox: bool,
+    base_url: str | None,
+    output_format: str,
+    out: Path | None,
+    target: tuple[str, ...],
+    detailed_exitcode: bool,
+    allow_flatten: bool,
+    rehearse: bool,
+) -> None:
+    """Show the calls that would make the account match FILE."""
+    import asyncio
+
+    from reconciler.cli.rehearsal import RehearsalFailed, rehearse_account, show_rehearsal
+    from reconciler.model.desired import load
+    from reconciler.render.plan import render_json
+    from reconciler.run.accounts import is_multi
+    from reconciler.run.workflow import narrow, plan_account
+
+    console = Console()
+    if rehearse and is_multi(files):
+        raise click.UsageError("--rehearse takes one file")
+    if is_multi(files):
+        _plan_many(
+            console,
+            files,
+            sandbox,
+            base_url,
+            output_format,
+            out,
+            target,
+            detailed_exitcode,
+            allow_flatten,
+        )
+        return
+    desired = narrow(load(single_file(files)), target)  # a bad file stops here: nothing sent
+    with endpoint(sandbox=sandbox, base_url=base_url) as where:
+        settings = client_settings(where, desired)
+        result = asyncio.run(
+            plan_account(settings, desired, now_ms=now_ms(), allow_flatten=allow_flatten)
+        )
+    if out is not None:
+        write_private(out, render_json(result))
+        console.note(f"Saved the plan to {out}.")
+    if rehearse and not result.violations:
+        with endpoint(sandbox=sandbox, base_url=base_url) as where:
+            rehearsal = asyncio.run(rehearse_account(client_settings(where, desired), desired))
+        show_rehearsal(console, result, rehearsal, output_format)
+        if not rehearsal.converged:
+            raise RehearsalFailed(rehearsal)
+    else:
+        console.data(render(result, output_format, console))
+    if result.violations:
+        raise PolicyViolation(list(result.violations))
+    if detailed_exitcode and (result.actions or result.infeasible):
+        raise click.exceptions.Exit(EXIT_CHANGES)
+
+
+def _plan_many(
+    console: Console,
+    files: tuple[Path, ...],
+    sandbox: bool,
+    base_url: str | None,
+    output_format: str,
+    out: Path | None,
+    target: tuple[str, ...],
+    detailed_exitcode: bool,
+    allow_flatten: bool,
+) -> None:
+    import asyncio
+
+    from reconciler.render.plan import render_json
+    from reconciler.run.accounts import load_accounts, most_severe, plan_all, plan_file_name
+
+    accounts = load_accounts(files, target)  # every file valid, or nothing is read
+    if out is not None and out.exists() and not out.is_dir():
+        raise ReconcilerError(f"--out {out}: with several accounts, give a directory")
+    with endpoint(sandbox=sandbox, base_url=base_url) as where:
+        outcomes = asyncio.run(
+            plan_all(accounts, where, now_ms=now_ms(), allow_flatten=allow_flatten)
+        )
+    if out is not None:
+        for outcome in outcomes:
+            if outcome.plan is not None:
+                write_private(out / plan_file_name(outcome.account), render_json(outcome.plan))
+        console.note(f"Saved the plans to {out}/.")
+    outcomes = [replace(outcome, code=_code(outcome, detailed_exitcode)) for outcome in outcomes]
+    codes = [outcome.code for outcome in outcomes]
+    show_plans(console, outcomes, output_format, code=most_severe(codes))
+    finish(console, outcomes, codes)
+
+
+def _code(outcome: Outcome, detailed_exitcode: bool) -> int:
+    planned = outcome.plan
+    if (
+        outcome.code == 0
+        and detailed_exitcode
+        and planned
+        and (planned.actions or planned.infeasible)
+    ):
+        return EXIT_CHANGES
+    return outcome.code

@@ -1,1 +1,0 @@
-"""One module per command; each is thin and calls into the library."""

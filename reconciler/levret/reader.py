@@ -1,0 +1,106 @@
+"""Read the live account into a `Snapshot`: concurrently, and only what the plan needs.
+
+This is the IO edge in front of the pure planner. `snapshot.needs(desired)` decides what to
+read; this module only fetches it. Reads run concurrently in two rounds: specs, positions,
+every page of open orders and (for weights) the account overview first, then market stats
+for the symbols that need a price and hold no position (a position carries its own mark),
+and the top of the book where the plan will place a resting order (known once the open
+orders are read). An exchange that offers no book (a refusal of the read) leaves the mark
+as the only reference; any other failure fails the read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from decimal import Decimal
+
+from reconciler.levret.client import LevretClient
+from reconciler.levret.errors import InvalidRequest, Rejected
+from reconciler.model.account import Order, Position, SymbolSpec
+from reconciler.model.desired import DesiredState
+from reconciler.model.snapshot import BookTop, Snapshot, needs
+from reconciler.plan import symbols_placing_orders
+
+__all__ = ["read_snapshot"]
+
+
+async def _open_orders(client: LevretClient, symbols: frozenset[str] | None) -> list[Order]:
+    if symbols is not None and len(symbols) == 1:
+        (symbol,) = symbols
+        return [order async for order in client.iter_open_orders(symbol)]
+    return [order async for order in client.iter_open_orders()]
+
+
+async def _positions(client: LevretClient, symbols: frozenset[str] | None) -> list[Position]:
+    if symbols is not None and len(symbols) == 1:
+        (symbol,) = symbols
+        return await client.positions(symbol)
+    return await client.positions()
+
+
+async def _specs(client: LevretClient) -> list[SymbolSpec]:
+    return await client.supported_symbols()
+
+
+async def read_snapshot(
+    client: LevretClient,
+    desired: DesiredState,
+    *,
+    symbols: Iterable[str] | None = None,
+) -> Snapshot:
+    """The account as the plan for `desired` needs it; `symbols` narrows every read."""
+    wanted = frozenset(symbols) if symbols is not None else None
+    reads = needs(desired)
+    try:
+        async with asyncio.TaskGroup() as group:
+            specs_task = group.create_task(_specs(client))
+            positions_task = group.create_task(_positions(client, wanted))
+            orders_task = group.create_task(_open_orders(client, wanted))
+            overview_task = group.create_task(client.account_overview()) if reads.equity else None
+    except ExceptionGroup as failed:
+        # Concurrent reads fail together; the caller wants the first cause, as one error
+        # of its own kind (an auth refusal, a rate limit), not a group of them.
+        raise failed.exceptions[0] from None
+
+    positions = {
+        position.symbol: position
+        for position in positions_task.result()
+        if wanted is None or position.symbol in wanted
+    }
+    open_orders: dict[str, list[Order]] = {}
+    for order in orders_task.result():
+        if wanted is None or order.symbol in wanted:
+            open_orders.setdefault(order.symbol, []).append(order)
+
+    specs = {spec.symbol: spec for spec in specs_task.result()}
+    read = Snapshot(
+        user_id=client.user_id,
+        specs=specs,
+        positions=positions,
+        open_orders={symbol: tuple(orders) for symbol, orders in open_orders.items()},
+        equity=overview_task.result().equity if overview_task is not None else None,
+    )
+    placing = symbols_placing_orders(desired, read) & reads.order_symbols
+    price_symbols = reads.stats_for(positions) | (placing - frozenset(positions))
+    if wanted is not None:
+        price_symbols, placing = price_symbols & wanted, placing & wanted
+    price_symbols = frozenset(symbol for symbol in price_symbols if symbol in specs)
+    placing = frozenset(symbol for symbol in placing if symbol in specs)
+    books_task = asyncio.gather(*(_book_top(client, symbol) for symbol in sorted(placing)))
+    stats_task = asyncio.gather(*(client.market_stats(s) for s in sorted(price_symbols)))
+    stats, tops = await asyncio.gather(stats_task, books_task)
+    marks: dict[str, Decimal] = {stat.symbol: stat.markPrice for stat in stats}
+    books = {symbol: top for symbol, top in zip(sorted(placing), tops, strict=True) if top}
+    return read.model_copy(update={"marks": marks, "books": books})
+
+
+async def _book_top(client: LevretClient, symbol: str) -> BookTop | None:
+    """The best bid and ask, or None where the exchange refuses to show a book."""
+    try:
+        book = await client.orderbook(symbol, depth=1)
+    except (Rejected, InvalidRequest):
+        return None
+    return BookTop(
+        bid=book.bids[0][0] if book.bids else None, ask=book.asks[0][0] if book.asks else None
+    )
