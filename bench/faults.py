@@ -18,8 +18,8 @@ reconciler believes:
   once per intent (429s and refused signatures do not execute);
 - **convergence**: the apply converged, or ended not converged (exit 5) or stale (exit 3)
   with its reason recorded;
-- **accounting**: `walletBalance = deposits - totalFees + realizedPnl` and
-  `availableBalance = walletBalance - positionMargin - orderMargin`, to the last digit.
+- **accounting**: `wallet_balance = deposits - totalFees + realizedPnl` and
+  `available_balance = walletBalance - positionMargin - orderMargin`, to the last digit.
 
     python bench/faults.py --scenarios 2000 --seed 1 --workers 2 --json campaign.json
     python bench/faults.py --scenarios 2000 --seed 1 --profile realistic

@@ -6,9 +6,9 @@ account and, for `--seconds`, places market and resting orders, cancels, changes
 and reads, while one more task moves the marks (filling resting orders and realising PnL).
 Afterwards every account is audited from the API and from the sandbox's database:
 
-- `walletBalance = deposits - Σ fill fees + Σ fill realised PnL - Σ liquidation losses`,
+- `wallet_balance = deposits - Σ fill fees + Σ fill realised PnL - Σ liquidation losses`,
   each sum taken from the fills and the ledger, not from the account row;
-- `availableBalance + positionMargin + orderMargin = walletBalance`;
+- `availableBalance + positionMargin + order_margin = walletBalance`;
 - `positionMargin` is the sum of the margins of `GET /positions`.
 
     python bench/load.py --clients 50 --seconds 30
@@ -181,10 +181,10 @@ async def _audit_api(base_url: str, clients: int) -> dict[str, dict[str, Decimal
             overview = await client.account_overview()
             positions = await client.positions()
         seen[user] = {
-            "wallet": overview.walletBalance,
-            "available": overview.availableBalance,
-            "position_margin": overview.positionMargin or Decimal(0),
-            "order_margin": overview.orderMargin or Decimal(0),
+            "wallet": overview.wallet_balance,
+            "available": overview.available_balance,
+            "position_margin": overview.position_margin or Decimal(0),
+            "order_margin": overview.order_margin or Decimal(0),
             "positions_margin_sum": sum((p.margin for p in positions), Decimal(0)),
         }
     return seen

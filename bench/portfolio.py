@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 from typing import Any, Literal
 
+from reconciler.levret import parse
 from reconciler.model.account import Order, Position, SymbolSpec
 from reconciler.model.desired import DesiredState
 from reconciler.model.snapshot import Snapshot
@@ -192,21 +193,21 @@ class Portfolio:
         open_orders: dict[str, tuple[Order, ...]] = {}
         next_id = 1
         for case in self.cases:
-            specs[case.symbol] = SymbolSpec.model_validate(case.spec)
+            specs[case.symbol] = parse.wire(parse.symbol_spec, case.spec)
             if case.position is not None:
                 held = case.position
                 positions[case.symbol] = Position(
                     id=str(next_id),
-                    userId=USER_ID,
+                    user_id=USER_ID,
                     symbol=case.symbol,
                     side=held.side,
                     size=held.size,
-                    entryPrice=case.mark,
-                    markPrice=case.mark,
+                    entry_price=case.mark,
+                    mark_price=case.mark,
                     leverage=held.leverage,
                     margin=_money(held.size * case.mark / held.leverage),
-                    takeProfitPrice=held.take_profit,
-                    stopLossPrice=held.stop_loss,
+                    take_profit_price=held.take_profit,
+                    stop_loss_price=held.stop_loss,
                 )
                 next_id += 1
             orders = []
@@ -214,16 +215,16 @@ class Portfolio:
                 orders.append(
                     Order(
                         id=str(next_id),
-                        userId=USER_ID,
+                        user_id=USER_ID,
                         symbol=case.symbol,
                         side=order.side,
-                        orderType="limit",
+                        order_type="limit",
                         size=order.size,
                         price=order.price,
                         leverage=order.leverage,
                         status="open",
-                        createdAt=1_700_000_000_000 + next_id,
-                        updatedAt=1_700_000_000_000 + next_id,
+                        created_at=1_700_000_000_000 + next_id,
+                        updated_at=1_700_000_000_000 + next_id,
                     )
                 )
                 next_id += 1

@@ -17,11 +17,11 @@ _DEMO = [demo for demo in DEMO_SYMBOLS if demo["symbol"] in PLANNED_SYMBOLS]
 SPECS: dict[str, SymbolSpec] = {
     demo["symbol"]: SymbolSpec(
         symbol=demo["symbol"],
-        baseAsset=demo["symbol"].split("_")[0],
-        tickSize=demo["tickSize"],
-        stepSize=demo["stepSize"],
-        minSize=demo["minSize"],
-        maxLeverage=demo["maxLeverage"],
+        base_asset=demo["symbol"].split("_")[0],
+        tick_size=demo["tickSize"],
+        step_size=demo["stepSize"],
+        min_size=demo["minSize"],
+        max_leverage=demo["maxLeverage"],
     )
     for demo in _DEMO
 }
@@ -45,16 +45,16 @@ def position(
     amount = Decimal(size)
     return Position(
         id=id or f"pos-{symbol}",
-        userId=USER,
+        user_id=USER,
         symbol=symbol,
         side=side,
         size=amount,
-        entryPrice=entry_price,
-        markPrice=Decimal(mark) if mark is not None else entry_price,
+        entry_price=entry_price,
+        mark_price=Decimal(mark) if mark is not None else entry_price,
         leverage=leverage,
         margin=Decimal(margin) if margin is not None else entry_price * amount / leverage,
-        takeProfitPrice=Decimal(tp) if tp is not None else None,
-        stopLossPrice=Decimal(sl) if sl is not None else None,
+        take_profit_price=Decimal(tp) if tp is not None else None,
+        stop_loss_price=Decimal(sl) if sl is not None else None,
     )
 
 
@@ -72,18 +72,18 @@ def order(
 ) -> Order:
     return Order(
         id=id,
-        userId=USER,
+        user_id=USER,
         symbol=symbol,
         side=side,
-        orderType="limit",
+        order_type="limit",
         size=Decimal(size),
         price=Decimal(price),
         leverage=leverage,
         reduce_only=reduce_only,
         status="partially_filled" if Decimal(filled) else "open",
-        filledSize=Decimal(filled),
-        createdAt=created,
-        updatedAt=created,
+        filled_size=Decimal(filled),
+        created_at=created,
+        updated_at=created,
     )
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
+from wire import intent_of, wire_call
 
 from reconciler.apply.engine import (
     ApplyFailed,
@@ -33,8 +34,10 @@ from reconciler.apply.journal import Journal, read_journal
 from reconciler.apply.settle import Baseline, SettleConfig, settle, take_baseline
 from reconciler.errors import LockHeld, PreconditionFailed
 from reconciler.levret.errors import NotFound, OrderNotOpen, OutcomeUnknown, error_for_code
-from reconciler.model.account import Order, Position, SymbolSpec, Trade
-from reconciler.model.plan import POSITION_ID_PLACEHOLDER, Action, ActionKind, Phase, Plan, Request
+from reconciler.levret.requests import POSITION_ID_PLACEHOLDER, request_for
+from reconciler.model.account import CancelAllResult, Order, Position, SymbolSpec, Trade
+from reconciler.model.intents import Answer, CancelOrder, Intent
+from reconciler.model.plan import Action, ActionKind, Phase, Plan, Request
 from reconciler.model.snapshot import Snapshot
 from reconciler.render.progress import ApplyEvent, PlainProgress, RichProgress
 from reconciler.run.lock import account_lock
@@ -77,6 +80,14 @@ class FakeExchange:
         self._ids = itertools.count(1)
 
     # ---- writes
+
+    def request_for(self, intent: Intent) -> Request:
+        return request_for(intent, user_id=USER)
+
+    async def execute(self, intent: Intent) -> Answer:
+        request = self.request_for(intent)
+        answer: Answer = await self.send(request.method, request.path, request.body)
+        return answer
 
     async def send(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
         number = len(self.sent)
@@ -136,7 +147,7 @@ class FakeExchange:
     def _execute(self, path: str, body: dict[str, Any]) -> Any:
         parts = path.strip("/").split("/")
         if parts == ["order"]:
-            return self._place(body).model_dump()
+            return self._place(body)
         if parts == ["order", "cancel"]:
             order = self.orders.get(str(body["orderId"]))
             if order is None:
@@ -144,9 +155,9 @@ class FakeExchange:
             if order.status not in ("open", "partially_filled"):
                 raise OrderNotOpen("not open", code="ORDER_NOT_OPEN", status=409)
             self.orders[order.id] = order.model_copy(
-                update={"status": "cancelled", "updatedAt": self._stamp()}
+                update={"status": "cancelled", "updated_at": self._stamp()}
             )
-            return self.orders[order.id].model_dump()
+            return self.orders[order.id]
         if parts == ["order", "cancelAll"]:
             cancelled = [
                 o.id
@@ -155,9 +166,9 @@ class FakeExchange:
             ]
             for order_id in cancelled:
                 self.orders[order_id] = self.orders[order_id].model_copy(
-                    update={"status": "cancelled", "updatedAt": self._stamp()}
+                    update={"status": "cancelled", "updated_at": self._stamp()}
                 )
-            return {"cancelled": cancelled, "count": len(cancelled)}
+            return CancelAllResult(cancelled=cancelled, count=len(cancelled))
         position = next(p for p in self.positions_by_symbol.values() if p.id == parts[1])
         if parts[2] == "close":
             side = "sell" if position.side == "long" else "buy"
@@ -170,8 +181,8 @@ class FakeExchange:
                     "reduce_only": True,
                 }
             )
-            return order.model_dump()
-        update: dict[str, Any] = {"updatedAt": self._stamp()}
+            return order
+        update: dict[str, Any] = {"updated_at": self._stamp()}
         if parts[2] == "leverage":
             update["leverage"] = int(body["leverage"])
         elif parts[2] == "margin":
@@ -179,11 +190,11 @@ class FakeExchange:
             update["margin"] = position.margin + (amount if body["mode"] == "add" else -amount)
         elif parts[2] == "tpsl":
             if "takeProfitPrice" in body:
-                update["takeProfitPrice"] = body["takeProfitPrice"]
+                update["take_profit_price"] = body["takeProfitPrice"]
             if "stopLossPrice" in body:
-                update["stopLossPrice"] = body["stopLossPrice"]
+                update["stop_loss_price"] = body["stopLossPrice"]
         self.positions_by_symbol[position.symbol] = position.model_copy(update=update)
-        return self.positions_by_symbol[position.symbol].model_dump()
+        return self.positions_by_symbol[position.symbol]
 
     def _place(self, body: Mapping[str, Any]) -> Order:
         symbol = str(body["symbol"])
@@ -191,24 +202,24 @@ class FakeExchange:
         created = self._stamp()
         order = Order(
             id=self._next_id("o"),
-            userId=USER,
+            user_id=USER,
             symbol=symbol,
             side=body["side"],
-            orderType=body["orderType"],
+            order_type=body["orderType"],
             size=size,
             price=body.get("price"),
             reduce_only=bool(body.get("reduce_only", False)),
             status="open",
-            createdAt=created,
-            updatedAt=created,
+            created_at=created,
+            updated_at=created,
         )
-        if order.orderType == "market":
+        if order.order_type == "market":
             ratio = self.fill_ratio_once.pop(symbol, self.fill_ratio.get(symbol, Decimal(1)))
             filled = size * ratio
             if filled:
                 self._fill(order, filled)
             status = "filled" if filled == size else "cancelled"
-            order = order.model_copy(update={"status": status, "filledSize": filled})
+            order = order.model_copy(update={"status": status, "filled_size": filled})
         self.orders[order.id] = order
         return order
 
@@ -217,13 +228,13 @@ class FakeExchange:
         self.trades.append(
             Trade(
                 id=self._next_id("t"),
-                orderId=order.id,
+                order_id=order.id,
                 symbol=order.symbol,
                 side=order.side,
                 size=size,
                 price=mark,
                 fee=Decimal(0),
-                realizedPnl=Decimal(0),
+                realized_pnl=Decimal(0),
                 timestamp=now_ms(),
             )
         )
@@ -242,17 +253,17 @@ class FakeExchange:
             mark = self.marks[symbol]
             current = Position(
                 id=self._next_id("p"),
-                userId=USER,
+                user_id=USER,
                 symbol=symbol,
                 side=side,
                 size=abs(after),
-                entryPrice=mark,
-                markPrice=mark,
+                entry_price=mark,
+                mark_price=mark,
                 leverage=10,
                 margin=mark * abs(after) / 10,
             )
         self.positions_by_symbol[symbol] = current.model_copy(
-            update={"size": abs(after), "side": side, "updatedAt": self._stamp()}
+            update={"size": abs(after), "side": side, "updated_at": self._stamp()}
         )
 
     # ---- reads
@@ -289,8 +300,8 @@ Desired = dict[str, Decimal]
 
 def spec(symbol: str) -> SymbolSpec:
     return SymbolSpec(
-        symbol=symbol, tickSize=Decimal("0.01"), stepSize=Decimal(1), minSize=Decimal(1),
-        maxLeverage=50,
+        symbol=symbol, tick_size=Decimal("0.01"), step_size=Decimal(1), min_size=Decimal(1),
+        max_leverage=50,
     )  # fmt: skip
 
 
@@ -322,10 +333,8 @@ def order_action(symbol: str, side: str, size: Decimal, phase: Phase, **extra: A
     body.update(extra)
     body.setdefault("reduce_only", False)
     return Action(
-        kind="place_order",
-        symbol=symbol,
+        intent=intent_of(Request(method="POST", path="/order", body=body), symbol),
         phase=phase,
-        request=Request(method="POST", path="/order", body=body),
         risk="reduce" if phase is Phase.REDUCE else "increase",
         reason=f"{side} {size}",
     )
@@ -341,14 +350,15 @@ def position_action(
         "close_position": ("close", Phase.REDUCE),
     }[kind]
     return Action(
-        kind=kind,
-        symbol=symbol,
-        phase=phase,
-        request=Request(
-            method="POST",
-            path=f"/positions/{position_id}/{suffix}",
-            body=body if kind != "close_position" else None,
+        intent=intent_of(
+            Request(
+                method="POST",
+                path=f"/positions/{position_id}/{suffix}",
+                body=body if kind != "close_position" else None,
+            ),
+            symbol,
         ),
+        phase=phase,
         reason=kind,
     )
 
@@ -432,13 +442,8 @@ async def test_phases_are_barriers_across_symbols(tmp_path: Path) -> None:
     )
     resting = next(iter(exchange.orders))
     actions = [
-        Action(
-            kind="cancel_order",
-            symbol="CCC_USDT",
-            phase=Phase.CANCEL_ORDERS,
-            request=Request(method="POST", path="/order/cancel", body={"orderId": resting}),
-            reason="not wanted",
-        ),
+        Action(intent=CancelOrder(symbol="CCC_USDT", order_id=resting),
+               phase=Phase.CANCEL_ORDERS, reason="not wanted"),
         position_action("set_leverage", "AAA_USDT", aaa, {"leverage": 3}),
         order_action("BBB_USDT", "buy", Decimal(2), Phase.REDUCE),
         order_action("DDD_USDT", "buy", Decimal(1), Phase.INCREASE),
@@ -451,7 +456,11 @@ async def test_phases_are_barriers_across_symbols(tmp_path: Path) -> None:
     assert [r.outcome for r in report.passes[0].results] == ["accepted"] * 6
     assert report.converged and report.exit_code == 0
     phases_sent = [
-        next(a.phase for a in actions if a.request.path == path and a.request.body == body)
+        next(
+            a.phase
+            for a in actions
+            if wire_call(a, USER).path == path and wire_call(a, USER).body == body
+        )
         for _, path, body in exchange.writes()
     ]
     assert phases_sent == sorted(phases_sent)
@@ -645,7 +654,9 @@ async def test_not_converged_after_the_pass_limit_is_exit_5(tmp_path: Path) -> N
     assert len(report.passes) == 2
     assert [body["size"] for _, _, body in exchange.writes() if body] == [8, 4]
     assert not report.converged and report.exit_code == 5
-    assert [a.request.body["size"] for a in report.remaining if a.request.body] == [2]
+    assert [
+        wire_call(a, USER).body["size"] for a in report.remaining if wire_call(a, USER).body
+    ] == [2]
     assert "not converged" in report.summary()
 
 
@@ -744,7 +755,7 @@ async def test_journal_records_every_step_in_order(tmp_path: Path) -> None:
     assert intent["request"] == {
         "method": "POST",
         "path": "/order",
-        "body": plan.actions[0].request.body,
+        "body": wire_call(plan.actions[0], USER).body,
     }
     assert intent["baseline"] == {"position": None, "old_order_ids": []}
     assert result["outcome"] == "unknown" and result["latency_ms"] >= 0
@@ -804,7 +815,7 @@ async def test_settle_waits_a_window_between_reads_before_believing_absence() ->
 
     config = SettleConfig(visibility_window_s=0.75, max_reads=4)
     result = await settle(
-        exchange, action, action.request, sent_at_ms=now_ms(), baseline=baseline,
+        exchange, action, action.intent, sent_at_ms=now_ms(), baseline=baseline,
         config=config, sleep=sleep,
     )  # fmt: skip
     assert result.executed is False and result.reads == 2
@@ -820,9 +831,9 @@ async def test_baseline_counts_recently_filled_orders_as_old() -> None:
     )  # its answer was lost: apply never learnt this order's id
     action = order_action("AAA_USDT", "sell", Decimal(2), Phase.INCREASE)
     baseline = await take_baseline(exchange, action, now_ms=now_ms())
-    assert closing["id"] in baseline.old_order_ids
+    assert closing.id in baseline.old_order_ids
     result = await settle(
-        exchange, action, action.request, sent_at_ms=now_ms(), baseline=baseline, config=QUICK
+        exchange, action, action.intent, sent_at_ms=now_ms(), baseline=baseline, config=QUICK
     )
     assert result.executed is False  # the closing order is not mistaken for this one
 
@@ -831,10 +842,10 @@ async def test_baseline_counts_recently_filled_orders_as_old() -> None:
 async def test_settle_ignores_orders_it_already_knows() -> None:
     exchange = FakeExchange()
     action = order_action("AAA_USDT", "buy", Decimal(1), Phase.INCREASE)
-    earlier = exchange._place(action.request.body or {})  # same intent, placed before
+    earlier = exchange._place(wire_call(action, USER).body or {})  # same intent, placed before
     baseline = Baseline(position=None)
     result = await settle(
-        exchange, action, action.request, sent_at_ms=now_ms(), baseline=baseline,
+        exchange, action, action.intent, sent_at_ms=now_ms(), baseline=baseline,
         known_order_ids={earlier.id}, config=QUICK,
     )  # fmt: skip
     assert result.executed is False
@@ -856,9 +867,11 @@ async def test_settle_position_calls_by_their_visible_effect(executed: bool) -> 
     ]  # fmt: skip
     for action in cases:
         if executed:
-            exchange._execute(action.request.path, dict(action.request.body or {}))
+            exchange._execute(
+                wire_call(action, USER).path, dict(wire_call(action, USER).body or {})
+            )
         result = await settle(
-            exchange, action, action.request, sent_at_ms=now_ms(), baseline=None, config=QUICK
+            exchange, action, action.intent, sent_at_ms=now_ms(), baseline=None, config=QUICK
         )
         assert result.executed is executed, action.kind
 
@@ -870,19 +883,19 @@ async def test_settle_cancel_by_the_order_status() -> None:
         {"symbol": "AAA_USDT", "side": "buy", "orderType": "limit", "size": 1, "price": 90}
     )
     action = Action(
-        kind="cancel_order",
-        symbol="AAA_USDT",
+        intent=intent_of(
+            Request(method="POST", path="/order/cancel", body={"orderId": order.id}), "AAA_USDT"
+        ),
         phase=Phase.CANCEL_ORDERS,
-        request=Request(method="POST", path="/order/cancel", body={"orderId": order.id}),
         reason="not wanted",
     )
     still_open = await settle(
-        exchange, action, action.request, sent_at_ms=now_ms(), baseline=None, config=QUICK
+        exchange, action, action.intent, sent_at_ms=now_ms(), baseline=None, config=QUICK
     )
     assert still_open.executed is False
     exchange._execute("/order/cancel", {"orderId": order.id})
     gone = await settle(
-        exchange, action, action.request, sent_at_ms=now_ms(), baseline=None, config=QUICK
+        exchange, action, action.intent, sent_at_ms=now_ms(), baseline=None, config=QUICK
     )
     assert gone.executed is True
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import anyio
 import pytest
+from wire import wire_call
 
 from reconciler import jsonnum
 from reconciler.apply.engine import ApplyReport, run_apply
@@ -95,7 +96,7 @@ def test_golden_scenarios_under_read_lag_send_each_call_once_and_converge(
         writes = [e for e in sandbox.requests() if e["method"] == "POST"]
         assert len(writes) == len(planned.actions), (name, report.table())
         assert [e["path"].split("/")[3] for e in writes] == [
-            a.request.path.split("/")[1] for a in planned.actions
+            wire_call(a).path.split("/")[1] for a in planned.actions
         ], name
         assert report.converged, (name, report.table())
         sandbox.set_faults({})

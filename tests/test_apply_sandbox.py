@@ -104,7 +104,7 @@ async def test_reductions_first_free_the_margin_the_increases_need(
             }
         )
         overview = await client.account_overview()
-        assert overview.availableBalance < Decimal(750)  # the increase alone cannot be paid
+        assert overview.available_balance < Decimal(750)  # the increase alone cannot be paid
         sandbox.clear_requests()
         report = await apply(client, desired, tmp_path)
         assert report.converged, report.table()

@@ -18,11 +18,13 @@ from typing import Any
 import anyio
 import pytest
 from pydantic import SecretStr
+from wire import wire_call
 
 from reconciler import jsonnum
 from reconciler.apply.engine import run_apply
 from reconciler.levret.client import LevretClient
 from reconciler.levret.reader import read_snapshot
+from reconciler.levret.requests import calls_for
 from reconciler.levret.settings import ClientSettings
 from reconciler.model.desired import DesiredState, load
 from reconciler.model.plan import Plan
@@ -93,10 +95,10 @@ def translated(result: Plan, ids: dict[str, str]) -> list[tuple[str, str, str, s
 
     calls = []
     for action in result.actions:
-        body = jsonnum.dumps(action.request.body).decode()
+        body = jsonnum.dumps(wire_call(action).body).decode()
         body = re.sub(r'("orderId":")([^"]+)(")', golden_id, body)
-        path = re.sub(r"(/positions/)([^/]+)(/)", golden_id, action.request.path)
-        calls.append((action.kind, action.symbol, action.request.method, f"{path} {body}"))
+        path = re.sub(r"(/positions/)([^/]+)(/)", golden_id, wire_call(action).path)
+        calls.append((action.kind, action.symbol, wire_call(action).method, f"{path} {body}"))
     return calls
 
 
@@ -123,7 +125,7 @@ def test_scenario_applies_exactly_its_golden_calls(
     """Against every response style the sandbox can answer in (`--wire-style`)."""
     folder = SCENARIOS / name
     desired = load(folder / "desired.yaml")
-    golden = load_plan((folder / "plan.json").read_bytes())
+    golden = load_plan((folder / "plan.json").read_bytes(), calls_for=calls_for)
     sandbox = sandbox_factory(seed=False, rate_limit=100_000, wire_style=wire_style)
     ids = realise(sandbox.exchange, jsonnum.loads((folder / "live.json").read_bytes()))
 
@@ -150,7 +152,7 @@ def test_scenario_applies_exactly_its_golden_calls(
     assert report.converged, report.table()
     sent = [(entry["method"], entry["path"]) for entry in sandbox.requests()]
     writes = [call for call in sent if call[0] == "POST"]
-    expected = [("POST", "/api/v1" + action.request.path) for action in live_plan.actions]
+    expected = [("POST", "/api/v1" + wire_call(action).path) for action in live_plan.actions]
     opened = {
         position["symbol"]: position["id"] for position in sandbox.exchange.positions(USER, None)
     }

@@ -6,9 +6,11 @@ from decimal import Decimal
 
 import pytest
 from planner_support import desired, order, position, snapshot
+from wire import wire_call
 
 from reconciler.errors import PolicyViolation, SpecError
-from reconciler.model.plan import POSITION_ID_PLACEHOLDER, Phase
+from reconciler.levret.requests import POSITION_ID_PLACEHOLDER
+from reconciler.model.plan import Phase
 from reconciler.model.snapshot import Snapshot, needs
 from reconciler.plan import enforce, plan
 
@@ -59,7 +61,7 @@ symbols:
   BTC_USDT: {position: {side: long, size: 0.201, leverage: 10}}
 """)
     (add,) = plan(more, live).actions  # 0.001 BTC is 45 USDT, but it is the minimum size
-    assert add.request.body is not None and add.request.body["size"] == Decimal("0.001")
+    assert wire_call(add).body is not None and wire_call(add).body["size"] == Decimal("0.001")
 
 
 def test_rule1_absent_position_and_orders_leave_the_symbol_alone() -> None:
@@ -86,7 +88,7 @@ symbols:
     live = snapshot([position("BTC_USDT", "long", "0.3")])  # nothing armed on it
     (action,) = plan(want, live).actions
     assert action.kind == "place_order"
-    assert action.request.body == {
+    assert wire_call(action).body == {
         "userId": "demo",
         "symbol": "BTC_USDT",
         "side": "sell",
@@ -119,10 +121,10 @@ symbols:
     ):
         close, open_ = plan(want, live).actions[:2]
         assert close.kind == "close_position" and close.phase == Phase.REDUCE
-        assert open_.phase == Phase.INCREASE and open_.request.body is not None
-        assert open_.request.body["size"] == Decimal("0.2")
-        assert open_.request.body["reduce_only"] is False
-        assert open_.request.body["stopLoss"] == Decimal(50000)
+        assert open_.phase == Phase.INCREASE and wire_call(open_).body is not None
+        assert wire_call(open_).body["size"] == Decimal("0.2")
+        assert wire_call(open_).body["reduce_only"] is False
+        assert wire_call(open_).body["stopLoss"] == Decimal(50000)
 
 
 def test_rule2_bigger_flip_is_in_the_increase_phase() -> None:
@@ -130,7 +132,7 @@ def test_rule2_bigger_flip_is_in_the_increase_phase() -> None:
     live = snapshot([position("BTC_USDT", "long", "0.3")])
     (action,) = plan(want, live).actions
     assert action.phase == Phase.INCREASE and action.risk == "increase"
-    assert action.request.body and action.request.body["size"] == Decimal("0.8")
+    assert wire_call(action).body and wire_call(action).body["size"] == Decimal("0.8")
 
 
 def test_rule2_going_flat_is_one_close() -> None:
@@ -142,9 +144,9 @@ symbols:
     live = snapshot([position("BTC_USDT", "long", "0.3", leverage=3, tp="50000")])
     (action,) = plan(want, live).actions
     assert action.kind == "close_position"
-    assert action.request.method == "POST"
-    assert action.request.path == "/positions/pos-BTC_USDT/close"
-    assert action.request.body is None
+    assert wire_call(action).method == "POST"
+    assert wire_call(action).path == "/positions/pos-BTC_USDT/close"
+    assert wire_call(action).body is None
     assert action.risk == "reduce"
 
 
@@ -156,7 +158,7 @@ symbols:
 """)
     (action,) = plan(want, snapshot()).actions
     assert action.kind == "place_order"
-    body = action.request.body
+    body = wire_call(action).body
     assert body is not None
     assert "price" not in body
     assert (body["leverage"], body["takeProfit"], body["stopLoss"]) == (8, 3000, 2000)
@@ -171,10 +173,10 @@ symbols:
 """)
     live = snapshot([position("BTC_USDT", "long", "0.3"), position("ETH_USDT", "short", "3")])
     add, cut = sorted(plan(want, live).actions, key=lambda a: a.symbol)
-    assert add.request.body and add.request.body["size"] == Decimal("0.2")
-    assert add.request.body["reduce_only"] is False and add.phase == Phase.INCREASE
-    assert cut.request.body and cut.request.body["size"] == Decimal(2)
-    assert cut.request.body["side"] == "buy" and cut.request.body["reduce_only"] is True
+    assert wire_call(add).body and wire_call(add).body["size"] == Decimal("0.2")
+    assert wire_call(add).body["reduce_only"] is False and add.phase == Phase.INCREASE
+    assert wire_call(cut).body and wire_call(cut).body["size"] == Decimal(2)
+    assert wire_call(cut).body["side"] == "buy" and wire_call(cut).body["reduce_only"] is True
     assert cut.phase == Phase.REDUCE
 
 
@@ -193,8 +195,8 @@ symbols:
     leverage, margin, tpsl = actions
     assert leverage.after == {"leverage": 10, "margin": Decimal(4500)}
     # margin is predicted after the leverage reset: 45000*1/10 = 4500, so add 500
-    assert margin.request.body == {"mode": "add", "amount": Decimal(500)}
-    assert tpsl.request.body == {"takeProfitPrice": Decimal(50000), "stopLossPrice": None}
+    assert wire_call(margin).body == {"mode": "add", "amount": Decimal(500)}
+    assert wire_call(tpsl).body == {"takeProfitPrice": Decimal(50000), "stopLossPrice": None}
 
 
 def test_rule3_nothing_but_the_close_on_a_closing_position() -> None:
@@ -210,8 +212,8 @@ def test_rule3_margin_on_new_position_uses_placeholder_only_when_prediction_diff
     assert [a.kind for a in plan(predicted, snapshot()).actions] == ["place_order"]
     extra = desired("symbols:\n  BTC_USDT:\n    position: {side: long, size: 1, margin: 9500}\n")
     _, margin = plan(extra, snapshot()).actions
-    assert margin.request.path == f"/positions/{POSITION_ID_PLACEHOLDER}/margin"
-    assert margin.request.body == {"mode": "add", "amount": Decimal(500)}
+    assert wire_call(margin).path == f"/positions/{POSITION_ID_PLACEHOLDER}/margin"
+    assert wire_call(margin).body == {"mode": "add", "amount": Decimal(500)}
     # the top-up follows the opening order at once, in its phase: nothing comes between
     assert margin.phase == Phase.INCREASE and margin.on_new_position
 
@@ -240,7 +242,7 @@ def test_rule3_tpsl_left_out_is_kept_and_null_clears() -> None:
     )
     (action,) = plan(want, live).actions
     assert action.kind == "set_tpsl"
-    assert action.request.body == {"takeProfitPrice": None, "stopLossPrice": Decimal(110)}
+    assert wire_call(action).body == {"takeProfitPrice": None, "stopLossPrice": Decimal(110)}
 
 
 # -- rule 4: resting orders ------------------------------------------------------------------
@@ -263,7 +265,7 @@ symbols:
         ]
     )
     actions = plan(want, live).actions
-    assert [(a.kind, a.request.body) for a in actions] == [
+    assert [(a.kind, wire_call(a).body) for a in actions] == [
         ("cancel_order", {"orderId": "c"}),
         (
             "place_order",
@@ -291,15 +293,15 @@ def test_rule4_all_of_two_or_more_go_in_one_cancel_all() -> None:
     )
     (action,) = plan(want, live).actions
     assert action.kind == "cancel_all_orders"
-    assert action.request.path == "/order/cancelAll"
-    assert action.request.body == {"userId": "demo", "symbol": "SOL_USDT"}
+    assert wire_call(action).path == "/order/cancelAll"
+    assert wire_call(action).body == {"userId": "demo", "symbol": "SOL_USDT"}
 
 
 def test_rule4_a_single_order_is_cancelled_by_id() -> None:
     want = desired("symbols:\n  SOL_USDT:\n    orders: []\n")
     live = snapshot(orders=[order("SOL_USDT", "buy", "90", "1", id="a")])
     (action,) = plan(want, live).actions
-    assert action.kind == "cancel_order" and action.request.body == {"orderId": "a"}
+    assert action.kind == "cancel_order" and wire_call(action).body == {"orderId": "a"}
 
 
 def test_rule4_additive_mode_never_cancels() -> None:
@@ -337,8 +339,8 @@ symbols:
 """)
     live = snapshot(marks={"BTC_USDT": "45000", "SOL_USDT": "99.99"}, equity="12345")
     btc, sol = plan(want, live).actions
-    assert btc.request.body and btc.request.body["size"] == Decimal("0.222")  # 0.2222...
-    assert sol.request.body and sol.request.body["size"] == Decimal("12.3")  # 12.346...
+    assert wire_call(btc).body and wire_call(btc).body["size"] == Decimal("0.222")  # 0.2222...
+    assert wire_call(sol).body and wire_call(sol).body["size"] == Decimal("12.3")  # 12.346...
     assert needs(want).price_symbols == {"BTC_USDT", "SOL_USDT"} and needs(want).equity
 
 
@@ -352,9 +354,10 @@ symbols:
     with pytest.raises(SpecError) as raised:
         plan(want, snapshot())
     assert raised.value.problems == [
-        "desired.yaml:5:34: symbols.SOL_USDT.position.size: 0.25 is not a multiple of stepSize 0.1",
+        "desired.yaml:5:34: symbols.SOL_USDT.position.size: "
+        "0.25 is not a multiple of the size step 0.1",
         "desired.yaml:6:33: symbols.SOL_USDT.orders[0].price: 90.005 is not a multiple of "
-        "tickSize 0.01",
+        "the tick size 0.01",
     ]
 
 
@@ -369,7 +372,7 @@ symbols:
     result = plan(want, snapshot())
     (problem,) = result.infeasible
     assert (
-        "symbols.BTC_USDT.position.notional: 10 USDT at mark 45000 is 0.000, below minSize"
+        "symbols.BTC_USDT.position.notional: 10 USDT at mark 45000 is 0.000, below the minimum size"
         in problem
     )
     assert [(a.symbol, a.kind) for a in result.actions] == [("ETH_USDT", "place_order")]
@@ -412,7 +415,7 @@ symbols:
     result = plan(want, live)
     assert [a.phase for a in result.actions] == sorted(a.phase for a in result.actions)
     for action in result.actions:
-        assert action.request.path.startswith("/")
+        assert wire_call(action).path.startswith("/")
         assert action.reason and "\n" not in action.reason
         assert action.risk in ("reduce", "increase", "neutral")
         assert action.after is not None and action.before is not None

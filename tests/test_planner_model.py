@@ -16,10 +16,13 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from wire import wire_call
 
-from reconciler.model.account import AccountOverview, MarketStats, Order, Position, SymbolSpec
+from reconciler.levret import parse
+from reconciler.levret.requests import POSITION_ID_PLACEHOLDER
+from reconciler.model.account import Order
 from reconciler.model.desired import DesiredState
-from reconciler.model.plan import POSITION_ID_PLACEHOLDER, Action, Plan
+from reconciler.model.plan import Action, Plan
 from reconciler.model.snapshot import Snapshot, needs
 from reconciler.plan import plan, symbols_placing_orders
 from reconciler.sandbox.engine import Exchange
@@ -208,21 +211,21 @@ def build(exchange: Exchange, live: dict[str, dict[str, Any]]) -> None:
 
 def read(exchange: Exchange, desired: DesiredState, equity: Decimal | None = None) -> Snapshot:
     """What the reader does: specs, positions, open-order pages, stats and overview if needed."""
-    specs = [SymbolSpec.model_validate(item) for item in exchange.supported_symbols()]
-    positions = [Position.model_validate(item) for item in exchange.positions(USER, None)]
+    specs = [parse.wire(parse.symbol_spec, item) for item in exchange.supported_symbols()]
+    positions = [parse.wire(parse.position, item) for item in exchange.positions(USER, None)]
     orders: dict[str, list[Order]] = {}
     page = 1
     while True:
         data = exchange.open_orders(USER, None, page, 100, None, None)
         for item in data["items"]:
-            parsed = Order.model_validate(item)
+            parsed = parse.wire(parse.order, item)
             orders.setdefault(parsed.symbol, []).append(parsed)
         if page * 100 >= data["total"]:
             break
         page += 1
     wanted = needs(desired)
     if wanted.equity and equity is None:
-        equity = AccountOverview.model_validate(exchange.account_overview(USER)).equity
+        equity = parse.wire(parse.account_overview, exchange.account_overview(USER)).equity
     read = Snapshot(
         user_id=USER,
         specs={s.symbol: s for s in specs},
@@ -233,18 +236,18 @@ def read(exchange: Exchange, desired: DesiredState, equity: Decimal | None = Non
     placing = symbols_placing_orders(desired, read) - set(read.positions)
     marks = {}
     for symbol in sorted(wanted.stats_for(read.positions) | placing):
-        stats = MarketStats.model_validate(exchange.market_stats(symbol))
-        marks[symbol] = stats.markPrice
+        stats = parse.wire(parse.market_stats, exchange.market_stats(symbol))
+        marks[symbol] = stats.mark_price
     return read.model_copy(update={"marks": marks})
 
 
 def apply(exchange: Exchange, actions: tuple[Action, ...]) -> None:
     for action in actions:
-        path = action.request.path
+        path = wire_call(action, USER).path
         if POSITION_ID_PLACEHOLDER in path:
             (position,) = exchange.positions(USER, action.symbol)
             path = path.replace(POSITION_ID_PLACEHOLDER, str(position["id"]))
-        body = dict(action.request.body or {})
+        body = dict(wire_call(action, USER).body or {})
         if action.kind == "place_order":
             exchange.place_order(USER, body)
         elif action.kind == "cancel_order":
@@ -267,7 +270,8 @@ def apply(exchange: Exchange, actions: tuple[Action, ...]) -> None:
 
 def _describe(result: Plan) -> str:
     return "\n".join(
-        f"{a.kind} {a.symbol} {a.request.path} {a.request.body}" for a in result.actions
+        f"{a.kind} {a.symbol} {wire_call(a, USER).path} {wire_call(a, USER).body}"
+        for a in result.actions
     )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 from planner_support import MARKS, SPECS, order, position, snapshot
+from wire import wire_call
 
 from reconciler.errors import SpecError
 from reconciler.model.desired import DesiredState
@@ -27,11 +28,11 @@ LIVE_EXTRA = "BNB_USDT"  # unmanaged symbol that is never in the desired state
 
 
 def _steps(symbol: str, count: int) -> Decimal:
-    return SPECS[symbol].stepSize * count
+    return SPECS[symbol].step_size * count
 
 
 def _tick_price(symbol: str, percent: int) -> Decimal:
-    tick = SPECS[symbol].tickSize
+    tick = SPECS[symbol].tick_size
     return ((MARKS[symbol] * percent / 100) / tick).to_integral_value() * tick
 
 
@@ -137,7 +138,7 @@ def _by_symbol(result: Plan) -> dict[str, list[Action]]:
 
 def _is_market(action: Action) -> bool:
     return action.kind == "close_position" or (
-        action.kind == "place_order" and (action.request.body or {}).get("orderType") == "market"
+        action.kind == "place_order" and (wire_call(action).body or {}).get("orderType") == "market"
     )
 
 
@@ -171,10 +172,10 @@ def test_no_redundant_leverage_margin_or_tpsl_call(desired: DesiredState, live: 
         assert action.before != action.after or action.kind == "place_order", action
         if action.kind == "set_leverage":
             current = live.positions[action.symbol]
-            assert action.request.body == {"leverage": desired.position_leverage(action.symbol)}
+            assert wire_call(action).body == {"leverage": desired.position_leverage(action.symbol)}
             assert current.leverage != desired.position_leverage(action.symbol)
         if action.kind == "adjust_margin":
-            body = action.request.body or {}
+            body = wire_call(action).body or {}
             assert body["amount"] > tolerance
         if action.kind == "set_tpsl":
             assert action.before != action.after
@@ -201,7 +202,7 @@ def test_cancel_and_place_counts_equal_what_a_maximum_matching_leaves(
         placed = sum(
             1
             for a in actions
-            if a.kind == "place_order" and (a.request.body or {}).get("orderType") == "limit"
+            if a.kind == "place_order" and (wire_call(a).body or {}).get("orderType") == "limit"
         )
         cancelled = sum(
             int(a.before["orders"]) if a.kind == "cancel_all_orders" else 1

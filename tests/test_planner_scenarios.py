@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from reconciler.jsonnum import loads
+from reconciler.levret import parse
+from reconciler.levret.requests import calls_for
 from reconciler.model import desired as spec
-from reconciler.model.snapshot import needs, snapshot_from_data
+from reconciler.model.snapshot import needs
 from reconciler.plan import plan, symbols_placing_orders
 from reconciler.render.plan import load_plan, render_json, render_text
 
@@ -31,16 +33,19 @@ def test_scenario(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = SCENARIOS / name
     monkeypatch.chdir(folder)  # file names in messages stay relative, as a user would see
     desired = spec.load("desired.yaml")
-    live = snapshot_from_data(loads((folder / "live.json").read_bytes()))
+    live = parse.snapshot(loads((folder / "live.json").read_bytes()))
     result = plan(desired, live)
-    rendered = {"plan.json": render_json(result), "plan.txt": render_text(result)}
+    rendered = {
+        "plan.json": render_json(result, call_of=calls_for(result.user_id)),
+        "plan.txt": render_text(result, call_of=calls_for(result.user_id)),
+    }
     if UPDATE:
         for file_name, text in rendered.items():
             (folder / file_name).write_text(text, encoding="utf-8")
     for file_name, text in rendered.items():
         expected = (folder / file_name).read_text(encoding="utf-8")
         assert text == expected, f"{name}/{file_name} differs; RECONCILER_UPDATE_GOLDEN=1 rewrites"
-    assert load_plan(rendered["plan.json"]) == result
+    assert load_plan(rendered["plan.json"], calls_for=calls_for) == result
     # the live file is exactly what the reader would have fetched for this desired state
     read = needs(desired)
     placing = symbols_placing_orders(desired, live) - set(live.positions)

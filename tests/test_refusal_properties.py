@@ -20,6 +20,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 from planner_support import MARKS, SPECS, order, position, snapshot
+from wire import wire_call
 
 from reconciler.errors import SpecError
 from reconciler.model.desired import DesiredState
@@ -32,7 +33,7 @@ CAP = Decimal(4_000)  # about what a few random positions and ladders add up to
 
 
 def _price(symbol: str, mark: Decimal, percent: int) -> Decimal:
-    tick = SPECS[symbol].tickSize
+    tick = SPECS[symbol].tick_size
     return ((mark * percent / 100) / tick).to_integral_value() * tick
 
 
@@ -49,7 +50,7 @@ def account(draw: st.DrawFn) -> Snapshot:
             )
         side = draw(st.sampled_from([None, "long", "short"]))
         if side is not None:
-            size = SPECS[symbol].stepSize * draw(st.integers(1, 40))
+            size = SPECS[symbol].step_size * draw(st.integers(1, 40))
             positions.append(position(symbol, side, size, leverage=5, mark=mark))
         for index in range(draw(st.integers(0, 2))):
             buy = draw(st.booleans())
@@ -59,7 +60,7 @@ def account(draw: st.DrawFn) -> Snapshot:
                     symbol,
                     "buy" if buy else "sell",
                     _price(symbol, mark, percent),
-                    SPECS[symbol].stepSize * draw(st.integers(1, 20)),
+                    SPECS[symbol].step_size * draw(st.integers(1, 20)),
                     id=f"{symbol}-{index}",
                     created=index,
                 )
@@ -81,7 +82,7 @@ def desired(draw: st.DrawFn) -> DesiredState:
         elif side is not None:
             wanted: dict[str, Any] = {
                 "side": side,
-                "size": SPECS[symbol].stepSize * draw(st.integers(1, 60)),
+                "size": SPECS[symbol].step_size * draw(st.integers(1, 60)),
                 "leverage": 5,
             }
             for name in ("take_profit", "stop_loss"):
@@ -95,7 +96,7 @@ def desired(draw: st.DrawFn) -> DesiredState:
             {
                 "side": draw(st.sampled_from(["buy", "sell"])),
                 "price": _price(symbol, MARKS[symbol], draw(st.integers(90, 110))),
-                "size": SPECS[symbol].stepSize * draw(st.integers(1, 20)),
+                "size": SPECS[symbol].step_size * draw(st.integers(1, 20)),
                 "taker": draw(st.booleans()),
             }
             for _ in range(draw(st.integers(0, 3)))
@@ -113,7 +114,7 @@ def _worst(plan_: Plan, live: Snapshot) -> tuple[Decimal, Decimal]:
         view = change.after
         after_size[change.symbol] = view.size if view.side == "long" else -view.size
     cancelled_all = {a.symbol for a in plan_.actions if a.kind == "cancel_all_orders"}
-    cancelled = {(a.request.body or {}).get("orderId") for a in plan_.actions}
+    cancelled = {(wire_call(a).body or {}).get("orderId") for a in plan_.actions}
     resting: dict[str, list[tuple[str, Decimal]]] = {}
     before_resting: dict[str, list[tuple[str, Decimal]]] = {}
     for symbol, orders in live.open_orders.items():
@@ -123,7 +124,7 @@ def _worst(plan_: Plan, live: Snapshot) -> tuple[Decimal, Decimal]:
             if symbol not in cancelled_all and o.id not in cancelled:
                 resting.setdefault(symbol, []).append((o.side, o.price * o.remaining))
     for a in plan_.actions:
-        body = a.request.body or {}
+        body = wire_call(a).body or {}
         if a.kind == "place_order" and body.get("orderType") == "limit":
             resting.setdefault(a.symbol, []).append((body["side"], body["price"] * body["size"]))
 
@@ -151,7 +152,7 @@ def test_no_plan_passing_policy_fires_at_once_or_breaks_the_gross_cap(
     if result.violations:
         return
     for action in result.actions:
-        body = action.request.body or {}
+        body = wire_call(action).body or {}
         mark = live.mark(action.symbol)
         assert mark is not None
         if action.kind == "place_order" and body.get("orderType") == "market":

@@ -8,6 +8,7 @@ message to prove it names what was refused.
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -152,7 +153,7 @@ def test_an_edited_saved_plan_is_never_sent_and_show_says_why(cli, sandbox, tmp_
     )
     assert cli("plan", "-f", name, "--out", "plan.json").code == 0
     text = (tmp_path / "plan.json").read_text()
-    assert text.count('"size": 0.3') == 1  # the one market order: +0.3 BTC
+    assert text.count('"size": 0.3') == 2  # the one market order, +0.3 BTC: intent and call
     (tmp_path / "plan.json").write_text(text.replace('"size": 0.3', '"size": 3'))
 
     shown = cli("show", "plan.json", "-f", name)
@@ -166,6 +167,27 @@ def test_an_edited_saved_plan_is_never_sent_and_show_says_why(cli, sandbox, tmp_
     assert applied.code == 3, applied.err
     assert "call 1: the saved plan sends place_order BTC_USDT: POST /order" in applied.err
     assert '"size":3' in applied.err and '"size":0.3' in applied.err
+    assert writes(sandbox) == []
+
+
+def test_a_saved_call_that_is_not_its_intents_is_refused_on_load(cli, sandbox, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A reviewer reads the call; apply would carry out the intent: they must agree."""
+    name = _write(
+        tmp_path, "symbols:\n  BTC_USDT:\n    position: {side: long, size: 0.5, leverage: 10}\n"
+    )
+    assert cli("plan", "-f", name, "--out", "plan.json").code == 0
+    saved = json.loads((tmp_path / "plan.json").read_text())
+    saved["actions"][0]["call"]["body"]["size"] = 0.03  # the call shown, not the intent
+    (tmp_path / "edited.json").write_text(json.dumps(saved))
+    for command in (("show", "edited.json"), ("apply", "edited.json", "-f", name)):
+        refused = cli(*command)
+        assert refused.code == 1, refused.err
+        assert "action 1: the saved call POST /order" in refused.err
+        assert "is not the call of its intent" in refused.err and "edited" in refused.err
+    saved["format_version"] = 1
+    (tmp_path / "old.json").write_text(json.dumps(saved))
+    old = cli("apply", "old.json", "-f", name, "--auto-approve")
+    assert old.code == 1 and "format_version 1" in old.err and "make it again" in old.err
     assert writes(sandbox) == []
 
 
@@ -302,7 +324,7 @@ def test_a_change_below_min_size_is_left_alone_and_the_rest_goes_ahead(
     assert "Left alone, the change cannot be made exactly (1):" in planned.out
     applied = cli("apply", "-f", name, "--auto-approve")
     assert applied.code == 2, applied.err
-    assert _names(applied.err, f"{name}:5", "symbols.DOGE_USDT.position.notional", "minSize")
+    assert _names(applied.err, f"{name}:5", "symbols.DOGE_USDT.position.notional", "minimum size")
     # the unrelated close went ahead; nothing was sent for DOGE
     ((method, path),) = _sent(sandbox)
     assert method == "POST" and path.startswith("/api/v1/positions/") and path.endswith("/close")

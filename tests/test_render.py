@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from planner_support import SPECS, USER, desired, order, position, snapshot
 
+from reconciler.levret.requests import calls_for
 from reconciler.model.account import Order, SymbolSpec
 from reconciler.model.desired import DesiredState
 from reconciler.model.plan import Plan
@@ -45,7 +46,7 @@ symbols:
 
 
 def test_text_reads_like_a_ticket() -> None:
-    text = render_text(_sample())
+    text = render_text(_sample(), call_of=calls_for(USER))
     assert "BTC_USDT" in text and "long 0.3 -> long 0.5" in text
     assert "leverage   5x -> 10x" in text
     assert "TP / SL    none / none -> 47000 / none" in text
@@ -57,10 +58,10 @@ def test_text_reads_like_a_ticket() -> None:
 
 def test_colour_only_when_asked() -> None:
     result = _sample()
-    assert "\x1b[" not in render_text(result)
-    coloured = render_text(result, color=True)
+    assert "\x1b[" not in render_text(result, call_of=calls_for(result.user_id))
+    coloured = render_text(result, call_of=calls_for(result.user_id), color=True)
     assert "\x1b[" in coloured
-    assert _strip_ansi(coloured) == render_text(result)
+    assert _strip_ansi(coloured) == render_text(result, call_of=calls_for(result.user_id))
 
 
 def _strip_ansi(text: str) -> str:
@@ -71,22 +72,29 @@ def _strip_ansi(text: str) -> str:
 
 def test_empty_plan_text_and_markdown_say_why() -> None:
     result = plan(desired("symbols: {}\n"), snapshot())
-    assert "No changes: the desired state manages no symbols." in render_text(result)
-    assert "No changes" in render_markdown(result)
+    assert "No changes: the desired state manages no symbols." in render_text(
+        result, call_of=calls_for(result.user_id)
+    )
+    assert "No changes" in render_markdown(result, call_of=calls_for(result.user_id))
 
 
 def test_json_round_trips_exactly() -> None:
     result = _sample().model_copy(update={"created_at_ms": 1767225600000})
-    for text in (render_json(result), render_json(result, indent=None)):
-        again = load_plan(text)
+    for text in (
+        render_json(result, call_of=calls_for(result.user_id)),
+        render_json(result, call_of=calls_for(result.user_id), indent=None),
+    ):
+        again = load_plan(text, calls_for=calls_for)
         assert again == result
-        assert render_json(again) == render_json(result)
+        assert render_json(again, call_of=calls_for(again.user_id)) == render_json(
+            result, call_of=calls_for(result.user_id)
+        )
 
 
 def test_json_has_the_documented_top_level_fields() -> None:
     import json
 
-    data = json.loads(render_json(_sample()))
+    data = json.loads(render_json(_sample(), call_of=calls_for(USER)))
     assert list(data)[:8] == [
         "format_version",
         "user_id",
@@ -99,8 +107,10 @@ def test_json_has_the_documented_top_level_fields() -> None:
     ]
     assert data["policy"]["ok"] is False and data["policy"]["violations"]
     assert data["actions"][0]["phase"] == "cancel_orders"
-    assert "0.1" in render_json(_sample())  # numbers are JSON numbers, never strings
-    assert '"size": "0.' not in render_json(_sample())
+    assert "0.1" in render_json(
+        _sample(), call_of=calls_for(USER)
+    )  # numbers are JSON numbers, never strings
+    assert '"size": "0.' not in render_json(_sample(), call_of=calls_for(USER))
 
 
 def _wide() -> tuple[DesiredState, Snapshot]:
@@ -113,10 +123,10 @@ def _wide() -> tuple[DesiredState, Snapshot]:
         name = f"S{index:02d}_USDT"
         specs[name] = SymbolSpec(
             symbol=name,
-            tickSize=Decimal("0.01"),
-            stepSize=Decimal(1),
-            minSize=Decimal(1),
-            maxLeverage=50,
+            tick_size=Decimal("0.01"),
+            step_size=Decimal(1),
+            min_size=Decimal(1),
+            max_leverage=50,
         )
         symbols[name] = {
             "position": {
@@ -156,7 +166,7 @@ def test_markdown_for_fifty_symbols_stays_under_the_comment_limit() -> None:
     want, live = _wide()
     result = plan(want, live)
     assert len(result.actions) == 50 * 32
-    text = render_markdown(result)
+    text = render_markdown(result, call_of=calls_for(result.user_id))
     assert len(text) < MARKDOWN_LIMIT
     assert "... and " in text and "more" in text
     assert "<details>" in text

@@ -115,13 +115,14 @@ symbols:
         "d.yaml",
     )
     specs = dict(SPECS)
-    specs["BTC_USDT"] = SPECS["BTC_USDT"].model_copy(update={"maxLeverage": 50})
+    specs["BTC_USDT"] = SPECS["BTC_USDT"].model_copy(update={"max_leverage": 50})
     assert spec.check_against_specs(desired, specs) == [
         "d.yaml:4:52: symbols.BTC_USDT.position.leverage: 100 exceeds BTC_USDT's max leverage 50",
-        "d.yaml:4:34: symbols.BTC_USDT.position.size: 0.0005 is not a multiple of stepSize 0.001",
-        "d.yaml:4:34: symbols.BTC_USDT.position.size: 0.0005 is below minSize 0.001",
+        "d.yaml:4:34: symbols.BTC_USDT.position.size: "
+        "0.0005 is not a multiple of the size step 0.001",
+        "d.yaml:4:34: symbols.BTC_USDT.position.size: 0.0005 is below the minimum size 0.001",
         "d.yaml:4:70: symbols.BTC_USDT.position.take_profit: 50000.05 is not a multiple of "
-        "tickSize 0.1",
+        "the tick size 0.1",
         "d.yaml:6:5: symbols.DOGE_USDT: the exchange does not list this symbol",
         "d.yaml:8:58: symbols.ETH_USDT.orders[0].leverage: 101 exceeds ETH_USDT's max leverage 100",
     ]

@@ -16,31 +16,32 @@ import pytest
 from reconciler.apply.settle import SettleConfig, settle
 from reconciler.apply.visibility import Expectation, VisibilityTracker, expectation_for
 from reconciler.levret.errors import NotFound
-from reconciler.model.account import Order, Position, SymbolSpec
+from reconciler.model.account import CancelAllResult, Order, Position, SymbolSpec
 from reconciler.model.desired import loads
-from reconciler.model.plan import Action, Phase, Request
+from reconciler.model.intents import CancelAllOrders, Intent, PlaceOrder, SetLeverage
+from reconciler.model.plan import Action, Phase
 from reconciler.model.snapshot import Snapshot
 from reconciler.run.workflow import ApplyOptions, visibility_timeout_s
 
 SPEC = SymbolSpec(
-    symbol="BTC_USDT", tickSize=Decimal("0.1"), stepSize=Decimal("0.001"),
-    minSize=Decimal("0.001"), maxLeverage=50,
+    symbol="BTC_USDT", tick_size=Decimal("0.1"), step_size=Decimal("0.001"),
+    min_size=Decimal("0.001"), max_leverage=50,
 )  # fmt: skip
 
 
 def position(pid: str = "7", size: str = "1", stamp: int = 100) -> Position:
     return Position(
-        id=pid, userId="u", symbol="BTC_USDT", side="long", size=Decimal(size),
-        entryPrice=Decimal(100), markPrice=Decimal(100), leverage=5, margin=Decimal(20),
-        updatedAt=stamp,
+        id=pid, user_id="u", symbol="BTC_USDT", side="long", size=Decimal(size),
+        entry_price=Decimal(100), mark_price=Decimal(100), leverage=5, margin=Decimal(20),
+        updated_at=stamp,
     )  # fmt: skip
 
 
 def order(oid: str, status: str = "open", stamp: int = 100, filled: str = "0") -> Order:
     return Order(
-        id=oid, userId="u", symbol="BTC_USDT", side="buy", orderType="limit", size=Decimal(1),
-        price=Decimal(90), status=status, filledSize=Decimal(filled), createdAt=stamp,
-        updatedAt=stamp,
+        id=oid, user_id="u", symbol="BTC_USDT", side="buy", order_type="limit", size=Decimal(1),
+        price=Decimal(90), status=status, filled_size=Decimal(filled), created_at=stamp,
+        updated_at=stamp,
     )  # fmt: skip
 
 
@@ -53,11 +54,17 @@ def snapshot(pos: Position | None = None, orders: tuple[Order, ...] = ()) -> Sna
     )
 
 
-def action(kind: str = "place_order", after_side: str = "long", path: str = "/order") -> Action:
-    return Action(
-        kind=kind, symbol="BTC_USDT", phase=Phase.INCREASE,
-        request=Request(method="POST", path=path, body={}), after={"side": after_side},
-        reason="test",
+MARKET_BUY = PlaceOrder(symbol="BTC_USDT", side="buy", order_type="market", size=Decimal(1))
+
+
+def action(intent: Intent = MARKET_BUY, after_side: str = "long") -> Action:
+    return Action(intent=intent, phase=Phase.INCREASE, after={"side": after_side}, reason="test")
+
+
+def answered(order_id: str, order_type: str, status: str, filled: str, updated_at: int) -> Order:
+    return Order(
+        id=order_id, symbol="BTC_USDT", side="buy", order_type=order_type, size=Decimal(1),
+        status=status, filled_size=Decimal(filled), created_at=updated_at, updated_at=updated_at,
     )  # fmt: skip
 
 
@@ -105,27 +112,31 @@ def tracker(clock: Clock, timeout: float = 5.0) -> VisibilityTracker:
 
 
 def test_each_answer_shape_leaves_the_expectation_a_read_can_check() -> None:
-    market = expectation_for(
-        action(), {"id": "9", "orderType": "market", "status": "filled", "filledSize": "1",
-                   "updatedAt": 200}, accepted_at_s=0,
-    )  # fmt: skip
+    place = action()
+    filled = answered("9", "market", "filled", "1", 200)
+    market = expectation_for(place, MARKET_BUY, filled, accepted_at_s=0)
     assert market is not None and market.moves_position and not market.order_resting
-    resting = expectation_for(
-        action(), {"id": "10", "orderType": "limit", "status": "open", "updatedAt": 201},
-        accepted_at_s=0,
-    )  # fmt: skip
-    assert resting is not None and resting.order_resting and not resting.moves_position
-    lever = expectation_for(
-        action("set_leverage", path="/positions/7/leverage"),
-        {"id": "7", "marginMode": "isolated", "updatedAt": 202}, accepted_at_s=0,
-    )  # fmt: skip
-    assert lever is not None and lever.position_id == "7" and lever.updated_at == 202
-    cancel_all = expectation_for(
-        action("cancel_all_orders"), {"cancelled": ["3", "4"], "count": 2}, accepted_at_s=0
+    rest = PlaceOrder(
+        symbol="BTC_USDT", side="buy", order_type="limit", size=Decimal(1), price=Decimal(90)
     )
+    resting = expectation_for(
+        action(rest), rest, answered("10", "limit", "open", "0", 201), accepted_at_s=0
+    )
+    assert resting is not None and resting.order_resting and not resting.moves_position
+    leverage = SetLeverage(symbol="BTC_USDT", position_id="7", leverage=3)
+    position = Position(
+        id="7", symbol="BTC_USDT", side="long", size=Decimal(1), entry_price=Decimal(100),
+        mark_price=Decimal(100), leverage=3, margin=Decimal(33), updated_at=202,
+    )  # fmt: skip
+    lever = expectation_for(action(leverage), leverage, position, accepted_at_s=0)
+    assert lever is not None and lever.position_id == "7" and lever.updated_at == 202
+    every = CancelAllOrders(symbol="BTC_USDT")
+    two = CancelAllResult(cancelled=["3", "4"], count=2)
+    cancel_all = expectation_for(action(every), every, two, accepted_at_s=0)
     assert cancel_all is not None and cancel_all.cancelled_ids == ("3", "4")
-    assert expectation_for(action("cancel_all_orders"), {"cancelled": []}, accepted_at_s=0) is None
-    assert expectation_for(action(), None, accepted_at_s=0) is None
+    none = CancelAllResult(cancelled=[], count=0)
+    assert expectation_for(action(every), every, none, accepted_at_s=0) is None
+    assert expectation_for(place, MARKET_BUY, None, accepted_at_s=0) is None
 
 
 # -- what a stale read looks like --------------------------------------------------------------
@@ -231,7 +242,7 @@ async def test_fresh_position_waits_for_the_write_then_times_out_naming_it() -> 
                                   moves_position=True, updated_at=200))  # fmt: skip
     lookups = Lookups()
     lookups.position_reads = [position(stamp=100), position(stamp=100), position(stamp=200)]
-    assert (await visibility.fresh_position(lookups, "BTC_USDT")).updatedAt == 200  # type: ignore[union-attr]
+    assert (await visibility.fresh_position(lookups, "BTC_USDT")).updated_at == 200  # type: ignore[union-attr]
     lookups.position_reads = [position(stamp=100)]
     visibility.expect(Expectation("BTC_USDT", "place_order", clock(), order_id="11",
                                   moves_position=True, updated_at=300))  # fmt: skip
@@ -298,7 +309,7 @@ async def test_settlement_believes_absence_only_from_reads_after_the_lag() -> No
     place = action()
     config = SettleConfig(visibility_window_s=0.1, max_reads=3)
     result = await settle(
-        Empty(), place, place.request, sent_at_ms=0, baseline=None, config=config,
+        Empty(), place, place.intent, sent_at_ms=0, baseline=None, config=config,
         lag_allowance_s=2.0, sleep=sleep, clock_ms=clock_ms,
     )  # fmt: skip
     assert result.executed is False

@@ -33,13 +33,15 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Generic, Protocol, TypeVar, cast
+from typing import Any, Generic, Protocol, TypeVar, assert_never, cast
 
 import anyio
 import anyio.lowlevel
 
 from reconciler import plan as planner_module
 from reconciler.apply.journal import JOURNAL_FORMAT, Journal, Outcome
+from reconciler.apply.outcome import Outcome as CallOutcome
+from reconciler.apply.outcome import classify
 from reconciler.apply.settle import (
     Baseline,
     SettleClient,
@@ -52,19 +54,18 @@ from reconciler.apply.settle import (
 )
 from reconciler.apply.visibility import Expectation, VisibilityTracker, expectation_for
 from reconciler.defaults import DEFAULT_MAX_PRICE_MOVE_BPS, DEFAULT_PARALLELISM
-from reconciler.errors import PartialApply, PreconditionFailed, ReconcilerError
-from reconciler.levret.errors import LevretError, OutcomeUnknown, TransportError
-from reconciler.levret.outcome import Outcome as CallOutcome
-from reconciler.levret.outcome import classify
-from reconciler.model.account import Position
-from reconciler.model.plan import (
-    POSITION_ID_PLACEHOLDER,
-    Action,
-    ActionKind,
-    Phase,
-    Plan,
-    Request,
+from reconciler.errors import (
+    OrderNotOpen,
+    OutcomeUnknown,
+    PartialApply,
+    PreconditionFailed,
+    ReconcilerError,
+    TransportError,
+    VenueError,
 )
+from reconciler.model.account import CancelAllResult, Order, Position
+from reconciler.model.intents import Answer, CancelOrder, Intent, with_position
+from reconciler.model.plan import Action, Phase, Plan, Request
 from reconciler.model.snapshot import Snapshot
 from reconciler.render.progress import (
     ActionFinished,
@@ -102,9 +103,15 @@ C_contra = TypeVar("C_contra", contravariant=True)
 
 
 class ApplyClient(SettleClient, Protocol):
-    """What apply needs from the exchange client: the settlement reads plus a verbatim send."""
+    """What apply needs from a venue: the settlement reads, and intents carried out.
 
-    async def send(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any: ...
+    `request_for` is the exact call the venue makes of an intent (journalled before it is
+    sent); `execute` sends it and reads the answer into the domain.
+    """
+
+    def request_for(self, intent: Intent) -> Request: ...
+
+    async def execute(self, intent: Intent) -> Answer: ...
 
 
 class SnapshotReader(Protocol[C_contra, D_contra]):
@@ -737,15 +744,10 @@ class _Engine(Generic[C]):
         """
         if failed.outcome not in ("rejected", "settled_not_executed", "not_sent"):
             return
-        for request in action.on_failure:
-            kind: ActionKind = (
-                "set_leverage" if request.path.endswith("/leverage") else "adjust_margin"
-            )
+        for intent in action.on_failure:
             undo = Action(
-                kind=kind,
-                symbol=action.symbol,
+                intent=intent,
                 phase=action.phase,
-                request=request,
                 risk="reduce",
                 reason=f"undo, as {action.reason} was {failed.outcome}",
             )
@@ -761,14 +763,14 @@ class _Engine(Generic[C]):
         # The last point where Ctrl-C stops this call: the send below is shielded.
         await anyio.lowlevel.checkpoint_if_cancelled()
         try:
-            request = await self._resolve(action)
+            intent = await self._resolve(action)
         except _CannotSend as exc:
             return self._not_sent(index, action, str(exc))
         baseline: Baseline | None = None
         if needs_baseline(action):
             try:
                 baseline = await self.baseline(action)
-            except LevretError as exc:
+            except VenueError as exc:
                 return self._not_sent(index, action, f"could not read the state first: {exc}")
             except _CannotSend as exc:
                 return self._not_sent(index, action, str(exc))
@@ -777,7 +779,7 @@ class _Engine(Generic[C]):
                 return self._not_sent(index, action, moved)
         # From here the call is in flight: cancellation waits for it and its journal records.
         with anyio.CancelScope(shield=True):
-            result = await self._send(index, action, request, baseline)
+            result = await self._send(index, action, intent, baseline)
         return result
 
     async def baseline(self, action: Action) -> Baseline:
@@ -816,7 +818,7 @@ class _Engine(Generic[C]):
             old = frozenset(order.id for order in snapshot.orders(action.symbol))
             old |= self._recent_fills.get(action.symbol, frozenset())
             position = snapshot.positions.get(action.symbol)
-        if _is_market(action):
+        if action.intent.is_market:
             position = await self._fresh_position(action.symbol)
         return Baseline(position=position, old_order_ids=old)
 
@@ -827,25 +829,23 @@ class _Engine(Generic[C]):
         except TimeoutError as exc:
             raise _CannotSend(str(exc)) from None
 
-    async def _resolve(self, action: Action) -> Request:
-        """The request to send: the planned one, with the new position's id filled in."""
-        request = action.request
-        if POSITION_ID_PLACEHOLDER not in request.path:
-            return request
+    async def _resolve(self, action: Action) -> Intent:
+        """The intent to carry out: the planned one, with the new position's id filled in."""
+        if not action.on_new_position:
+            return action.intent
         try:
             position = await self._fresh_position(action.symbol)
-        except LevretError as exc:
+        except VenueError as exc:
             raise _CannotSend(f"could not read the position id: {exc}") from exc
         if position is None:
             raise _CannotSend(f"no open {action.symbol} position to fill the position id with")
-        return request.model_copy(
-            update={"path": request.path.replace(POSITION_ID_PLACEHOLDER, position.id)}
-        )
+        return with_position(action.intent, position.id)
 
     async def _send(
-        self, index: int, action: Action, request: Request, baseline: Baseline | None
+        self, index: int, action: Action, intent: Intent, baseline: Baseline | None
     ) -> ActionResult:
         number = self._pass_number
+        request = self.client.request_for(intent)
         self.journal.write(
             "intent",
             pass_number=number,
@@ -858,6 +858,7 @@ class _Engine(Generic[C]):
             notional=action.notional,
             before=action.before,
             after=action.after,
+            intent=intent.model_dump(mode="python"),
             request={"method": request.method, "path": request.path, "body": request.body},
             baseline=None if baseline is None else baseline.to_record(),
         )
@@ -865,14 +866,19 @@ class _Engine(Generic[C]):
         sent_at_ms = self.now_ms()
         started = time.perf_counter()
         try:
-            data = await self.client.send(request.method, request.path, request.body)
+            answer = await self.client.execute(intent)
         except Exception as exc:
             latency_ms = (time.perf_counter() - started) * 1000
-            return await self._failed(index, action, request, baseline, exc, sent_at_ms, latency_ms)
+            return await self._failed(
+                index, action, intent, request.path, baseline, exc, sent_at_ms, latency_ms
+            )
         latency_ms = (time.perf_counter() - started) * 1000
-        self._learn_order_ids(data)
-        self.visibility.expect(expectation_for(action, data, accepted_at_s=self.visibility.clock()))
-        detail = _describe_data(data)
+        if isinstance(answer, Order):
+            # Orders the venue told us about (placed, closing) are ours, not unknown effects.
+            self.known_order_ids.add(answer.id)
+        accepted_at_s = self.visibility.clock()
+        self.visibility.expect(expectation_for(action, intent, answer, accepted_at_s=accepted_at_s))
+        detail = _describe_answer(answer)
         return self._record_result(
             ActionResult(
                 number,
@@ -890,7 +896,8 @@ class _Engine(Generic[C]):
         self,
         index: int,
         action: Action,
-        request: Request,
+        intent: Intent,
+        path: str,
         baseline: Baseline | None,
         exc: Exception,
         sent_at_ms: int,
@@ -898,11 +905,11 @@ class _Engine(Generic[C]):
     ) -> ActionResult:
         number = self._pass_number
         outcome = _CALL_OUTCOMES[classify(exc)]
-        status = exc.status if isinstance(exc, LevretError) else None
-        code = exc.code if isinstance(exc, LevretError) else None
-        message = str(exc) if isinstance(exc, LevretError) else f"{type(exc).__name__}: {exc}"
+        status = exc.status if isinstance(exc, VenueError) else None
+        code = exc.code if isinstance(exc, VenueError) else None
+        message = str(exc) if isinstance(exc, VenueError) else f"{type(exc).__name__}: {exc}"
         if outcome == "rejected" and not (
-            action.kind == "cancel_order" and code == "ORDER_NOT_OPEN"
+            isinstance(intent, CancelOrder) and isinstance(exc, OrderNotOpen)
         ):
             # A cancel refused because the order is no longer open (it filled while the cancel
             # was on its way) left nothing resting, which is what it was for: the symbol is not
@@ -917,7 +924,7 @@ class _Engine(Generic[C]):
                 action,
                 outcome,
                 detail=message,
-                path=request.path,
+                path=path,
                 status=status,
                 code=code,
                 latency_ms=latency_ms,
@@ -928,17 +935,17 @@ class _Engine(Generic[C]):
             return result
         if isinstance(exc, OutcomeUnknown):
             sent_at_ms = min(sent_at_ms, exc.sent_at_ms)
-        return await self._settle(result, request, baseline, sent_at_ms)
+        return await self._settle(result, intent, baseline, sent_at_ms)
 
     async def _settle(
-        self, unknown: ActionResult, request: Request, baseline: Baseline | None, sent_at_ms: int
+        self, unknown: ActionResult, intent: Intent, baseline: Baseline | None, sent_at_ms: int
     ) -> ActionResult:
         action = unknown.action
         self.progress(Settling(unknown.pass_number, unknown.index, action))
         settlement = await settle(
             self.client,
             action,
-            request,
+            intent,
             sent_at_ms=sent_at_ms,
             baseline=baseline,
             known_order_ids=self.known_order_ids,
@@ -995,18 +1002,9 @@ class _Engine(Generic[C]):
         self._announce(result)
         return result
 
-    def _learn_order_ids(self, data: Any) -> None:
-        """Orders the exchange told us about (placed, closing) are ours, not unknown effects."""
-        if isinstance(data, Mapping) and isinstance(data.get("id"), str) and "orderType" in data:
-            self.known_order_ids.add(data["id"])
-
 
 class _CannotSend(Exception):
     """The call could not be made concrete (e.g. no position to take the id of)."""
-
-
-def _is_market(action: Action) -> bool:
-    return action.kind == "place_order" and (action.request.body or {}).get("orderType") == "market"
 
 
 def _moved_since_plan(action: Action, baseline: Baseline) -> str | None:
@@ -1018,9 +1016,8 @@ def _moved_since_plan(action: Action, baseline: Baseline) -> str | None:
     sent and the next pass re-plans from the account. The baseline is read just before the
     send, with one mutation in flight per symbol, so only an outside change can trip this.
     """
-    body = action.request.body or {}
     side, size = action.before.get("side"), action.before.get("size")
-    if action.kind != "place_order" or body.get("orderType") != "market" or side is None:
+    if not action.intent.is_market or side is None:
         return None
     position = baseline.position
     now_side = "flat" if position is None else position.side
@@ -1053,17 +1050,18 @@ def _action_brief(action: Action) -> dict[str, Any]:
     }
 
 
-def _describe_data(data: Any) -> str:
-    if data is None:
-        return "already done (a retry found it settled)"
-    if isinstance(data, Mapping):
-        if "orderType" in data:
-            return f"order {data.get('id')} {data.get('status')}"
-        if "cancelled" in data:
-            return f"cancelled {data.get('count')} order(s)"
-        if "marginMode" in data:
-            return f"position {data.get('id')} updated"
-    return ""
+def _describe_answer(answer: Answer) -> str:
+    match answer:
+        case None:
+            return "already done (a retry found it settled)"
+        case Order():
+            return f"order {answer.id} {answer.status}"
+        case CancelAllResult():
+            return f"cancelled {answer.count} order(s)"
+        case Position():
+            return f"position {answer.id} updated"
+        case _:
+            assert_never(answer)
 
 
 def _refusals(client: object) -> int:

@@ -4,14 +4,15 @@ A `plan.json` is a file anyone can edit: a size changed from 0.3 to 3 in a reque
 would otherwise be sent as stored, under a stale "Policy: ok". So:
 
 - `apply PLAN.json -f FILE` plans again from the live account and FILE and executes only
-  when that fresh plan makes exactly the saved calls (same kinds, symbols, methods, paths and
-  bodies, in the same order); otherwise it refuses (exit 3) naming the first difference.
+  when that fresh plan has exactly the saved intents (the same calls, in the same order;
+  loading already refused a saved call that is not its intent's); otherwise it refuses
+  (exit 3) naming the first difference.
   What runs is the fresh plan, with its own policy verdict; the saved plan lends it only its
   creation time and marks, for apply's age and price-move checks. A plan sized by `weight`
   therefore goes stale as soon as the account's equity moved enough to change a size.
-- `show PLAN.json` judges the saved *requests* by the policy (of `-f FILE` when given), and
+- `show PLAN.json` judges the saved *intents* by the policy (of `-f FILE` when given), and
   never trusts the saved notional, summary or verdict: an order's notional is recomputed from
-  its body (limit: size x price; market: size x the plan's mark for the symbol).
+  its intent (limit: size x price; market: size x the plan's mark for the symbol).
 
 Pure: plans and the desired state in, problems out.
 """
@@ -23,7 +24,8 @@ from decimal import Decimal
 
 from reconciler.jsonnum import dumps
 from reconciler.model.desired import DesiredState
-from reconciler.model.plan import Action, Plan
+from reconciler.model.intents import PlaceOrder, SetLeverage
+from reconciler.model.plan import Action, CallOf, Plan
 
 __all__ = ["first_difference", "for_execution", "saved_violations"]
 
@@ -31,17 +33,19 @@ __all__ = ["first_difference", "for_execution", "saved_violations"]
 _NOTIONAL_SLACK = Decimal("0.00000001")
 
 
-def _call(action: Action) -> str:
-    request = action.request
-    body = dumps(request.body).decode("utf-8") if request.body is not None else "no body"
-    return f"{action.kind} {action.symbol}: {request.method} {request.path} {body}"
+def first_difference(saved: Plan, fresh: Plan, call_of: CallOf) -> str | None:
+    """Where a plan made now stops making the saved plan's calls, or None if it never does.
 
+    Intents are compared; the message shows each as the call `call_of` makes of it.
+    """
 
-def first_difference(saved: Plan, fresh: Plan) -> str | None:
-    """Where a plan made now stops making the saved plan's calls, or None if it never does."""
+    def _call(action: Action) -> str:
+        request = call_of(action.intent)
+        body = dumps(request.body).decode("utf-8") if request.body is not None else "no body"
+        return f"{action.kind} {action.symbol}: {request.method} {request.path} {body}"
+
     for number, (old, new) in enumerate(zip(saved.actions, fresh.actions, strict=False), 1):
-        same = (old.kind, old.symbol, old.request) == (new.kind, new.symbol, new.request)
-        if not same:
+        if old.intent != new.intent:
             return (
                 f"call {number}: the saved plan sends {_call(old)}; "
                 f"a plan made now sends {_call(new)}"
@@ -78,26 +82,20 @@ def saved_violations(plan: Plan, desired: DesiredState | None) -> list[str]:
     return problems
 
 
-def _body_notional(plan: Plan, action: Action) -> Decimal | None:
-    body = action.request.body or {}
-    size = body.get("size")
-    if action.kind != "place_order" or not isinstance(size, Decimal | int):
-        return None
-    price = body.get("price") if body.get("orderType") == "limit" else plan.marks.get(action.symbol)
-    if not isinstance(price, Decimal | int):
-        return None
-    return Decimal(size) * Decimal(price)
+def _order_notional(plan: Plan, intent: PlaceOrder) -> Decimal | None:
+    price = intent.price if intent.order_type == "limit" else plan.marks.get(intent.symbol)
+    return None if price is None else intent.size * price
 
 
 def _action_problems(plan: Plan, action: Action, desired: DesiredState | None) -> Iterator[str]:
-    body = action.request.body or {}
-    notional = _body_notional(plan, action)
-    if action.kind == "place_order":
+    intent = action.intent
+    notional = _order_notional(plan, intent) if isinstance(intent, PlaceOrder) else None
+    if isinstance(intent, PlaceOrder):
         if notional is None:
-            yield f"{action.symbol}: the order's notional cannot be computed from its body"
+            yield f"{action.symbol}: the order's notional cannot be computed from its intent"
         elif abs(notional - action.notional) > _NOTIONAL_SLACK:
             yield (
-                f"{action.symbol}: the body trades {notional:f} USDT, the plan says "
+                f"{action.symbol}: the order trades {notional:f} USDT, the plan says "
                 f"{action.notional:f}: the saved plan was edited"
             )
     if desired is None:
@@ -109,11 +107,11 @@ def _action_problems(plan: Plan, action: Action, desired: DesiredState | None) -
     allowed = policy.allowed_symbols
     if managed and allowed is not None and action.symbol not in allowed:
         yield f"{action.symbol}: not in policy.allowed_symbols"
-    reduce_only = bool(body.get("reduce_only"))
-    leverage = body.get("leverage")
+    reduce_only = isinstance(intent, PlaceOrder) and intent.reduce_only
+    leverage = intent.leverage if isinstance(intent, PlaceOrder | SetLeverage) else None
     if (
         policy.max_leverage is not None
-        and isinstance(leverage, int)
+        and leverage is not None
         and leverage > policy.max_leverage
         and not reduce_only
     ):

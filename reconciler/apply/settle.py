@@ -23,17 +23,28 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
-from typing import Any, Protocol
+from decimal import Decimal
+from typing import Any, Protocol, assert_never
 
 import anyio
 
 from reconciler.apply.journal import Outcome
-from reconciler.levret.errors import LevretError, NotFound
+from reconciler.errors import NotFound, VenueError
 from reconciler.model.account import Order, Position, Trade
-from reconciler.model.plan import Action, Request
+from reconciler.model.intents import (
+    AdjustMargin,
+    CancelAllOrders,
+    CancelOrder,
+    ClosePosition,
+    Intent,
+    PlaceOrder,
+    PositionIntent,
+    SetLeverage,
+    SetTpSl,
+)
+from reconciler.model.plan import Action
 
 __all__ = [
     "Baseline",
@@ -162,7 +173,7 @@ async def take_baseline(
     ids = {order.id async for order in client.iter_open_orders(action.symbol)}
     since = now_ms - 2 * config.clock_skew_ms
     fills = client.iter_user_trades(action.symbol, start_time=since)
-    ids |= {t.orderId async for t in fills if t.orderId is not None}
+    ids |= {t.order_id async for t in fills if t.order_id is not None}
     return Baseline(position=position, old_order_ids=frozenset(ids))
 
 
@@ -184,15 +195,15 @@ async def recent_fill_order_ids(
     since = now_ms - 2 * config.clock_skew_ms
     ids: dict[str, set[str]] = {}
     async for trade in client.iter_user_trades(start_time=since):
-        if trade.orderId is not None:  # a liquidation or close fill names no order
-            ids.setdefault(trade.symbol, set()).add(trade.orderId)
+        if trade.order_id is not None:  # a liquidation or close fill names no order
+            ids.setdefault(trade.symbol, set()).add(trade.order_id)
     return {symbol: frozenset(order_ids) for symbol, order_ids in ids.items()}
 
 
 async def settle(
     client: SettleClient,
     action: Action,
-    request: Request,
+    sent: Intent,
     *,
     sent_at_ms: int,
     baseline: Baseline | None,
@@ -202,7 +213,7 @@ async def settle(
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     clock_ms: Callable[[], int] = _now_ms,
 ) -> Settlement:
-    """Decide from reads alone whether `request` (as sent for `action`) took effect.
+    """Decide from reads alone whether `sent` (`action`'s intent as carried out) took effect.
 
     Never sends a mutation. Read failures count as inconclusive reads, not as absence.
     Absence needs two consistent reads both taken at least `lag_allowance_s` after the send:
@@ -223,10 +234,8 @@ async def settle(
         fresh = read_at_ms >= fresh_from_ms
         fresh_reads += fresh
         try:
-            observation = await _observe(
-                client, action, request, sent_at_ms, baseline, known, config
-            )
-        except LevretError as exc:
+            observation = await _observe(client, action, sent, sent_at_ms, baseline, known, config)
+        except VenueError as exc:
             evidence = {"read_error": str(exc)}
             previous = None
         else:
@@ -259,37 +268,34 @@ async def settle(
 async def _observe(
     client: SettleClient,
     action: Action,
-    request: Request,
+    sent: Intent,
     sent_at_ms: int,
     baseline: Baseline | None,
     known: frozenset[str],
     config: SettleConfig,
 ) -> _Observation:
-    body = request.body or {}
-    if action.kind == "place_order":
-        return await _observe_order(client, action, body, sent_at_ms, baseline, known, config)
-    if action.kind == "adjust_margin":
-        return await _observe_margin(client, action, request, body, baseline)
-    if action.kind == "set_leverage":
-        position = await _position_by_path(client, action.symbol, request.path)
-        wanted = _decimal(body.get("leverage"))
-        now = None if position is None else Decimal(position.leverage)
-        return _simple(now == wanted and now is not None, {"leverage": now, "wanted": wanted})
-    if action.kind == "set_tpsl":
-        return await _observe_tpsl(client, action, request, body)
-    if action.kind == "close_position":
-        position = await _position_by_path(client, action.symbol, request.path)
-        return _simple(position is None, {"position": _position_record(position)})
-    if action.kind == "cancel_order":
-        return await _observe_cancel(client, body)
-    if action.kind == "cancel_all_orders":
-        symbol = body.get("symbol")
-        still_open = [
-            order.id
-            async for order in client.iter_open_orders(symbol if isinstance(symbol, str) else None)
-        ]
-        return _simple(not still_open, {"open_order_ids": sorted(still_open)})
-    raise ValueError(f"no settlement rule for {action.kind}")
+    match sent:
+        case PlaceOrder():
+            return await _observe_order(client, sent, sent_at_ms, baseline, known, config)
+        case AdjustMargin():
+            return await _observe_margin(client, sent, baseline)
+        case SetLeverage():
+            position = await _named_position(client, sent)
+            now = None if position is None else position.leverage
+            evidence = {"leverage": now, "wanted": sent.leverage}
+            return _simple(now == sent.leverage, evidence)
+        case SetTpSl():
+            return await _observe_tpsl(client, sent)
+        case ClosePosition():
+            position = await _named_position(client, sent)
+            return _simple(position is None, {"position": _position_record(position)})
+        case CancelOrder():
+            return await _observe_cancel(client, sent)
+        case CancelAllOrders():
+            still_open = [order.id async for order in client.iter_open_orders(sent.symbol)]
+            return _simple(not still_open, {"open_order_ids": sorted(still_open)})
+        case _:
+            assert_never(sent)
 
 
 def _simple(executed: bool, evidence: dict[str, Any]) -> _Observation:
@@ -298,8 +304,7 @@ def _simple(executed: bool, evidence: dict[str, Any]) -> _Observation:
 
 async def _observe_order(
     client: SettleClient,
-    action: Action,
-    body: Mapping[str, Any],
+    sent: PlaceOrder,
     sent_at_ms: int,
     baseline: Baseline | None,
     known: frozenset[str],
@@ -307,19 +312,19 @@ async def _observe_order(
 ) -> _Observation:
     since = sent_at_ms - config.clock_skew_ms
     old = known | (baseline.old_order_ids if baseline is not None else frozenset())
-    open_orders = [order async for order in client.iter_open_orders(action.symbol)]
-    new_open = {o.id: o for o in open_orders if o.id not in old and o.createdAt >= since}
-    fills = [t async for t in client.iter_user_trades(action.symbol, start_time=since)]
+    open_orders = [order async for order in client.iter_open_orders(sent.symbol)]
+    new_open = {o.id: o for o in open_orders if o.id not in old and o.created_at >= since}
+    fills = [t async for t in client.iter_user_trades(sent.symbol, start_time=since)]
     candidates = dict(new_open)
-    filled_ids = {t.orderId for t in fills if t.orderId is not None}
+    filled_ids = {t.order_id for t in fills if t.order_id is not None}
     for order_id in sorted(filled_ids - old - set(new_open)):
         # An order that filled at once is no longer open: its fills name it.
         order = await client.get_order(order_id)
-        if order.createdAt >= since:
+        if order.created_at >= since:
             candidates[order.id] = order
-    matching = sorted(o.id for o in candidates.values() if _order_matches(o, body))
+    matching = sorted(o.id for o in candidates.values() if _order_matches(o, sent))
     unexplained = sorted(set(candidates) - set(matching))
-    position = await _position_of(client, action.symbol)
+    position = await _position_of(client, sent.symbol)
     evidence: dict[str, Any] = {
         "matching_orders": [_order_record(candidates[i]) for i in matching],
         "unexplained_orders": [_order_record(candidates[i]) for i in unexplained],
@@ -333,7 +338,7 @@ async def _observe_order(
     }
     state = _digest(
         {
-            "open": sorted((o.id, str(o.filledSize)) for o in open_orders),
+            "open": sorted((o.id, str(o.filled_size)) for o in open_orders),
             "fills": sorted(t.id for t in fills),
             "position": _position_record(position),
         }
@@ -344,22 +349,17 @@ async def _observe_order(
 
 
 async def _observe_margin(
-    client: SettleClient,
-    action: Action,
-    request: Request,
-    body: Mapping[str, Any],
-    baseline: Baseline | None,
+    client: SettleClient, sent: AdjustMargin, baseline: Baseline | None
 ) -> _Observation:
-    position = await _position_by_path(client, action.symbol, request.path)
+    position = await _named_position(client, sent)
     before = baseline.position if baseline is not None else None
     evidence: dict[str, Any] = {
         "margin_before": None if before is None else before.margin,
         "margin_now": None if position is None else position.margin,
     }
-    amount = _decimal(body.get("amount"))
-    if position is None or before is None or before.id != position.id or amount is None:
+    if position is None or before is None or before.id != position.id:
         return _Observation(None, evidence, _digest(evidence))
-    expected = amount if body.get("mode") == "add" else -amount
+    expected = sent.signed_amount
     delta = position.margin - before.margin
     evidence["expected_change"] = expected
     if delta == expected:
@@ -367,22 +367,18 @@ async def _observe_margin(
     return _Observation(False if delta == 0 else None, evidence, _digest(evidence))
 
 
-async def _observe_tpsl(
-    client: SettleClient, action: Action, request: Request, body: Mapping[str, Any]
-) -> _Observation:
-    position = await _position_by_path(client, action.symbol, request.path)
+async def _observe_tpsl(client: SettleClient, sent: SetTpSl) -> _Observation:
+    position = await _named_position(client, sent)
     if position is None:
         return _Observation(None, {"position": None}, _digest({"position": None}))
-    now = {"takeProfitPrice": position.takeProfitPrice, "stopLossPrice": position.stopLossPrice}
-    wanted = {key: _decimal(value) for key, value in body.items() if key in now}
-    executed = all(now[key] == value for key, value in wanted.items())
-    return _simple(executed, {"now": now, "wanted": wanted})
+    now = {"take_profit": position.take_profit_price, "stop_loss": position.stop_loss_price}
+    wanted = {"take_profit": sent.take_profit, "stop_loss": sent.stop_loss}
+    return _simple(now == wanted, {"now": now, "wanted": wanted})
 
 
-async def _observe_cancel(client: SettleClient, body: Mapping[str, Any]) -> _Observation:
-    order_id = str(body.get("orderId", ""))
+async def _observe_cancel(client: SettleClient, sent: CancelOrder) -> _Observation:
     try:
-        order = await client.get_order(order_id)
+        order = await client.get_order(sent.order_id)
     except NotFound:
         return _Observation(None, {"order": None}, _digest({"order": None}))
     # Filled in the meantime also leaves nothing resting, which is what the cancel was for.
@@ -396,32 +392,22 @@ async def _position_of(client: SettleClient, symbol: str) -> Position | None:
     return None
 
 
-async def _position_by_path(client: SettleClient, symbol: str, path: str) -> Position | None:
-    """The symbol's position if it is the one `/positions/<id>/...` names, else None."""
-    parts = [part for part in path.split("/") if part]
-    position = await _position_of(client, symbol)
-    if position is None or len(parts) < 2 or position.id != parts[1]:
+async def _named_position(client: SettleClient, sent: PositionIntent) -> Position | None:
+    """The symbol's position if it is the one the intent names, else None."""
+    position = await _position_of(client, sent.symbol)
+    if position is None or position.id != sent.position_id:
         return None
     return position
 
 
-def _order_matches(order: Order, body: Mapping[str, Any]) -> bool:
-    if order.side != body.get("side") or order.orderType != body.get("orderType"):
+def _order_matches(order: Order, sent: PlaceOrder) -> bool:
+    if order.side != sent.side or order.order_type != sent.order_type:
         return False
-    if order.size != _decimal(body.get("size")):
+    if order.size != sent.size:
         return False
-    if "price" in body and order.price != _decimal(body.get("price")):
+    if sent.price is not None and order.price != sent.price:
         return False
-    return order.reduce_only == bool(body.get("reduce_only", False))
-
-
-def _decimal(value: Any) -> Decimal | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return Decimal(str(value))
-    except InvalidOperation:
-        return None
+    return order.reduce_only == sent.reduce_only
 
 
 def _signed(position: Position | None) -> Decimal:
@@ -439,8 +425,8 @@ def _position_record(position: Position | None) -> dict[str, Any] | None:
         "size": position.size,
         "leverage": position.leverage,
         "margin": position.margin,
-        "takeProfitPrice": position.takeProfitPrice,
-        "stopLossPrice": position.stopLossPrice,
+        "take_profit": position.take_profit_price,
+        "stop_loss": position.stop_loss_price,
     }
 
 
@@ -448,13 +434,13 @@ def _order_record(order: Order) -> dict[str, Any]:
     return {
         "id": order.id,
         "side": order.side,
-        "orderType": order.orderType,
+        "order_type": order.order_type,
         "size": order.size,
         "price": order.price,
         "reduce_only": order.reduce_only,
         "status": order.status,
-        "filledSize": order.filledSize,
-        "createdAt": order.createdAt,
+        "filled_size": order.filled_size,
+        "created_at": order.created_at,
     }
 
 

@@ -36,12 +36,23 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Protocol, assert_never
 
 import anyio
 
-from reconciler.levret.errors import LevretError, NotFound
-from reconciler.model.account import Order, Position
+from reconciler.errors import NotFound, VenueError
+from reconciler.model.account import CancelAllResult, Order, Position
+from reconciler.model.intents import (
+    AdjustMargin,
+    Answer,
+    CancelAllOrders,
+    CancelOrder,
+    ClosePosition,
+    Intent,
+    PlaceOrder,
+    SetLeverage,
+    SetTpSl,
+)
 from reconciler.model.plan import Action
 from reconciler.model.snapshot import Snapshot
 
@@ -116,65 +127,63 @@ class Expectation:
         return self.kind
 
 
-def expectation_for(action: Action, data: Any, *, accepted_at_s: float) -> Expectation | None:
-    """The expectation an accepted answer leaves; None when it changed nothing to wait for."""
-    if not isinstance(data, Mapping):
-        return None
-    updated = data.get("updatedAt")
-    updated_at = updated if isinstance(updated, int) and not isinstance(updated, bool) else None
+def expectation_for(
+    action: Action, sent: Intent, answer: Answer, *, accepted_at_s: float
+) -> Expectation | None:
+    """The expectation an accepted answer leaves; None when it changed nothing to wait for.
+
+    `sent` is the intent as carried out (the new position's id filled in), `answer` what the
+    venue answered it with.
+    """
     symbol, kind = action.symbol, action.kind
-    if kind == "cancel_all_orders":
-        ids = data.get("cancelled")
-        cancelled = tuple(str(i) for i in ids) if isinstance(ids, list) else ()
-        return Expectation(symbol, kind, accepted_at_s, cancelled_ids=cancelled) if ids else None
-    if kind == "cancel_order":
-        order_id = data.get("id")
-        if not isinstance(order_id, str):
-            return None
-        return Expectation(symbol, kind, accepted_at_s, cancelled_ids=(order_id,))
-    if "orderType" in data and isinstance(data.get("id"), str):
-        # place_order, or close_position answered with its closing order
-        status = data.get("status")
-        filled = str(data.get("filledSize", "0")) not in ("0", "0.0", "")
-        closes = kind == "close_position" or bool(data.get("reduce_only"))
-        return Expectation(
-            symbol,
-            kind,
-            accepted_at_s,
-            order_id=data["id"],
-            order_resting=status in _OPEN_STATUSES,
-            position_id=_position_id_of(action) if kind == "close_position" else None,
-            moves_position=filled or status == "filled",
-            flat_is_visible=closes or action.after.get("side") == "flat",
-            updated_at=updated_at,
-        )
-    if "marginMode" in data and isinstance(data.get("id"), str):
-        # leverage, margin, TP/SL: the position as the exchange changed it
-        return Expectation(
-            symbol,
-            kind,
-            accepted_at_s,
-            position_id=data["id"],
-            moves_position=True,
-            flat_is_visible=True,  # it existed: a lagging read would still show it
-            updated_at=updated_at,
-        )
-    if kind == "close_position":
-        position_id = _position_id_of(action)
-        return Expectation(
-            symbol,
-            kind,
-            accepted_at_s,
-            position_id=position_id,
-            moves_position=True,
-            flat_is_visible=True,
-        )
-    return None
-
-
-def _position_id_of(action: Action) -> str | None:
-    parts = [part for part in action.request.path.split("/") if part]
-    return parts[1] if len(parts) >= 2 and parts[0] == "positions" else None
+    match sent:
+        case CancelAllOrders():
+            if not isinstance(answer, CancelAllResult) or not answer.cancelled:
+                return None
+            ids = tuple(answer.cancelled)
+            return Expectation(symbol, kind, accepted_at_s, cancelled_ids=ids)
+        case CancelOrder():
+            if not isinstance(answer, Order):
+                return None
+            return Expectation(symbol, kind, accepted_at_s, cancelled_ids=(answer.id,))
+        case PlaceOrder() | ClosePosition() if isinstance(answer, Order):
+            # the order placed, or the closing order a close was answered with
+            closes = isinstance(sent, ClosePosition) or answer.reduce_only
+            return Expectation(
+                symbol,
+                kind,
+                accepted_at_s,
+                order_id=answer.id,
+                order_resting=answer.status in _OPEN_STATUSES,
+                position_id=sent.position_id if isinstance(sent, ClosePosition) else None,
+                moves_position=answer.filled_size != 0 or answer.status == "filled",
+                flat_is_visible=closes or action.after.get("side") == "flat",
+                updated_at=answer.updated_at,
+            )
+        case SetLeverage() | AdjustMargin() | SetTpSl() if isinstance(answer, Position):
+            # the position as the exchange changed it
+            return Expectation(
+                symbol,
+                kind,
+                accepted_at_s,
+                position_id=answer.id,
+                moves_position=True,
+                flat_is_visible=True,  # it existed: a lagging read would still show it
+                updated_at=answer.updated_at,
+            )
+        case ClosePosition():
+            return Expectation(
+                symbol,
+                kind,
+                accepted_at_s,
+                position_id=sent.position_id,
+                moves_position=True,
+                flat_is_visible=True,
+            )
+        case PlaceOrder() | SetLeverage() | AdjustMargin() | SetTpSl():
+            return None  # an answer of another kind: nothing known to wait for
+        case _:
+            assert_never(sent)
 
 
 @dataclass
@@ -228,7 +237,9 @@ class VisibilityTracker:
 
     def note_positions(self, positions: Iterable[Position]) -> None:
         for position in positions:
-            self._versions.setdefault(position.symbol, set()).add((position.id, position.updatedAt))
+            self._versions.setdefault(position.symbol, set()).add(
+                (position.id, position.updated_at)
+            )
 
     @staticmethod
     def _shows(
@@ -238,9 +249,9 @@ class VisibilityTracker:
         `updated_at`: not a version read before the write, and not stamped earlier."""
         if position is None:
             return flat_ok
-        if (position.id, position.updatedAt) in expectation.stale_versions:
+        if (position.id, position.updated_at) in expectation.stale_versions:
             return False
-        return position.updatedAt >= updated_at
+        return position.updated_at >= updated_at
 
     def pending_for(self, symbol: str) -> list[Expectation]:
         return [e for e in self.pending if e.symbol == symbol]
@@ -296,7 +307,7 @@ class VisibilityTracker:
         for expectation in expectations:
             try:
                 seen = await self._seen(client, snapshot, expectation)
-            except LevretError:
+            except VenueError:
                 seen = False  # a failed read shows nothing, least of all absence
             self._observe(expectation, seen, now)
             if not seen:
@@ -327,9 +338,9 @@ class VisibilityTracker:
                 return False
             if (
                 order is not None
-                and order.filledSize > 0
+                and order.filled_size > 0
                 and not self._shows(
-                    position, expectation, order.updatedAt, flat_ok=order.reduce_only
+                    position, expectation, order.updated_at, flat_ok=order.reduce_only
                 )
             ):
                 return False
@@ -339,7 +350,7 @@ class VisibilityTracker:
             and position.id == expectation.position_id
         ):
             return expectation.updated_at is not None and (
-                position.updatedAt >= expectation.updated_at
+                position.updated_at >= expectation.updated_at
             )
         if expectation.moves_position:
             return self._shows(
@@ -362,7 +373,7 @@ class VisibilityTracker:
         floor = expectation.updated_at or 0
         if order_id in listed:
             order = listed[order_id]
-            return order.updatedAt >= floor, order
+            return order.updated_at >= floor, order
         if not expectation.order_resting:
             return True, None
         known = self._closed_orders.get(order_id)
@@ -372,7 +383,7 @@ class VisibilityTracker:
             order = await client.get_order(order_id)
         except NotFound:
             return False, None
-        if order.status in _OPEN_STATUSES or order.updatedAt < floor:
+        if order.status in _OPEN_STATUSES or order.updated_at < floor:
             return False, order  # the listing lags the lookup, or both lag the write
         self._closed_orders[order_id] = order
         return True, order

@@ -14,6 +14,7 @@ from typing import Any
 
 from reconciler.apply.engine import ActionResult, ApplyReport
 from reconciler.jsonnum import dumps
+from reconciler.levret.requests import calls_for
 from reconciler.model.plan import Plan
 from reconciler.render.plan import plan_to_data
 
@@ -66,7 +67,7 @@ def apply_document(
         "converged": report.converged if report is not None else result == "no_changes",
         "interrupted": report.interrupted if report is not None else False,
         "journal": str(journal) if journal is not None else None,
-        "plan": plan_to_data(plan),
+        "plan": plan_to_data(plan, call_of=calls_for(plan.user_id)),
         "passes": [
             {"number": item.number, "calls": len(item.results)}
             for item in (report.passes if report is not None else ())

@@ -28,6 +28,7 @@ from reconciler.cli.options import (
 )
 from reconciler.cli.rehearsal import RehearsalFailed
 from reconciler.errors import Declined, PartialApply, PolicyViolation, ReconcilerError
+from reconciler.levret.requests import calls_for
 from reconciler.model.desired import DesiredState, load
 from reconciler.model.plan import Plan
 from reconciler.render.plan import load_plan
@@ -84,7 +85,7 @@ def _stdin_is_terminal() -> bool:
 
 def _saved_plan(plan_file: Path) -> Plan:
     try:
-        return load_plan(plan_file.read_bytes())
+        return load_plan(plan_file.read_bytes(), calls_for=calls_for)
     except (OSError, ValueError) as error:
         raise ReconcilerError(f"{plan_file}: not a saved plan: {error}") from None
 

@@ -61,6 +61,7 @@ def show_plans(
     console: Console, outcomes: Sequence[Outcome], output_format: str, *, code: int = 0
 ) -> None:
     """Every account's plan on stdout, one section each (JSON: one document)."""
+    from reconciler.levret.requests import calls_for
     from reconciler.render.plan import plan_to_data
     from reconciler.run.accounts import group_json, render_group
 
@@ -68,7 +69,11 @@ def show_plans(
         console.data(
             group_json(
                 outcomes,
-                lambda o: {"plan": plan_to_data(o.plan) if o.plan is not None else None},
+                lambda o: {
+                    "plan": plan_to_data(o.plan, call_of=calls_for(o.plan.user_id))
+                    if o.plan is not None
+                    else None
+                },
                 code,
             )
         )

@@ -175,13 +175,15 @@ def format_option(command: F) -> F:
 
 
 def render(plan: Plan, output_format: str, console: Console) -> str:
+    from reconciler.levret.requests import calls_for
     from reconciler.render.plan import render_json, render_markdown, render_text
 
+    call_of = calls_for(plan.user_id)
     if output_format == "json":
-        return render_json(plan)
+        return render_json(plan, call_of=call_of)
     if output_format == "markdown":
-        return render_markdown(plan)
-    return render_text(plan, color=console.color)
+        return render_markdown(plan, call_of=call_of)
+    return render_text(plan, call_of=call_of, color=console.color)
 
 
 def now_ms() -> int:

@@ -74,6 +74,7 @@ def plan(
     import asyncio
 
     from reconciler.cli.rehearsal import RehearsalFailed, rehearse_account, show_rehearsal
+    from reconciler.levret.requests import calls_for
     from reconciler.model.desired import load
     from reconciler.render.plan import render_json
     from reconciler.run.accounts import is_multi
@@ -102,7 +103,7 @@ def plan(
             plan_account(settings, desired, now_ms=now_ms(), allow_flatten=allow_flatten)
         )
     if out is not None:
-        write_private(out, render_json(result))
+        write_private(out, render_json(result, call_of=calls_for(result.user_id)))
         console.note(f"Saved the plan to {out}.")
     if rehearse and not result.violations:
         with endpoint(sandbox=sandbox, base_url=base_url) as where:
@@ -131,6 +132,7 @@ def _plan_many(
 ) -> None:
     import asyncio
 
+    from reconciler.levret.requests import calls_for
     from reconciler.render.plan import render_json
     from reconciler.run.accounts import load_accounts, most_severe, plan_all, plan_file_name
 
@@ -144,7 +146,10 @@ def _plan_many(
     if out is not None:
         for outcome in outcomes:
             if outcome.plan is not None:
-                write_private(out / plan_file_name(outcome.account), render_json(outcome.plan))
+                write_private(
+                    out / plan_file_name(outcome.account),
+                    render_json(outcome.plan, call_of=calls_for(outcome.plan.user_id)),
+                )
         console.note(f"Saved the plans to {out}/.")
     outcomes = [replace(outcome, code=_code(outcome, detailed_exitcode)) for outcome in outcomes]
     codes = [outcome.code for outcome in outcomes]

@@ -8,6 +8,7 @@ from reconciler.cli.console import Console
 from reconciler.cli.options import render
 from reconciler.errors import PreconditionFailed
 from reconciler.jsonnum import dumps
+from reconciler.levret.requests import calls_for
 from reconciler.model.plan import Plan
 from reconciler.render.plan import plan_to_data
 from reconciler.run.rehearse import Rehearsal, rehearsal_data, rehearse_account, summary_lines
@@ -34,7 +35,7 @@ def show_rehearsal(console: Console, plan: Plan, rehearsal: Rehearsal, output_fo
     """The plan, then the rehearsal (JSON: one document with both)."""
     if output_format == "json":
         document: dict[str, Any] = {
-            "plan": plan_to_data(plan),
+            "plan": plan_to_data(plan, call_of=calls_for(plan.user_id)),
             "rehearsal": rehearsal_data(rehearsal),
         }
         console.data(dumps(document).decode("utf-8"))

@@ -31,13 +31,14 @@ from reconciler.errors import PolicyViolation, ReconcilerError
 def show(plan_file: Path, desired_file: Path | None, output_format: str) -> None:
     """Render the saved plan PLAN_FILE, its calls checked against the policy again."""
     from reconciler.apply.proposal import saved_violations
+    from reconciler.levret.requests import calls_for
     from reconciler.model.desired import load
     from reconciler.render.plan import load_plan
 
     console = Console()
     desired = load(desired_file) if desired_file is not None else None
     try:
-        saved = load_plan(plan_file.read_bytes())
+        saved = load_plan(plan_file.read_bytes(), calls_for=calls_for)
     except ValueError as error:
         raise ReconcilerError(f"{plan_file}: not a saved plan: {error}") from None
     found = [v for v in saved_violations(saved, desired) if v not in saved.violations]

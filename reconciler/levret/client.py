@@ -36,7 +36,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from enum import Enum, StrEnum
+from enum import Enum
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
 from urllib.parse import quote
@@ -71,6 +71,7 @@ from reconciler.levret.ratelimit import (
     backoff_delay,
     parse_retry_after,
 )
+from reconciler.levret.requests import request_for
 from reconciler.levret.settings import ClientSettings
 from reconciler.levret.signing import LevretAuth, ServerClock
 from reconciler.model.account import (
@@ -88,6 +89,9 @@ from reconciler.model.account import (
     SymbolSpec,
     Trade,
 )
+from reconciler.model.intents import Answer, Intent, RetryClass
+from reconciler.model.intents import retry_class as intent_retry_class
+from reconciler.model.plan import Request
 
 __all__ = [
     "UNCHANGED",
@@ -122,16 +126,12 @@ class Unchanged(Enum):
 UNCHANGED = Unchanged.UNCHANGED
 
 
-class RetryClass(StrEnum):
-    """How a call may be resent; see the module docstring."""
-
-    SAFE = "safe"
-    SETTLES = "settles"
-    UNSAFE = "unsafe"
-
-
 def retry_class(method: str, path: str) -> RetryClass:
-    """The retry class of a call, from its method and its path below the API prefix."""
+    """The retry class of a raw call (`send`), from its method and its path below the API prefix.
+
+    An intent's call takes its class from the intent itself (`execute`); this reading of
+    the path serves the SDK-style methods and `send`, where no intent is at hand.
+    """
     if method.upper() == "GET":
         return RetryClass.SAFE
     parts = [p for p in path.split("?", 1)[0].split("/") if p]
@@ -205,15 +205,6 @@ def _envelope_ms(value: object) -> int | None:
     """The envelope's `timestamp` in ms, in whichever time form the exchange writes it."""
     read = read_time_ms(value)
     return None if read is None else read[0]
-
-
-def _wire_value(value: Any) -> Any:
-    """The documented wire form of a parsed value: integral numbers as `int`, like JSON."""
-    if isinstance(value, Decimal) and value == value.to_integral_value():
-        return int(value)
-    if isinstance(value, list | tuple):
-        return [_wire_value(item) for item in value]
-    return value
 
 
 @dataclass(frozen=True)
@@ -336,9 +327,9 @@ class LevretClient:
         `path` is below the API prefix (`/positions/7/tpsl`) and may carry its query. The
         retry class comes from the method and path. A settles call whose retry found the work
         already done returns `None`. The answer of a documented write is read by its
-        `reconciler.levret` parser and returned in the documented shape, whatever form the
-        exchange wrote it in; an executed write whose answer cannot be read raises
-        `OutcomeUnknown`. Raises a `LevretError`; `outcome.classify` maps it.
+        `reconciler.levret.parse` parser into its domain model, whatever form the exchange
+        wrote it in (other answers come as written); an executed write whose answer cannot
+        be read raises `OutcomeUnknown`. Raises a `LevretError` (see `apply.outcome`).
         """
         method = method.upper()
         if method not in ("GET", "POST"):
@@ -350,8 +341,32 @@ class LevretClient:
         if data is None or answer is None or answer.shape != "one" or method != "POST":
             return data
         label = endpoint_label(method, path)
-        model = self._executed(method, path, body, lambda: read_one(label, data, answer.reader))
-        return {key: _wire_value(value) for key, value in model.value.model_dump().items()}
+        return self._executed(
+            method, path, body, lambda: read_one(label, data, answer.reader)
+        ).value
+
+    def request_for(self, intent: Intent) -> Request:
+        """The exact call of `intent` for this client's user (see `reconciler.levret.requests`)."""
+        return request_for(intent, user_id=self.user_id)
+
+    async def execute(self, intent: Intent) -> Answer:
+        """Carry out one intent: send its exact call, retried as its class allows, and read the
+        answer into the domain (`Order`, `Position`, `CancelAllResult`; `None` when a retry of
+        a settling call found the work done). An executed call whose answer cannot be read
+        raises `OutcomeUnknown`; any failure raises a `LevretError` (`outcome.classify`).
+        """
+        if intent.on_new_position:
+            raise InvalidRequest(f"{intent.kind} names the new position, whose id is not known")
+        request = self.request_for(intent)
+        method, path, body = request.method, request.path, request.body
+        data = await self._call(method, path, body=body, kind=intent_retry_class(intent))
+        answer = answer_for(method, path)
+        if data is None or answer is None:
+            return None
+        label = endpoint_label(method, path)
+        parsed = self._executed(method, path, body, lambda: read_one(label, data, answer.reader))
+        value: Answer = parsed.value
+        return value
 
     def _executed(
         self, method: str, path: str, body: Mapping[str, Any] | None, parse: Callable[[], R]
@@ -383,12 +398,14 @@ class LevretClient:
         query: Mapping[str, object] | None = None,
         body: Mapping[str, Any] | None = None,
         signed: bool | None = None,
+        kind: RetryClass | None = None,
     ) -> Any:
         encoded = encode_query(query) if query else ""
         full_path = f"{path}?{encoded}" if encoded else path
         if signed is None:
             signed = not path.startswith("/market/")
-        kind = retry_class(method, path)
+        if kind is None:
+            kind = retry_class(method, path)
         try:
             content = b"" if body is None else jsonnum.dumps(body)
         except (TypeError, ValueError) as exc:
@@ -649,7 +666,7 @@ class LevretClient:
                 if key not in seen:
                     seen.add(key)
                     yield item
-            if not page.items or page_no * page.pageSize >= page.total:
+            if not page.items or page_no * page.page_size >= page.total:
                 return
             page_no += 1
 

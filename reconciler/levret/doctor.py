@@ -239,7 +239,7 @@ async def diagnose(
         follow_ups: list[Awaitable[tuple[EndpointShape, Any]]] = []
         if orders is not None and orders.items:
             follow_ups.append(_inspect(client, f"/order/{orders.items[0].id}", {}))
-        order_ids = [t.orderId for t in (trades.items if trades is not None else []) if t.orderId]
+        order_ids = [t.order_id for t in (trades.items if trades is not None else []) if t.order_id]
         if order_ids:
             follow_ups.append(_inspect(client, f"/trade/order/{order_ids[0]}", page))
         for pending in follow_ups:

@@ -1,4 +1,7 @@
-"""Errors of the Levret client, shaped by what the caller must do next.
+"""Errors of the Levret client: Levret's codes mapped onto the venue-neutral error tree.
+
+The classes live in `reconciler.errors`, which apply reads; `LevretError` is their root
+(`VenueError`), named for the adapter's own code.
 
 The tree follows one question apply has to answer after every mutating call: *did the
 exchange execute it?* A `Rejected` (or `AuthError`, `RateLimited`) proves it did not, an
@@ -28,7 +31,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from reconciler.errors import ReconcilerError
+from reconciler.errors import (
+    AuthError,
+    InsufficientMargin,
+    InvalidRequest,
+    NotFound,
+    OrderNotOpen,
+    OutcomeUnknown,
+    RateLimited,
+    Rejected,
+    ServerError,
+    TransportError,
+    UnstableListing,
+)
+from reconciler.errors import VenueError as LevretError
 
 __all__ = [
     "AUTH_CODES",
@@ -57,116 +73,6 @@ AUTH_CODES = frozenset(
         "FORBIDDEN_SCOPE",
     }
 )
-
-
-class LevretError(ReconcilerError):
-    """Root of the client's errors; `code` and `status` are the exchange's when it answered."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        code: str | None = None,
-        status: int | None = None,
-        method: str | None = None,
-        path: str | None = None,
-    ) -> None:
-        self.message = message
-        self.code = code
-        self.status = status
-        self.method = method
-        self.path = path
-        super().__init__(self._text())
-
-    def _text(self) -> str:
-        where = f"{self.method} {self.path}: " if self.method and self.path else ""
-        tag = f" [{self.code}]" if self.code else ""
-        status = f" (HTTP {self.status})" if self.status is not None else ""
-        return f"{where}{self.message}{tag}{status}"
-
-
-class AuthError(LevretError):
-    """The exchange refused the credentials or the signature: nothing was executed."""
-
-
-class RateLimited(LevretError):
-    """HTTP 429; `retry_after` is the server's `Retry-After` in seconds when it sent one."""
-
-    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
-        self.retry_after = retry_after
-        super().__init__(message, **kw)
-
-
-class Rejected(LevretError):
-    """An exchange code that proves the request was not executed (e.g. VALIDATION_ERROR)."""
-
-    code: str
-    status: int
-
-
-class InsufficientMargin(Rejected):
-    """INSUFFICIENT_MARGIN: not enough available balance, or margin below the requirement."""
-
-
-class NotFound(Rejected):
-    """NOT_FOUND: unknown order, position, symbol or route."""
-
-
-class OrderNotOpen(Rejected):
-    """ORDER_NOT_OPEN: cancel of an order that is already filled, cancelled or rejected."""
-
-
-class ServerError(LevretError):
-    """A 5xx or an answer that is not the documented envelope; whether it executed is open."""
-
-
-class UnstableListing(ServerError):
-    """Pages of one listing disagreed (its `total` kept changing) after every restart.
-
-    Returning what was collected could silently miss an item (an open order the planner
-    would then not cancel), so the walk fails instead and the caller reads again later.
-    """
-
-
-class OutcomeUnknown(LevretError):
-    """A mutation was sent and no answer proves either way whether it executed.
-
-    Carries the request (`method`, `path` below the API prefix, `body` as the caller built
-    it) and `sent_at_ms` (local epoch ms of the last send) so apply can look the result up,
-    e.g. list open orders created after `sent_at_ms`, before deciding anything. The client
-    never resends such a request by itself.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        method: str,
-        path: str,
-        body: Any,
-        sent_at_ms: int,
-        status: int | None = None,
-        code: str | None = None,
-    ) -> None:
-        self.body = body
-        self.sent_at_ms = sent_at_ms
-        super().__init__(message, code=code, status=status, method=method, path=path)
-
-
-class TransportError(LevretError):
-    """The network failed and retries (if the call allowed any) ran out.
-
-    `sent` is False when the connection never opened, so the request certainly did not reach
-    the exchange; True when bytes may have left.
-    """
-
-    def __init__(self, message: str, *, sent: bool, **kw: Any) -> None:
-        self.sent = sent
-        super().__init__(message, **kw)
-
-
-class InvalidRequest(LevretError):
-    """The client refused the call before sending anything (bad path, closed client...)."""
 
 
 _BY_CODE: dict[str, type[Rejected]] = {

@@ -31,6 +31,7 @@ from reconciler.model.account import (
     SymbolSpec,
     Trade,
 )
+from reconciler.model.snapshot import BookTop, Snapshot
 
 __all__ = [
     "PARSERS",
@@ -46,8 +47,10 @@ __all__ = [
     "read_list",
     "read_one",
     "read_page",
+    "snapshot",
     "symbol_spec",
     "trade",
+    "wire",
 ]
 
 T = TypeVar("T")
@@ -97,12 +100,12 @@ def symbol_spec(e: Entity) -> SymbolSpec:
     e.ident = name
     return SymbolSpec(
         symbol=name,
-        baseAsset=e.text("baseAsset", "base", required=False) or "",
-        quoteAsset=e.text("quoteAsset", "quote", required=False) or "USDT",
-        tickSize=e.decimal("tickSize", "priceTick", "priceIncrement"),
-        stepSize=e.decimal("stepSize", "sizeStep", "lotSize", "qtyStep"),
-        minSize=e.decimal("minSize", "minQty", "minOrderSize"),
-        maxLeverage=e.integer("maxLeverage"),
+        base_asset=e.text("baseAsset", "base", required=False) or "",
+        quote_asset=e.text("quoteAsset", "quote", required=False) or "USDT",
+        tick_size=e.decimal("tickSize", "priceTick", "priceIncrement"),
+        step_size=e.decimal("stepSize", "sizeStep", "lotSize", "qtyStep"),
+        min_size=e.decimal("minSize", "minQty", "minOrderSize"),
+        max_leverage=e.integer("maxLeverage"),
         status=e.choice("status", SYMBOL_STATUSES, required=False) or "trading",
     )
 
@@ -112,14 +115,14 @@ def market_stats(e: Entity) -> MarketStats:
     e.ident = name
     return MarketStats(
         symbol=name,
-        markPrice=e.decimal("markPrice", "mark"),
-        lastPrice=e.decimal("lastPrice", "last", required=False),
+        mark_price=e.decimal("markPrice", "mark"),
+        last_price=e.decimal("lastPrice", "last", required=False),
         high24h=e.decimal("high24h", required=False),
         low24h=e.decimal("low24h", required=False),
         volume24h=e.decimal("volume24h", required=False),
         change24h=e.decimal("change24h", required=False),
-        fundingRate=e.decimal("fundingRate", required=False),
-        nextFundingTime=e.time_ms("nextFundingTime", required=False),
+        funding_rate=e.decimal("fundingRate", required=False),
+        next_funding_time=e.time_ms("nextFundingTime", required=False),
     )
 
 
@@ -152,7 +155,7 @@ def order_book(e: Entity) -> OrderBook:
 
 def candle(e: Entity) -> Candle:
     return Candle(
-        openTime=e.time_ms("openTime", "time", "startTime"),
+        open_time=e.time_ms("openTime", "time", "startTime"),
         open=e.decimal("open"),
         high=e.decimal("high"),
         low=e.decimal("low"),
@@ -167,22 +170,22 @@ def order(e: Entity) -> Order:
     updated = e.time_ms("updatedAt", "updateTime", "updatedTime", required=False)
     return Order(
         id=ident,
-        userId=e.text("userId", required=False) or "",
+        user_id=e.text("userId", required=False) or "",
         symbol=e.text("symbol"),
         side=e.choice("side", SIDES),
-        orderType=e.choice("orderType", ORDER_TYPES, "type"),
+        order_type=e.choice("orderType", ORDER_TYPES, "type"),
         size=e.decimal("size", "quantity", "qty"),
         price=e.decimal("price", required=False),
         leverage=e.integer("leverage", required=False),
         reduce_only=bool(e.boolean("reduceOnly", required=False)),
-        takeProfit=e.decimal("takeProfit", "takeProfitPrice", required=False),
-        stopLoss=e.decimal("stopLoss", "stopLossPrice", required=False),
+        take_profit=e.decimal("takeProfit", "takeProfitPrice", required=False),
+        stop_loss=e.decimal("stopLoss", "stopLossPrice", required=False),
         status=e.choice("status", ORDER_STATUSES, "state"),
-        filledSize=e.decimal("filledSize", "filledQty", "executedQty", required=False)
+        filled_size=e.decimal("filledSize", "filledQty", "executedQty", required=False)
         or Decimal(0),
-        avgFillPrice=e.decimal("avgFillPrice", "avgPrice", "averagePrice", required=False),
-        createdAt=created or 0,
-        updatedAt=updated if updated is not None else created or 0,
+        avg_fill_price=e.decimal("avgFillPrice", "avgPrice", "averagePrice", required=False),
+        created_at=created or 0,
+        updated_at=updated if updated is not None else created or 0,
     )
 
 
@@ -212,36 +215,36 @@ def position(e: Entity) -> Position:
     updated = e.time_ms("updatedAt", "updateTime", "updatedTime", required=False)
     return Position(
         id=ident,
-        userId=e.text("userId", required=False) or "",
+        user_id=e.text("userId", required=False) or "",
         symbol=e.text("symbol"),
         side=e.choice("side", POSITION_SIDES, "positionSide"),
         size=e.decimal("size", "quantity", "qty"),
-        entryPrice=e.decimal("entryPrice", "avgEntryPrice", "entry"),
-        markPrice=e.decimal("markPrice", "mark"),
+        entry_price=e.decimal("entryPrice", "avgEntryPrice", "entry"),
+        mark_price=e.decimal("markPrice", "mark"),
         leverage=e.integer("leverage"),
         margin=e.decimal("margin", "isolatedMargin", "positionMargin"),
-        marginMode=e.choice("marginMode", MARGIN_MODES, required=False) or "isolated",
-        takeProfitPrice=e.decimal("takeProfitPrice", "takeProfit", required=False),
-        stopLossPrice=e.decimal("stopLossPrice", "stopLoss", required=False),
-        liquidationPrice=e.decimal("liquidationPrice", "liqPrice", required=False),
-        unrealizedPnl=e.decimal("unrealizedPnl", required=False) or Decimal(0),
-        createdAt=created or 0,
-        updatedAt=updated if updated is not None else created or 0,
+        margin_mode=e.choice("marginMode", MARGIN_MODES, required=False) or "isolated",
+        take_profit_price=e.decimal("takeProfitPrice", "takeProfit", required=False),
+        stop_loss_price=e.decimal("stopLossPrice", "stopLoss", required=False),
+        liquidation_price=e.decimal("liquidationPrice", "liqPrice", required=False),
+        unrealized_pnl=e.decimal("unrealizedPnl", required=False) or Decimal(0),
+        created_at=created or 0,
+        updated_at=updated if updated is not None else created or 0,
     )
 
 
 def account_overview(e: Entity) -> AccountOverview:
     return AccountOverview(
-        userId=e.text("userId", required=False) or "",
+        user_id=e.text("userId", required=False) or "",
         currency=e.text("currency", "asset", required=False) or "USDT",
         deposits=e.decimal("deposits", required=False),
-        walletBalance=e.decimal("walletBalance", required=False),
-        availableBalance=e.decimal("availableBalance", "available", required=False),
-        positionMargin=e.decimal("positionMargin", required=False),
-        orderMargin=e.decimal("orderMargin", required=False),
-        unrealizedPnl=e.decimal("unrealizedPnl", required=False),
-        realizedPnl=e.decimal("realizedPnl", required=False),
-        totalFees=e.decimal("totalFees", required=False),
+        wallet_balance=e.decimal("walletBalance", required=False),
+        available_balance=e.decimal("availableBalance", "available", required=False),
+        position_margin=e.decimal("positionMargin", required=False),
+        order_margin=e.decimal("orderMargin", required=False),
+        unrealized_pnl=e.decimal("unrealizedPnl", required=False),
+        realized_pnl=e.decimal("realizedPnl", required=False),
+        total_fees=e.decimal("totalFees", required=False),
         equity=e.decimal("equity", "totalEquity", "marginBalance"),
     )
 
@@ -260,13 +263,13 @@ def trade(e: Entity) -> Trade:
     ident = e.identity("tradeId")
     return Trade(
         id=ident,
-        orderId=e.text("orderId", required=False),
+        order_id=e.text("orderId", required=False),
         symbol=e.text("symbol"),
         side=e.choice("side", SIDES),
         size=e.decimal("size", "quantity", "qty"),
         price=e.decimal("price"),
         fee=e.decimal("fee", "commission", required=False),
-        realizedPnl=e.decimal("realizedPnl", required=False),
+        realized_pnl=e.decimal("realizedPnl", required=False),
         liquidity=e.choice("liquidity", LIQUIDITY, required=False) or "taker",
         timestamp=e.time_ms("timestamp", "time", "createdAt", required=False) or 0,
     )
@@ -348,7 +351,7 @@ def read_page(endpoint: str, data: Any, reader: Reader[T]) -> Parsed[Page[T]]:
     total = numbers.integer("total", "totalCount", "totalItems", "count", required=False)
     if total is None:
         # No pagination: the list is all there is, in one page.
-        page = Page[Any](items=items, page=1, pageSize=max(len(items), 1), total=len(items))
+        page = Page[Any](items=items, page=1, page_size=max(len(items), 1), total=len(items))
         return Parsed(page, [*entities, numbers], f"{container}, no pagination")
     page_no = numbers.integer("page", "pageNumber", "currentPage", required=False)
     size = numbers.integer("pageSize", "perPage", "limit")
@@ -356,5 +359,36 @@ def read_page(endpoint: str, data: Any, reader: Reader[T]) -> Parsed[Page[T]]:
         raise numbers.fail(
             "pageSize", ["pageSize", "total"], "positive integers", "is out of range"
         )
-    result = Page[Any](items=items, page=page_no or 1, pageSize=size, total=total)
+    result = Page[Any](items=items, page=page_no or 1, page_size=size, total=total)
     return Parsed(result, [*entities, numbers], f"{container}, pagination {where}")
+
+
+def wire(reader: Reader[T], raw: Any, *, endpoint: str = "payload") -> T:
+    """One entity from a raw JSON object: the domain model `reader` makes of it."""
+    return read_one(endpoint, raw, reader).value
+
+
+def snapshot(data: Any) -> Snapshot:
+    """A snapshot from plain data shaped like the API's payloads (the goldens' `live.json`).
+
+    `{"user_id", "specs": [spec...], "positions": [position...], "open_orders": [order...],
+    "marks": {symbol: price}, "books": {symbol: {"bid", "ask"}}, "equity": number|null}`:
+    lists as the exchange returns them, read by the same parsers as a live answer and
+    grouped here by symbol.
+    """
+    if not isinstance(data, Mapping):
+        raise ValueError("a snapshot must be a JSON object")
+    specs = read_list("snapshot specs", data.get("specs", []), symbol_spec).value
+    positions = read_list("snapshot positions", data.get("positions", []), position).value
+    orders: dict[str, list[Order]] = {}
+    for item in read_list("snapshot open_orders", data.get("open_orders", []), order).value:
+        orders.setdefault(item.symbol, []).append(item)
+    return Snapshot(
+        user_id=str(data["user_id"]),
+        specs={spec.symbol: spec for spec in specs},
+        positions={held.symbol: held for held in positions},
+        open_orders={symbol: tuple(items) for symbol, items in orders.items()},
+        marks={str(k): Decimal(v) for k, v in (data.get("marks") or {}).items()},
+        books={str(k): BookTop.model_validate(v) for k, v in (data.get("books") or {}).items()},
+        equity=Decimal(data["equity"]) if data.get("equity") is not None else None,
+    )

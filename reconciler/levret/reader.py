@@ -90,7 +90,7 @@ async def read_snapshot(
     books_task = asyncio.gather(*(_book_top(client, symbol) for symbol in sorted(placing)))
     stats_task = asyncio.gather(*(client.market_stats(s) for s in sorted(price_symbols)))
     stats, tops = await asyncio.gather(stats_task, books_task)
-    marks: dict[str, Decimal] = {stat.symbol: stat.markPrice for stat in stats}
+    marks: dict[str, Decimal] = {stat.symbol: stat.mark_price for stat in stats}
     books = {symbol: top for symbol, top in zip(sorted(placing), tops, strict=True) if top}
     return read.model_copy(update={"marks": marks, "books": books})
 

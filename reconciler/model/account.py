@@ -1,8 +1,8 @@
-"""Typed payloads of the Levret API, as read in `docs/levret-api.md`.
+"""The account as the reconciler sees it: symbols, marks, positions, orders, fills, balances.
 
-These are pure data: the planner and the snapshot import them, so this module imports no
-network code. Every number is a `Decimal`; unknown fields the exchange may add are kept
-(`extra="allow"`) so a newer exchange does not break an older client.
+Plain frozen values in the domain's own names, independent of any venue's wire: the Levret
+adapter's parsers (`reconciler.levret.parse`) read the exchange's JSON into them, whatever
+that JSON calls its fields. Every number is a `Decimal`.
 """
 
 from __future__ import annotations
@@ -39,31 +39,31 @@ T = TypeVar("T")
 
 
 class Payload(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class SymbolSpec(Payload):
     symbol: str
-    baseAsset: str = ""
-    quoteAsset: str = "USDT"
-    tickSize: Decimal
-    stepSize: Decimal
-    minSize: Decimal
-    maxLeverage: int
+    base_asset: str = ""
+    quote_asset: str = "USDT"
+    tick_size: Decimal
+    step_size: Decimal
+    min_size: Decimal
+    max_leverage: int
     status: Literal["trading", "halted"] = "trading"
 
 
 class MarketStats(Payload):
     symbol: str
-    markPrice: Decimal
+    mark_price: Decimal
     # Not used by the reconciler: an exchange may leave them out.
-    lastPrice: Decimal | None = None
+    last_price: Decimal | None = None
     high24h: Decimal | None = None
     low24h: Decimal | None = None
     volume24h: Decimal | None = None
     change24h: Decimal | None = None
-    fundingRate: Decimal | None = None
-    nextFundingTime: int | None = None
+    funding_rate: Decimal | None = None
+    next_funding_time: int | None = None
 
 
 class OrderBook(Payload):
@@ -74,7 +74,7 @@ class OrderBook(Payload):
 
 
 class Candle(Payload):
-    openTime: int
+    open_time: int
     open: Decimal
     high: Decimal
     low: Decimal
@@ -84,25 +84,25 @@ class Candle(Payload):
 
 class Order(Payload):
     id: str
-    userId: str = ""
+    user_id: str = ""
     symbol: str
     side: OrderSide
-    orderType: OrderType
+    order_type: OrderType
     size: Decimal
     price: Decimal | None = None
     leverage: int | None = None
     reduce_only: bool = False
-    takeProfit: Decimal | None = None
-    stopLoss: Decimal | None = None
+    take_profit: Decimal | None = None
+    stop_loss: Decimal | None = None
     status: OrderStatus
-    filledSize: Decimal = Decimal(0)
-    avgFillPrice: Decimal | None = None
-    createdAt: int
-    updatedAt: int
+    filled_size: Decimal = Decimal(0)
+    avg_fill_price: Decimal | None = None
+    created_at: int
+    updated_at: int
 
     @property
     def remaining(self) -> Decimal:
-        return self.size - self.filledSize
+        return self.size - self.filled_size
 
 
 class CancelAllResult(Payload):
@@ -112,36 +112,36 @@ class CancelAllResult(Payload):
 
 class Position(Payload):
     id: str
-    userId: str = ""
+    user_id: str = ""
     symbol: str
     side: PositionSide
     size: Decimal
-    entryPrice: Decimal
-    markPrice: Decimal
+    entry_price: Decimal
+    mark_price: Decimal
     leverage: int
     margin: Decimal
-    marginMode: Literal["isolated"] = "isolated"
-    takeProfitPrice: Decimal | None = None
-    stopLossPrice: Decimal | None = None
-    liquidationPrice: Decimal | None = None
-    unrealizedPnl: Decimal = Decimal(0)
-    createdAt: int = 0
-    updatedAt: int = 0
+    margin_mode: Literal["isolated"] = "isolated"
+    take_profit_price: Decimal | None = None
+    stop_loss_price: Decimal | None = None
+    liquidation_price: Decimal | None = None
+    unrealized_pnl: Decimal = Decimal(0)
+    created_at: int = 0
+    updated_at: int = 0
 
 
 class AccountOverview(Payload):
-    userId: str = ""
+    user_id: str = ""
     currency: str = "USDT"
     equity: Decimal
     # Not used by the reconciler (it needs equity only): an exchange may leave them out.
     deposits: Decimal | None = None
-    walletBalance: Decimal | None = None
-    availableBalance: Decimal | None = None
-    positionMargin: Decimal | None = None
-    orderMargin: Decimal | None = None
-    unrealizedPnl: Decimal | None = None
-    realizedPnl: Decimal | None = None
-    totalFees: Decimal | None = None
+    wallet_balance: Decimal | None = None
+    available_balance: Decimal | None = None
+    position_margin: Decimal | None = None
+    order_margin: Decimal | None = None
+    unrealized_pnl: Decimal | None = None
+    realized_pnl: Decimal | None = None
+    total_fees: Decimal | None = None
 
 
 class BalanceEntry(Payload):
@@ -155,13 +155,13 @@ class BalanceEntry(Payload):
 class Trade(Payload):
     id: str
     # None for a fill no order of ours made (a liquidation, a position-close fill).
-    orderId: str | None = None
+    order_id: str | None = None
     symbol: str
     side: OrderSide
     size: Decimal
     price: Decimal
     fee: Decimal | None = None
-    realizedPnl: Decimal | None = None
+    realized_pnl: Decimal | None = None
     liquidity: Literal["maker", "taker"] = "taker"
     timestamp: int = 0
 
@@ -169,5 +169,5 @@ class Trade(Payload):
 class Page(Payload, Generic[T]):
     items: list[T]
     page: int
-    pageSize: int
+    page_size: int
     total: int = Field(ge=0)

@@ -164,7 +164,7 @@ class Tolerance(_Model):
     """One symbol's tolerance: a position difference in contracts (`size`) or in USDT at the
     mark (`notional`), and a margin difference in USDT; unset values fall back to defaults.
 
-    Whatever it says, a different side and a difference of the symbol's `minSize` or more are
+    Whatever it says, a different side and a difference of the symbol's minimum size or more are
     never within tolerance.
     """
 
@@ -519,13 +519,13 @@ def check_against_specs(desired: DesiredState, specs: Mapping[str, SymbolSpec]) 
         if spec.status != "trading":
             problems.append(desired.problem(base, f"the symbol is {spec.status}"))
         leverage = desired.position_leverage(symbol)
-        if leverage > spec.maxLeverage:
+        if leverage > spec.max_leverage:
             where: PathKey = (*base, "position", "leverage")
             if entry.position is None or entry.position.leverage is None:
                 where = ("defaults", "leverage")
             problems.append(
                 desired.problem(
-                    where, f"{leverage} exceeds {symbol}'s max leverage {spec.maxLeverage}"
+                    where, f"{leverage} exceeds {symbol}'s max leverage {spec.max_leverage}"
                 )
             )
         position = entry.position
@@ -545,11 +545,11 @@ def check_against_specs(desired: DesiredState, specs: Mapping[str, SymbolSpec]) 
                 trigger = getattr(order, name)
                 if trigger is not None:
                     problems.extend(_price_problems(desired, (*path, name), trigger, spec))
-            if order.leverage and order.leverage > spec.maxLeverage:
+            if order.leverage and order.leverage > spec.max_leverage:
                 problems.append(
                     desired.problem(
                         (*path, "leverage"),
-                        f"{order.leverage} exceeds {symbol}'s max leverage {spec.maxLeverage}",
+                        f"{order.leverage} exceeds {symbol}'s max leverage {spec.max_leverage}",
                     )
                 )
     return problems
@@ -559,20 +559,22 @@ def _size_problems(
     desired: DesiredState, path: PathKey, size: Decimal, spec: SymbolSpec
 ) -> list[str]:
     problems: list[str] = []
-    if size % spec.stepSize != 0:
+    if size % spec.step_size != 0:
         problems.append(
-            desired.problem(path, f"{size} is not a multiple of stepSize {spec.stepSize}")
+            desired.problem(path, f"{size} is not a multiple of the size step {spec.step_size}")
         )
-    if size < spec.minSize:
-        problems.append(desired.problem(path, f"{size} is below minSize {spec.minSize}"))
+    if size < spec.min_size:
+        problems.append(desired.problem(path, f"{size} is below the minimum size {spec.min_size}"))
     return problems
 
 
 def _price_problems(
     desired: DesiredState, path: PathKey, price: Decimal, spec: SymbolSpec
 ) -> list[str]:
-    if price % spec.tickSize != 0:
-        return [desired.problem(path, f"{price} is not a multiple of tickSize {spec.tickSize}")]
+    if price % spec.tick_size != 0:
+        return [
+            desired.problem(path, f"{price} is not a multiple of the tick size {spec.tick_size}")
+        ]
     return []
 
 

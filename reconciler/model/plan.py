@@ -1,23 +1,27 @@
 """Actions and plans: the frozen values that flow from the planner to the renderer and apply.
 
-An action is one signed call. It carries everything a reviewer needs to judge it (before and
-after, notional, risk direction, reason) and everything apply needs to send it (the exact
-request). A plan is an ordered tuple of actions plus the facts it was computed from, so a
-saved plan can be checked for staleness before anything is sent.
+An action is one call's worth of change: its intent (what to do, in the domain's words, see
+`reconciler.model.intents`) plus everything a reviewer needs to judge it (before and after,
+notional, risk direction, reason). A venue turns the intent into the exact call (`CallOf`),
+which the saved plan shows beside it. A plan is an ordered tuple of actions plus the facts it
+was computed from, so a saved plan can be checked for staleness before anything is sent.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from enum import IntEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
+from reconciler.model.intents import Intent, IntentKind
+
 __all__ = [
-    "POSITION_ID_PLACEHOLDER",
     "Action",
     "ActionKind",
+    "CallOf",
     "Phase",
     "Plan",
     "PlanSummary",
@@ -27,20 +31,8 @@ __all__ = [
     "SymbolChange",
 ]
 
-ActionKind = Literal[
-    "place_order",
-    "cancel_order",
-    "cancel_all_orders",
-    "set_leverage",
-    "adjust_margin",
-    "set_tpsl",
-    "close_position",
-]
+ActionKind = IntentKind
 Risk = Literal["reduce", "increase", "neutral"]
-
-# A position opened by this plan has no id yet; later actions on it name it by this token,
-# which apply replaces with the id the exchange returned. Nothing else in a request changes.
-POSITION_ID_PLACEHOLDER = "{position_id}"
 
 
 class Phase(IntEnum):
@@ -72,28 +64,33 @@ class Frozen(BaseModel):
 
 
 class Request(Frozen):
-    """The exact call: `path` is below the API prefix, e.g. `/order` or `/positions/7/tpsl`."""
+    """An exact call as a venue sends it: method, path below its API prefix, JSON body.
+
+    The core never reads one; it is shown (plan, journal) and sent as the venue made it.
+    """
 
     method: Literal["GET", "POST"]
     path: str
     body: dict[str, Any] | None = None
 
 
+# A venue's mapping from an intent to its exact call, for showing a plan.
+CallOf = Callable[[Intent], Request]
+
+
 class Action(Frozen):
-    kind: ActionKind
-    symbol: str
+    intent: Intent
     phase: Phase
-    request: Request
     before: dict[str, Any] = Field(default_factory=dict)
     after: dict[str, Any] = Field(default_factory=dict)
     notional: Decimal = Decimal(0)
     risk: Risk = "neutral"
     reason: str
-    # Sent in order when this call is certainly not executed (refused, or proved absent):
-    # they put back what the call just before it on the same symbol changed, e.g. the
-    # leverage a margin top-up was to follow and the margin above its requirement, so a
+    # Carried out in order when this call is certainly not executed (refused, or proved
+    # absent): they put back what the call just before it on the same symbol changed, e.g.
+    # the leverage a margin top-up was to follow and the margin above its requirement, so a
     # failure between the two leaves the symbol as it started.
-    on_failure: tuple[Request, ...] = ()
+    on_failure: tuple[Intent, ...] = ()
     # Within its phase, wave 0 runs (every symbol) before wave 1: a symbol whose calls of the
     # phase raise the account's worst-case exposure waits until those that lower it are done,
     # since the symbols of one wave run concurrently, in any interleaving.
@@ -113,9 +110,17 @@ class Action(Frozen):
         return phase.label
 
     @property
+    def kind(self) -> ActionKind:
+        return self.intent.kind
+
+    @property
+    def symbol(self) -> str:
+        return self.intent.symbol
+
+    @property
     def on_new_position(self) -> bool:
-        """True when the request names the position this plan opens (see the placeholder)."""
-        return POSITION_ID_PLACEHOLDER in self.request.path
+        """True when the intent names the position this plan opens (its id is not known)."""
+        return self.intent.on_new_position
 
 
 class PlanSummary(Frozen):
@@ -157,7 +162,8 @@ class SymbolChange(Frozen):
 
 
 class Plan(Frozen):
-    format_version: Literal[1] = 1
+    # 2: actions carry typed intents (1 carried the exchange's requests; refused on load).
+    format_version: Literal[2] = 2
     user_id: str
     created_at_ms: int | None = None  # stamped by the command, the planner has no clock
     fingerprint: str
@@ -168,7 +174,7 @@ class Plan(Frozen):
     marks: dict[str, Decimal]
     actions: tuple[Action, ...]
     violations: tuple[str, ...] = ()
-    # Symbols whose change cannot be made exactly (below minSize, off the step): reported
+    # Symbols whose change cannot be made exactly (below the minimum size, off the step): reported
     # and left alone, while the rest of the plan goes ahead.
     infeasible: tuple[str, ...] = ()
     summary: PlanSummary = PlanSummary()

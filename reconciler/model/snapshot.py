@@ -41,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from reconciler.model.account import Order, Position, SymbolSpec
 from reconciler.model.desired import DesiredState
 
-__all__ = ["BookTop", "ReadNeeds", "Snapshot", "needs", "snapshot_from_data"]
+__all__ = ["BookTop", "ReadNeeds", "Snapshot", "needs"]
 
 
 class BookTop(BaseModel):
@@ -71,7 +71,7 @@ class Snapshot(BaseModel):
         if symbol in self.marks:
             return self.marks[symbol]
         position = self.positions.get(symbol)
-        return position.markPrice if position is not None else None
+        return position.mark_price if position is not None else None
 
     def orders(self, symbol: str) -> tuple[Order, ...]:
         return self.open_orders.get(symbol, ())
@@ -120,11 +120,18 @@ class Snapshot(BaseModel):
 # What a fingerprint covers, in this order: each position and order is hashed as an array of
 # these values (a fixed schema is as canonical as sorted keys, and half the work to encode).
 _POSITION_FACTS = operator.attrgetter(
-    "id", "side", "size", "entryPrice", "leverage", "margin", "takeProfitPrice", "stopLossPrice"
+    "id",
+    "side",
+    "size",
+    "entry_price",
+    "leverage",
+    "margin",
+    "take_profit_price",
+    "stop_loss_price",
 )
 _ORDER_FACTS = operator.attrgetter(
-    "id", "side", "orderType", "price", "size", "filledSize", "leverage", "reduce_only",
-    "takeProfit", "stopLoss",
+    "id", "side", "order_type", "price", "size", "filled_size", "leverage", "reduce_only",
+    "take_profit", "stop_loss",
 )  # fmt: skip
 
 
@@ -170,29 +177,3 @@ def needs(desired: DesiredState) -> ReadNeeds:
     )
     order_symbols = frozenset(symbol for symbol, entry in desired.symbols.items() if entry.orders)
     return ReadNeeds(price_symbols=price_symbols, order_symbols=order_symbols, equity=uses_weight)
-
-
-def snapshot_from_data(data: Any) -> Snapshot:
-    """A snapshot from plain data shaped like the API's payloads (the goldens' `live.json`).
-
-    `{"user_id", "specs": [spec...], "positions": [position...], "open_orders": [order...],
-    "marks": {symbol: price}, "books": {symbol: {"bid", "ask"}}, "equity": number|null}`:
-    lists as the exchange returns them, grouped here by symbol.
-    """
-    if not isinstance(data, dict):
-        raise ValueError("a snapshot must be a JSON object")
-    specs = [SymbolSpec.model_validate(item) for item in data.get("specs", [])]
-    positions = [Position.model_validate(item) for item in data.get("positions", [])]
-    orders: dict[str, list[Order]] = {}
-    for item in data.get("open_orders", []):
-        order = Order.model_validate(item)
-        orders.setdefault(order.symbol, []).append(order)
-    return Snapshot(
-        user_id=str(data["user_id"]),
-        specs={spec.symbol: spec for spec in specs},
-        positions={position.symbol: position for position in positions},
-        open_orders={symbol: tuple(items) for symbol, items in orders.items()},
-        marks={str(k): Decimal(v) for k, v in (data.get("marks") or {}).items()},
-        books={str(k): BookTop.model_validate(v) for k, v in (data.get("books") or {}).items()},
-        equity=Decimal(data["equity"]) if data.get("equity") is not None else None,
-    )

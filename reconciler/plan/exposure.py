@@ -15,7 +15,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
-__all__ = ["Resting", "resting_side_notional", "worst_case_gross"]
+from reconciler.model.intents import Intent, PlaceOrder
+
+__all__ = ["Resting", "resting_of", "resting_side_notional", "worst_case_gross"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,13 @@ class Resting:
     price: Decimal
     size: Decimal
     reduce_only: bool
+
+
+def resting_of(intent: Intent) -> Resting | None:
+    """The resting order `intent` leaves, if it places a limit order."""
+    if isinstance(intent, PlaceOrder) and intent.order_type == "limit" and intent.price is not None:
+        return Resting(intent.side, intent.price, intent.size, intent.reduce_only)
+    return None
 
 
 def resting_side_notional(orders: Iterable[Resting], side: str) -> Decimal:

@@ -28,14 +28,14 @@ def _position_entry(position: Position) -> dict[str, Any]:
         "size": position.size,
         "leverage": position.leverage,
     }
-    initial = position.entryPrice * position.size / position.leverage
+    initial = position.entry_price * position.size / position.leverage
     if abs(position.margin - initial) >= _MARGIN_QUANTUM:
         # Margin was added or reduced by hand: keep it, or the next apply would undo it.
         entry["margin"] = position.margin.quantize(_MARGIN_QUANTUM)
-    if position.takeProfitPrice is not None:
-        entry["take_profit"] = position.takeProfitPrice
-    if position.stopLossPrice is not None:
-        entry["stop_loss"] = position.stopLossPrice
+    if position.take_profit_price is not None:
+        entry["take_profit"] = position.take_profit_price
+    if position.stop_loss_price is not None:
+        entry["stop_loss"] = position.stop_loss_price
     return entry
 
 
@@ -45,10 +45,10 @@ def _order_entry(order: Order, default_leverage: int) -> dict[str, Any]:
         entry["leverage"] = order.leverage
     if order.reduce_only:
         entry["reduce_only"] = True
-    if order.takeProfit is not None:
-        entry["take_profit"] = order.takeProfit
-    if order.stopLoss is not None:
-        entry["stop_loss"] = order.stopLoss
+    if order.take_profit is not None:
+        entry["take_profit"] = order.take_profit
+    if order.stop_loss is not None:
+        entry["stop_loss"] = order.stop_loss
     return entry
 
 
@@ -65,7 +65,7 @@ def desired_document(
     for symbol in chosen:
         position = snapshot.positions.get(symbol)
         symbol_leverage = position.leverage if position is not None else leverage
-        orders = [order for order in snapshot.orders(symbol) if order.orderType == "limit"]
+        orders = [order for order in snapshot.orders(symbol) if order.order_type == "limit"]
         entries[symbol] = {
             "position": _position_entry(position) if position is not None else {"side": "flat"},
             "orders": [_order_entry(order, symbol_leverage) for order in orders],

@@ -31,14 +31,14 @@ def maintenance_rate(snapshot: Snapshot) -> Decimal:
     """The maintenance rate the account's own liquidation prices imply (see module doc)."""
     rates: list[Decimal] = []
     for position in snapshot.positions.values():
-        liquidation = position.liquidationPrice
-        if liquidation is None or position.size <= 0 or position.entryPrice <= 0:
+        liquidation = position.liquidation_price
+        if liquidation is None or position.size <= 0 or position.entry_price <= 0:
             continue
         cushion = position.margin / position.size
         if position.side == "long":
-            rate = (cushion - position.entryPrice + liquidation) / position.entryPrice
+            rate = (cushion - position.entry_price + liquidation) / position.entry_price
         else:
-            rate = (cushion - liquidation + position.entryPrice) / position.entryPrice
+            rate = (cushion - liquidation + position.entry_price) / position.entry_price
         if 0 <= rate < 1:
             rates.append(rate.quantize(_RATE_DIGITS))
     return max(rates, default=DEFAULT_MAINTENANCE_RATE)

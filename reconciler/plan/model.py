@@ -33,9 +33,9 @@ Side = Literal["long", "short"]
 
 @dataclass(frozen=True)
 class Holding:
-    """A position as the planner predicts it after each step. `id` may be the placeholder."""
+    """A position as the planner predicts it after each step; `id` None: opened by this plan."""
 
-    id: str
+    id: str | None
     side: Side
     size: Decimal
     entry: Decimal
@@ -59,11 +59,11 @@ class Holding:
             id=position.id,
             side=position.side,
             size=position.size,
-            entry=position.entryPrice,
+            entry=position.entry_price,
             leverage=position.leverage,
             margin=position.margin,
-            take_profit=position.takeProfitPrice,
-            stop_loss=position.stopLossPrice,
+            take_profit=position.take_profit_price,
+            stop_loss=position.stop_loss_price,
         )
 
 
@@ -138,7 +138,7 @@ class Context:
     def within_tolerance(self, symbol: str, current: Holding | None, target: Decimal) -> bool:
         """Is the position `current` close enough to the signed `target` to leave it alone?
 
-        Never across sides (flat counts as a side), never by `minSize` or more; else by the
+        Never across sides (flat counts as a side), never by the minimum size or more; else by the
         symbol's size tolerance in contracts, or its (else the default) notional one in USDT
         at the mark.
         """
@@ -149,7 +149,7 @@ class Context:
         if difference == 0:
             return True
         spec = self.snapshot.specs.get(symbol)
-        if spec is not None and difference >= spec.minSize:
+        if spec is not None and difference >= spec.min_size:
             return False
         own = self.desired.symbols.get(symbol)
         tolerance = own.tolerance if own is not None else None

@@ -3,27 +3,22 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
 
 from reconciler.model.account import Order
 from reconciler.model.desired import (
     DesiredOrder,
     DesiredState,
 )
-from reconciler.model.plan import (
-    Action,
-    Phase,
-    Request,
-    Risk,
-)
+from reconciler.model.intents import CancelAllOrders, CancelOrder, PlaceOrder
+from reconciler.model.plan import Action, Phase, Risk
 from reconciler.model.snapshot import Snapshot
-from reconciler.plan.model import (
-    Context,
-)
-from reconciler.plan.requests import (
+from reconciler.plan.actions import (
     make_action,
     order_view,
     price_text,
+)
+from reconciler.plan.model import (
+    Context,
 )
 
 # -- rule 4: resting orders -----------------------------------------------------------------
@@ -38,13 +33,13 @@ def live_order_key(order: Order) -> OrderKey | None:
     leverage = None if order.reduce_only else order.leverage
     return (
         order.side,
-        order.orderType,
+        order.order_type,
         order.price,
         order.remaining,
         order.reduce_only,
         leverage,
-        order.takeProfit,
-        order.stopLoss,
+        order.take_profit,
+        order.stop_loss,
     )
 
 
@@ -71,7 +66,7 @@ def match_orders(
     kept first: they hold the best queue position.
     """
     pool: dict[OrderKey, list[Order]] = {}
-    for order in sorted(live, key=lambda order: (order.createdAt, order.id)):
+    for order in sorted(live, key=lambda order: (order.created_at, order.id)):
         key = live_order_key(order)
         if key is not None:
             pool.setdefault(key, []).append(order)
@@ -129,14 +124,8 @@ def cancel_orders(context: Context, symbol: str, doomed: tuple[Order, ...]) -> l
         risk: Risk = "reduce" if not reduce_only else "neutral"
         return [
             make_action(
-                "cancel_all_orders",
-                symbol,
+                CancelAllOrders(symbol=symbol),
                 Phase.CANCEL_ORDERS,
-                Request(
-                    method="POST",
-                    path="/order/cancelAll",
-                    body={"userId": context.user_id, "symbol": symbol},
-                ),
                 before={"orders": len(doomed), "ids": sorted(order.id for order in doomed)},
                 after={"orders": 0},
                 risk=risk,
@@ -145,41 +134,34 @@ def cancel_orders(context: Context, symbol: str, doomed: tuple[Order, ...]) -> l
         ]
     return [
         make_action(
-            "cancel_order",
-            symbol,
+            CancelOrder(symbol=symbol, order_id=order.id),
             Phase.CANCEL_ORDERS,
-            Request(method="POST", path="/order/cancel", body={"orderId": order.id}),
             before=order_view(order),
             after={},
             notional=(order.price or Decimal(0)) * order.remaining,
             risk="increase" if order.reduce_only else "reduce",
             reason=f"cancel {order.side} {order.remaining:f} @ {price_text(order.price)}",
         )
-        for order in sorted(doomed, key=lambda order: (order.createdAt, order.id))
+        for order in sorted(doomed, key=lambda order: (order.created_at, order.id))
     ]
 
 
 def place_limit(context: Context, symbol: str, order: DesiredOrder) -> Action:
     leverage = context.desired.order_leverage(symbol, order)
-    body: dict[str, Any] = {
-        "userId": context.user_id,
-        "symbol": symbol,
-        "side": order.side,
-        "orderType": "limit",
-        "size": order.size,
-        "price": order.price,
-        "leverage": leverage,
-        "reduce_only": order.reduce_only,
-    }
-    if order.take_profit is not None:
-        body["takeProfit"] = order.take_profit
-    if order.stop_loss is not None:
-        body["stopLoss"] = order.stop_loss
+    intent = PlaceOrder(
+        symbol=symbol,
+        side=order.side,
+        order_type="limit",
+        size=order.size,
+        price=order.price,
+        leverage=leverage,
+        reduce_only=order.reduce_only,
+        take_profit=order.take_profit,
+        stop_loss=order.stop_loss,
+    )
     return make_action(
-        "place_order",
-        symbol,
+        intent,
         Phase.PLACE_ORDERS,
-        Request(method="POST", path="/order", body=body),
         before={},
         after={
             "side": order.side,

@@ -3,7 +3,7 @@
 Pure: no IO, no clock, no randomness. It reads top to bottom as the rules it implements:
 
 1. Tolerance — a difference within the symbol's tolerance is no difference (never across
-   sides, never by `minSize` or more; see `Context.within_tolerance`).
+   sides, never by the minimum size or more; see `Context.within_tolerance`).
 2. One size-changing call per symbol — an open, an add, a reduce or a flip is one market
    order; going flat is one `close_position`. A new position gets its leverage and TP/SL in
    the order body, never in extra calls.
@@ -23,7 +23,7 @@ position and opens the new one: it sits in REDUCE when the new size is smaller t
 
 from __future__ import annotations
 
-from decimal import Decimal, localcontext
+from decimal import localcontext
 
 from reconciler.errors import PolicyViolation, SpecError
 from reconciler.model.desired import (
@@ -31,6 +31,7 @@ from reconciler.model.desired import (
     check_against_specs,
 )
 from reconciler.model.desired import fingerprint as desired_fingerprint
+from reconciler.model.intents import PlaceOrder
 from reconciler.model.plan import (
     Phase,
     Plan,
@@ -126,19 +127,20 @@ def enforce(plan: Plan) -> Plan:
 def _leave_alone_if_infeasible(context: Context, sp: SymbolPlan) -> None:
     """A symbol whose change cannot be made exactly is reported and left alone, not the plan.
 
-    Below `minSize` or off the step, a market order would be refused by the exchange (or,
+    Below the minimum size or off the step, a market order would be refused by the exchange (or,
     sent rounded, land elsewhere than the file says); the other symbols need not wait.
     """
     spec = context.snapshot.specs.get(sp.symbol)
     if spec is not None:
         for action in sp.actions:
-            size = (action.request.body or {}).get("size")
-            if action.kind != "place_order" or not isinstance(size, Decimal):
+            if not isinstance(action.intent, PlaceOrder):
                 continue
-            if size < spec.minSize or size % spec.stepSize != 0:
+            size = action.intent.size
+            if size < spec.min_size or size % spec.step_size != 0:
                 sp.infeasible.append(
                     f"{sp.symbol}: {action.reason} needs an order of {size:f}, which the "
-                    f"exchange cannot take (minSize {spec.minSize:f}, step {spec.stepSize:f})"
+                    f"exchange cannot take (minimum size {spec.min_size:f}, "
+                    f"step {spec.step_size:f})"
                 )
     if sp.infeasible:
         live = context.snapshot.positions.get(sp.symbol)

@@ -6,10 +6,11 @@ from collections.abc import Iterator
 from decimal import Decimal
 
 from reconciler.model.account import Order
+from reconciler.model.intents import CancelOrder, PlaceOrder, SetLeverage
 from reconciler.model.plan import (
     Action,
 )
-from reconciler.plan.exposure import Resting, resting_side_notional, worst_case_gross
+from reconciler.plan.exposure import Resting, resting_of, resting_side_notional, worst_case_gross
 from reconciler.plan.model import (
     Context,
     Holding,
@@ -57,14 +58,14 @@ def policy_violations(
 
 def _action_violations(context: Context, action: Action) -> Iterator[str]:
     policy = context.desired.policy
-    body = action.request.body or {}
+    intent = action.intent
     if action.symbol not in context.desired.symbols and policy.unmanaged == "ignore":
         yield f"{action.symbol}: unmanaged symbol would be touched ({action.kind})"
-    leverage = body.get("leverage")
-    reduce_only = bool(body.get("reduce_only"))
+    leverage = intent.leverage if isinstance(intent, PlaceOrder | SetLeverage) else None
+    reduce_only = isinstance(intent, PlaceOrder) and intent.reduce_only
     if (
         policy.max_leverage is not None
-        and isinstance(leverage, int)
+        and leverage is not None
         and leverage > policy.max_leverage
         and not reduce_only
     ):
@@ -83,9 +84,11 @@ def _action_violations(context: Context, action: Action) -> Iterator[str]:
             f"policy.max_order_notional {policy.max_order_notional:f} ({action.reason})"
         )
     spec = context.snapshot.specs.get(action.symbol)
-    size = body.get("size")
-    if spec is not None and isinstance(size, Decimal) and size < spec.minSize:
-        yield f"{action.symbol}: order size {size:f} is below minSize {spec.minSize:f}"
+    if spec is not None and isinstance(intent, PlaceOrder) and intent.size < spec.min_size:
+        yield (
+            f"{action.symbol}: order size {intent.size:f} is below the minimum size "
+            f"{spec.min_size:f}"
+        )
 
 
 def _protected_violations(context: Context, actions: list[Action]) -> Iterator[str]:
@@ -192,7 +195,7 @@ def _resting(order: Order) -> Resting:
 def _resting_after(context: Context, actions: list[Action]) -> dict[str, list[Resting]]:
     """Every resting order once the plan ran: live ones not cancelled, plus those it places."""
     cancelled_all = {a.symbol for a in actions if a.kind == "cancel_all_orders"}
-    cancelled = {(a.request.body or {}).get("orderId") for a in actions if a.kind == "cancel_order"}
+    cancelled = {a.intent.order_id for a in actions if isinstance(a.intent, CancelOrder)}
     result: dict[str, list[Resting]] = {}
     for symbol, orders in context.snapshot.open_orders.items():
         if symbol not in cancelled_all:
@@ -200,16 +203,9 @@ def _resting_after(context: Context, actions: list[Action]) -> dict[str, list[Re
                 _resting(o) for o in orders if o.id not in cancelled and o.price is not None
             ]
     for action in actions:
-        body = action.request.body or {}
-        if action.kind == "place_order" and body.get("orderType") == "limit":
-            result.setdefault(action.symbol, []).append(
-                Resting(
-                    str(body["side"]),
-                    Decimal(body["price"]),
-                    Decimal(body["size"]),
-                    bool(body.get("reduce_only")),
-                )
-            )
+        resting = resting_of(action.intent)
+        if resting is not None:
+            result.setdefault(action.symbol, []).append(resting)
     return result
 
 
@@ -224,11 +220,11 @@ def _worst_gross(
 def _resting_cap_violations(context: Context, actions: list[Action], cap: Decimal) -> Iterator[str]:
     """Resting orders on one side of a symbol could all fill together: they share the cap."""
     placed_sides = {
-        (a.symbol, (a.request.body or {}).get("side"))
+        (a.symbol, a.intent.side)
         for a in actions
-        if a.kind == "place_order"
-        and (a.request.body or {}).get("orderType") == "limit"
-        and not (a.request.body or {}).get("reduce_only")
+        if isinstance(a.intent, PlaceOrder)
+        and a.intent.order_type == "limit"
+        and not a.intent.reduce_only
     }
     after = _resting_after(context, actions)
     for symbol, side in sorted(placed_sides, key=str):

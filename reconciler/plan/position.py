@@ -4,16 +4,24 @@ from __future__ import annotations
 
 from dataclasses import replace
 from decimal import Decimal
+from typing import Literal
 
 from reconciler.model.desired import (
     DesiredPosition,
 )
-from reconciler.model.plan import (
-    POSITION_ID_PLACEHOLDER,
-    Action,
-    Phase,
-    Request,
-    Risk,
+from reconciler.model.intents import (
+    NEW_POSITION,
+    AdjustMargin,
+    ClosePosition,
+    Intent,
+    SetLeverage,
+    SetTpSl,
+)
+from reconciler.model.plan import Action, Phase, Risk
+from reconciler.plan.actions import (
+    make_action,
+    market_order,
+    position_view,
 )
 from reconciler.plan.liquidation import distance_percent
 from reconciler.plan.model import (
@@ -24,11 +32,6 @@ from reconciler.plan.model import (
     mark_of,
     money,
     round_down,
-)
-from reconciler.plan.requests import (
-    make_action,
-    market_order,
-    position_view,
 )
 
 # -- rule 5: what size is wanted ---------------------------------------------------------
@@ -62,12 +65,13 @@ def resolve_target(
                 problems.append(desired.problem(path, "no account equity in the snapshot"))
                 return None
             amount, field_name = wanted.weight * equity, "weight"
-        size = round_down(amount / mark, spec.stepSize)
-        if size < spec.minSize:
+        size = round_down(amount / mark, spec.step_size)
+        if size < spec.min_size:
             infeasible.append(
                 desired.problem(
                     (*path, field_name),
-                    f"{amount:f} USDT at mark {mark:f} is {size:f}, below minSize {spec.minSize:f}",
+                    f"{amount:f} USDT at mark {mark:f} is {size:f}, "
+                    f"below the minimum size {spec.min_size:f}",
                 )
             )
             return None
@@ -164,7 +168,7 @@ def open_position(
     if current is not None:
         reason = f"flip {current.side} {current.size:f} to {target.side} {target.size:f}"
     holding = Holding(
-        id=POSITION_ID_PLACEHOLDER,
+        id=NEW_POSITION,
         side=target.side,
         size=target.size,
         entry=mark,
@@ -202,10 +206,8 @@ def set_leverage(
     after = replace(holding, leverage=target.leverage)
     after = replace(after, margin=after.requirement)
     action = make_action(
-        "set_leverage",
-        symbol,
+        _leverage_intent(symbol, holding, target.leverage),
         Phase.LEVERAGE,
-        _leverage_request(holding, target.leverage),
         before={"leverage": holding.leverage, "margin": holding.margin},
         after={"leverage": after.leverage, "margin": after.margin},
         risk="increase" if target.leverage > holding.leverage else "reduce",
@@ -237,13 +239,13 @@ def top_up(
         return levered
     amount = money(wanted - levered.margin)
     after = replace(levered, margin=levered.margin + amount)
-    undo: tuple[Request, ...] = ()
+    undo: tuple[Intent, ...] = ()
     reason = f"add margin {amount:f}"
     if levered.margin < before.margin:
-        undo = (_leverage_request(before, before.leverage),)
+        undo = (_leverage_intent(symbol, before, before.leverage),)
         extra = money(before.margin - before.requirement)
         if extra > context.margin_tolerance(symbol):
-            undo += (_margin_request(before, "add", extra),)
+            undo += (_margin_intent(symbol, before, "add", extra),)
         reason += f" (the leverage change took it; back to {before.leverage}x if this fails)"
     action = _margin_action(
         symbol, Phase.LEVERAGE, levered, "add", amount, after.margin, on_failure=undo, reason=reason
@@ -289,7 +291,7 @@ def margin_after_increase(
     difference = target.margin - holding.margin
     if abs(difference) <= context.margin_tolerance(symbol):
         return holding
-    mode = "add" if difference > 0 else "reduce"
+    mode: Literal["add", "reduce"] = "add" if difference > 0 else "reduce"
     amount = money(abs(difference))
     after = replace(holding, margin=target.margin)
     action = _margin_action(symbol, phase, holding, mode, amount, target.margin)
@@ -320,18 +322,16 @@ def _margin_action(
     symbol: str,
     phase: Phase,
     holding: Holding,
-    mode: str,
+    mode: Literal["add", "reduce"],
     amount: Decimal,
     after: Decimal,
     *,
-    on_failure: tuple[Request, ...] = (),
+    on_failure: tuple[Intent, ...] = (),
     reason: str | None = None,
 ) -> Action:
     return make_action(
-        "adjust_margin",
-        symbol,
+        _margin_intent(symbol, holding, mode, amount),
         phase,
-        _margin_request(holding, mode, amount),
         before={"margin": holding.margin},
         after={"margin": after},
         risk="reduce" if mode == "add" else "increase",
@@ -340,18 +340,14 @@ def _margin_action(
     )
 
 
-def _margin_request(holding: Holding, mode: str, amount: Decimal) -> Request:
-    return Request(
-        method="POST",
-        path=f"/positions/{holding.id}/margin",
-        body={"mode": mode, "amount": amount},
-    )
+def _margin_intent(
+    symbol: str, holding: Holding, mode: Literal["add", "reduce"], amount: Decimal
+) -> AdjustMargin:
+    return AdjustMargin(symbol=symbol, position_id=holding.id, mode=mode, amount=amount)
 
 
-def _leverage_request(holding: Holding, leverage: int) -> Request:
-    return Request(
-        method="POST", path=f"/positions/{holding.id}/leverage", body={"leverage": leverage}
-    )
+def _leverage_intent(symbol: str, holding: Holding, leverage: int) -> SetLeverage:
+    return SetLeverage(symbol=symbol, position_id=holding.id, leverage=leverage)
 
 
 def resize(
@@ -423,17 +419,14 @@ def set_tpsl(
     if (holding.take_profit, holding.stop_loss) == (take_profit, stop_loss):
         return holding
     changed = any(action.kind in ("place_order", "close_position") for action in sp.actions)
-    position_id = POSITION_ID_PLACEHOLDER if changed else holding.id
+    position_id = NEW_POSITION if changed else holding.id
     after = replace(holding, take_profit=take_profit, stop_loss=stop_loss)
+    intent = SetTpSl(
+        symbol=symbol, position_id=position_id, take_profit=take_profit, stop_loss=stop_loss
+    )
     action = make_action(
-        "set_tpsl",
-        symbol,
+        intent,
         Phase.TPSL,
-        Request(
-            method="POST",
-            path=f"/positions/{position_id}/tpsl",
-            body={"takeProfitPrice": take_profit, "stopLossPrice": stop_loss},
-        ),
         before={"take_profit": holding.take_profit, "stop_loss": holding.stop_loss},
         after={"take_profit": take_profit, "stop_loss": stop_loss},
         # removing a stop (or a take-profit) takes protection away: the gate holds it back
@@ -462,10 +455,8 @@ def close_position(context: Context, symbol: str, holding: Holding, why: str) ->
     """Going flat is one market close of the whole position."""
     mark = mark_of(context, symbol)
     return make_action(
-        "close_position",
-        symbol,
+        ClosePosition(symbol=symbol, position_id=holding.id),
         Phase.REDUCE,
-        Request(method="POST", path=f"/positions/{holding.id}/close"),
         before=position_view(holding),
         after=position_view(None),
         notional=holding.size * mark,

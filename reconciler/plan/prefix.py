@@ -29,8 +29,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
+from reconciler.model.intents import CancelAllOrders, CancelOrder
 from reconciler.model.plan import Action, Phase
-from reconciler.plan.exposure import Resting, worst_case_gross
+from reconciler.plan.exposure import Resting, resting_of, worst_case_gross
 from reconciler.plan.liquidation import distance_percent
 from reconciler.plan.model import Holding, money
 
@@ -61,18 +62,14 @@ class AccountState:
         holdings = {**self.holdings, action.symbol: step.holding}
         own = dict(self.resting.get(action.symbol, {}))  # only this symbol's orders change
         resting = {**self.resting, action.symbol: own}
-        body = action.request.body or {}
-        if action.kind == "cancel_all_orders":
+        intent = action.intent
+        placed = resting_of(intent)
+        if isinstance(intent, CancelAllOrders):
             own.clear()
-        elif action.kind == "cancel_order":
-            own.pop(str(body.get("orderId")), None)
-        elif action.kind == "place_order" and body.get("orderType") == "limit":
-            own[f"planned-{number}"] = Resting(
-                str(body["side"]),
-                Decimal(body["price"]),
-                Decimal(body["size"]),
-                bool(body.get("reduce_only")),
-            )
+        elif isinstance(intent, CancelOrder):
+            own.pop(intent.order_id, None)
+        elif placed is not None:
+            own[f"planned-{number}"] = placed
         return replace(self, holdings=holdings, resting=resting)
 
 

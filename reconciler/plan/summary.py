@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from reconciler.model.intents import ClosePosition, PlaceOrder
 from reconciler.model.plan import (
     Action,
     PlanSummary,
@@ -33,11 +34,7 @@ def summarize(
     market = [
         action
         for action in actions
-        if action.kind == "close_position"
-        or (
-            action.kind == "place_order"
-            and (action.request.body or {}).get("orderType") == "market"
-        )
+        if isinstance(action.intent, ClosePosition) or action.intent.is_market
     ]
     cancelled = sum(
         int(action.before.get("orders", 0)) if action.kind == "cancel_all_orders" else 1
@@ -51,12 +48,7 @@ def summarize(
         ),
         gross_after=gross(context, resulting_holdings(context, after)),
         estimated_fees=money(sum((a.notional for a in market), Decimal(0)) * TAKER_FEE_RATE),
-        orders_to_place=sum(
-            1
-            for action in actions
-            if action.kind == "place_order"
-            and (action.request.body or {}).get("orderType") == "limit"
-        ),
+        orders_to_place=sum(1 for action in actions if _places_limit(action)),
         orders_to_cancel=cancelled,
         symbols_changed=tuple(changed),
         symbols_unchanged=tuple(s for s in sorted(context.desired.symbols) if s not in changed),
@@ -73,11 +65,7 @@ def symbol_change(context: Context, sp: SymbolPlan) -> SymbolChange:
         for action in sp.actions
         if action.kind in ("cancel_order", "cancel_all_orders")
     )
-    placed = sum(
-        1
-        for action in sp.actions
-        if action.kind == "place_order" and (action.request.body or {}).get("orderType") == "limit"
-    )
+    placed = sum(1 for action in sp.actions if _places_limit(action))
     return SymbolChange(
         symbol=sp.symbol,
         mark=mark,
@@ -119,8 +107,7 @@ def marks_used(context: Context, symbol_plans: list[SymbolPlan]) -> dict[str, De
         entry = context.desired.symbols.get(sp.symbol)
         sized = entry is not None and entry.position is not None and entry.position.side != "flat"
         trades = any(
-            action.kind == "close_position"
-            or (action.request.body or {}).get("orderType") == "market"
+            isinstance(action.intent, ClosePosition) or action.intent.is_market
             for action in sp.actions
         )
         mark = context.snapshot.mark(sp.symbol)
@@ -133,3 +120,7 @@ def empty_reason(context: Context) -> str:
     if not context.desired.symbols:
         return "the desired state manages no symbols"
     return "the account already matches the desired state within tolerance"
+
+
+def _places_limit(action: Action) -> bool:
+    return isinstance(action.intent, PlaceOrder) and action.intent.order_type == "limit"

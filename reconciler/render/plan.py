@@ -1,8 +1,10 @@
 """Plans as text (a trading desk's ticket), markdown (PR comments) and JSON (machines).
 
 Renderers are pure: a plan in, a string out. Colour is opt-in (`color=True` adds ANSI
-escapes); nothing here looks at a terminal. The JSON form is the saved-plan format described
-in `docs/plan-format.md`; `load_plan(render_json(plan)) == plan`.
+escapes); nothing here looks at a terminal. Every call is shown as the venue will send it,
+through the venue's `call_of`, so the renderers know no venue. The JSON form is the
+saved-plan format described in `docs/plan-format.md`;
+`load_plan(render_json(plan, call_of=...), calls_for=...) == plan`.
 """
 
 from __future__ import annotations
@@ -12,11 +14,16 @@ from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
+from pydantic import TypeAdapter
+
 from reconciler.jsonnum import decimal_text, dumps, loads
-from reconciler.model.plan import Action, Plan, PositionView, SymbolChange
+from reconciler.model.intents import Intent
+from reconciler.model.plan import Action, CallOf, Plan, PositionView, Request, SymbolChange
 
 __all__ = [
+    "FORMAT_VERSION",
     "MARKDOWN_LIMIT",
+    "PlanFormatError",
     "load_plan",
     "plan_to_data",
     "render_json",
@@ -24,6 +31,7 @@ __all__ = [
     "render_text",
 ]
 
+FORMAT_VERSION = 2
 MARKDOWN_LIMIT = 65_536
 _MARKDOWN_BUDGET = 60_000  # leave room for the closing lines and a host's own framing
 _CALLS_SHOWN = (20, 8, 3, 0)  # calls listed per symbol, tried in turn until the text fits
@@ -103,15 +111,15 @@ def _rows(change: SymbolChange) -> list[tuple[str, str, str]]:
     ]
 
 
-def _request_text(action: Action) -> str:
-    body = action.request.body
-    text = f"{action.request.method} {action.request.path}"
-    if body is not None:
-        text += " " + dumps(body).decode("utf-8")
+def _call_text(call: Request) -> str:
+    text = f"{call.method} {call.path}"
+    return text if call.body is None else text + " " + dumps(call.body).decode("utf-8")
+
+
+def _request_text(action: Action, call_of: CallOf) -> str:
+    text = _call_text(call_of(action.intent))
     for undo in action.on_failure:
-        text += f"\n       if it certainly fails: {undo.method} {undo.path}"
-        if undo.body is not None:
-            text += " " + dumps(undo.body).decode("utf-8")
+        text += f"\n       if it certainly fails: {_call_text(call_of(undo))}"
     return text
 
 
@@ -147,7 +155,7 @@ def _changes(plan: Plan) -> list[SymbolChange]:
 # -- text ------------------------------------------------------------------------------------
 
 
-def render_text(plan: Plan, *, color: bool = False) -> str:
+def render_text(plan: Plan, *, call_of: CallOf, color: bool = False) -> str:
     """The ticket: one block per changed symbol, the calls, totals, policy verdict."""
 
     def paint(text: str, *styles: str) -> str:
@@ -173,7 +181,7 @@ def render_text(plan: Plan, *, color: bool = False) -> str:
         for number, action in numbered.get(change.symbol, []):
             risk = paint(_RISK_WORDS[action.risk], _RISK_STYLE[action.risk])
             lines.append(f"  {number:>3}. {action.reason}  [phase {action.phase.label}; {risk}]")
-            lines.append(paint(f"       {_request_text(action)}", "dim"))
+            lines.append(paint(f"       {_request_text(action, call_of)}", "dim"))
     lines.append("")
     unchanged = plan.summary.symbols_unchanged
     if unchanged:
@@ -206,7 +214,9 @@ def _md(text: str) -> str:
     return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _md_symbol(change: SymbolChange, calls: list[tuple[int, Action]], shown: int) -> str:
+def _md_symbol(
+    change: SymbolChange, calls: list[tuple[int, Action]], shown: int, call_of: CallOf
+) -> str:
     out = [f"#### `{change.symbol}`", "", "| | before | after |", "| --- | --- | --- |"]
     for name, before, after in _rows(change):
         marker = "**" if before != after else ""
@@ -220,7 +230,8 @@ def _md_symbol(change: SymbolChange, calls: list[tuple[int, Action]], shown: int
     out.append("")
     for number, action in calls[:shown]:
         out.append(
-            f"{number}. `{action.phase.label}` {_md(action.reason)} — `{_request_text(action)}`"
+            f"{number}. `{action.phase.label}` {_md(action.reason)} — "
+            f"`{_request_text(action, call_of)}`"
         )
     if len(calls) > shown:
         out.append(f"\n... and {len(calls) - shown} more")
@@ -228,7 +239,7 @@ def _md_symbol(change: SymbolChange, calls: list[tuple[int, Action]], shown: int
     return "\n".join(out)
 
 
-def render_markdown(plan: Plan) -> str:
+def render_markdown(plan: Plan, *, call_of: CallOf) -> str:
     """For PR comments and job summaries: always under `MARKDOWN_LIMIT` characters."""
     verdict = "✅ policy ok" if not plan.violations else f"⛔ {len(plan.violations)} violation(s)"
     head = [f"### Plan for `{plan.user_id}` — {verdict}", "", _md(_summary_line(plan)), ""]
@@ -253,17 +264,17 @@ def render_markdown(plan: Plan) -> str:
             tail[-1] += f" ... and {len(unchanged) - 100} more"
     tail.append(f"\n<sub>state `{plan.fingerprint[:12]}`</sub>")
     budget = _MARKDOWN_BUDGET - sum(len(line) + 1 for line in head + tail)
-    sections = _md_sections(plan, budget)
+    sections = _md_sections(plan, budget, call_of)
     text = "\n".join([*head, *sections, *tail]) + "\n"
     return text[: MARKDOWN_LIMIT - 1] if len(text) >= MARKDOWN_LIMIT else text
 
 
-def _md_sections(plan: Plan, budget: int) -> list[str]:
+def _md_sections(plan: Plan, budget: int, call_of: CallOf) -> list[str]:
     """Symbol sections within `budget`: fewer calls listed per symbol first, then fewer symbols."""
     numbered = _numbered(plan)
     changes = _changes(plan)
     for shown in _CALLS_SHOWN:
-        sections = [_md_symbol(c, numbered.get(c.symbol, []), shown) for c in changes]
+        sections = [_md_symbol(c, numbered.get(c.symbol, []), shown, call_of) for c in changes]
         if sum(len(section) + 1 for section in sections) <= budget:
             return sections
     kept: list[str] = []
@@ -279,12 +290,12 @@ def _md_sections(plan: Plan, budget: int) -> list[str]:
 # -- json ------------------------------------------------------------------------------------
 
 
-def plan_to_data(plan: Plan) -> dict[str, Any]:
+def plan_to_data(plan: Plan, *, call_of: CallOf) -> dict[str, Any]:
     """The saved-plan document as plain data (Decimals kept), in the documented key order."""
     data = plan.model_dump(
         mode="python", exclude={"violations", "changes", "empty_reason", "infeasible"}
     )
-    data["actions"] = [_action_data(action) for action in plan.actions]
+    data["actions"] = [_action_data(action, call_of) for action in plan.actions]
     data["policy"] = {"ok": not plan.violations, "violations": list(plan.violations)}
     if plan.infeasible:
         data["infeasible"] = list(plan.infeasible)
@@ -296,15 +307,26 @@ def plan_to_data(plan: Plan) -> dict[str, Any]:
     return data
 
 
-def _action_data(action: Action) -> dict[str, Any]:
-    data = action.model_dump(mode="python")
+def _intent_data(intent: Intent, call_of: CallOf) -> dict[str, Any]:
+    """An intent and, beside it, the exact call the venue makes of it."""
+    return {
+        "intent": intent.model_dump(mode="python"),
+        "call": call_of(intent).model_dump(mode="python"),
+    }
+
+
+def _action_data(action: Action, call_of: CallOf) -> dict[str, Any]:
+    data: dict[str, Any] = {"kind": action.kind, "symbol": action.symbol}
+    data.update(_intent_data(action.intent, call_of))
+    data.update(action.model_dump(mode="python", exclude={"intent", "on_failure"}))
     data["phase"] = action.phase.label
+    data["on_failure"] = [_intent_data(undo, call_of) for undo in action.on_failure]
     return data
 
 
-def render_json(plan: Plan, *, indent: int | None = 2) -> str:
+def render_json(plan: Plan, *, call_of: CallOf, indent: int | None = 2) -> str:
     """JSON with exact numbers; `indent=None` gives the compact form."""
-    data = plan_to_data(plan)
+    data = plan_to_data(plan, call_of=call_of)
     if indent is None:
         return dumps(data).decode("utf-8")
     return "".join(_pretty(data, indent, 0)) + "\n"
@@ -334,11 +356,70 @@ def _pretty(value: Any, indent: int, level: int) -> Iterable[str]:
         yield dumps(value).decode("utf-8")
 
 
-def load_plan(text: str | bytes) -> Plan:
-    """Parse a saved JSON plan back into a `Plan` (numbers exact)."""
+class PlanFormatError(ValueError):
+    """A saved plan this version cannot take: another format, or calls that are not its own."""
+
+
+def load_plan(text: str | bytes, *, calls_for: Callable[[str], CallOf]) -> Plan:
+    """Parse a saved JSON plan back into a `Plan` (numbers exact).
+
+    `calls_for(user_id)` is the venue's `call_of` for the plan's user.
+
+    What apply would send is the intents; the calls beside them are what a reviewer read.
+    So each saved call must be exactly the call the venue makes of its intent, or the file
+    was edited (or written for another venue) and is refused.
+    """
     data = loads(text)
     if not isinstance(data, dict):
-        raise ValueError("a plan must be a JSON object")
+        raise PlanFormatError("a plan must be a JSON object")
+    version = data.get("format_version")
+    if version != FORMAT_VERSION:
+        raise PlanFormatError(
+            f"this plan has format_version {version!r}; this reconciler reads format_version "
+            f"{FORMAT_VERSION} only (plans now carry intents): make it again with "
+            "`reconciler plan -out`"
+        )
     policy = data.pop("policy", None) or {}
     data["violations"] = tuple(policy.get("violations", ()))
+    call_of = calls_for(str(data.get("user_id")))
+    actions = data.get("actions")
+    if isinstance(actions, list):
+        data["actions"] = [
+            _action_from(number, item, call_of) for number, item in enumerate(actions, 1)
+        ]
     return Plan.model_validate(data)
+
+
+def _action_from(number: int, item: Any, call_of: CallOf) -> Any:
+    if not isinstance(item, dict):
+        return item
+    item = dict(item)
+    item.pop("kind", None)
+    item.pop("symbol", None)
+    _check_call(number, item, call_of)
+    undo = item.get("on_failure")
+    if isinstance(undo, list):
+        item["on_failure"] = [_undo_from(number, entry, call_of) for entry in undo]
+    return item
+
+
+def _undo_from(number: int, entry: Any, call_of: CallOf) -> Any:
+    if not isinstance(entry, dict):
+        return entry
+    entry = dict(entry)
+    _check_call(number, entry, call_of)
+    return entry.get("intent")
+
+
+def _check_call(number: int, item: dict[str, Any], call_of: CallOf) -> None:
+    """Pop the saved call and refuse it unless the venue makes exactly it of the intent."""
+    saved = item.pop("call", None)
+    if saved is None:
+        raise PlanFormatError(f"action {number}: no call beside its intent")
+    intent = TypeAdapter(Intent).validate_python(item.get("intent"))
+    made = call_of(intent)
+    if Request.model_validate(saved) != made:
+        raise PlanFormatError(
+            f"action {number}: the saved call {_call_text(Request.model_validate(saved))} is "
+            f"not the call of its intent ({_call_text(made)}): the plan was edited"
+        )

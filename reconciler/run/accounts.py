@@ -37,6 +37,7 @@ from typing import Any, TextIO
 from reconciler.apply.engine import ApplyReport
 from reconciler.errors import PreconditionFailed, ReconcilerError, SpecError
 from reconciler.jsonnum import dumps
+from reconciler.levret.requests import calls_for
 from reconciler.levret.settings import ClientSettings
 from reconciler.model.desired import DesiredState, load
 from reconciler.model.plan import Plan
@@ -249,7 +250,7 @@ def load_saved_plans(plan_dir: Path, accounts: Sequence[AccountFile]) -> dict[st
     for account in accounts:
         path = plan_dir / plan_file_name(account)
         try:
-            plans[account.label] = load_plan(path.read_bytes())
+            plans[account.label] = load_plan(path.read_bytes(), calls_for=calls_for)
         except (OSError, ValueError) as error:
             problems.append(f"{path}: not a saved plan for {account.label}: {error}")
     if problems:

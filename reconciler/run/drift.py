@@ -19,7 +19,7 @@ never hides more than it names. Pure: no IO, so tests need no exchange.
 action's own `before` is the state the planner expects just before that call (a margin
 change after a planned increase sees the increased margin), so live position values come
 from the plan's per-symbol `changes[].before`, which is the account as read. A symbol whose
-change cannot be made exactly (below `minSize`, off the step) has no action, yet differs
+change cannot be made exactly (below the minimum size, off the step) has no action, yet differs
 from the file: it is reported as `infeasible`, never silently dropped.
 """
 
@@ -111,7 +111,7 @@ class Difference:
     wanted: dict[str, Any]
     fix: str
     infeasible: bool = False
-    """No call can make it (below `minSize`, off the step): `fix` says why; it is left alone."""
+    """No call can make it (below the minimum size, off the step): `fix` says why; left alone."""
 
     def describe(self) -> str:
         if self.infeasible:

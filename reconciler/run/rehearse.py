@@ -24,14 +24,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from reconciler.apply.engine import ApplyReport, run_apply
 from reconciler.apply.settle import SettleConfig
 from reconciler.errors import ReconcilerError
 from reconciler.levret.client import LevretClient
+from reconciler.levret.emulator import AccountCopy, copy_account
 from reconciler.levret.reader import read_snapshot
 from reconciler.levret.settings import ClientSettings
+from reconciler.model.account import Position
 from reconciler.model.desired import DesiredState
 from reconciler.model.plan import Plan
 from reconciler.model.snapshot import Snapshot
@@ -51,9 +51,6 @@ __all__ = [
     "rehearse_account",
     "summary_lines",
 ]
-
-_KEY_ID, _SECRET = "rehearsal-key", "rehearsal-secret"
-_BASE_URL = "http://127.0.0.1/api/v1"  # never dialled: the transport is the app itself
 
 APPROXIMATIONS = (
     "the book is the sandbox's synthetic depth around each copied mark, not the live book: "
@@ -84,7 +81,7 @@ class SymbolResult:
     """One symbol after the rehearsal: where it ended and what it took to get there."""
 
     symbol: str
-    position: Mapping[str, Any] | None  # the copy's position payload at the end, if any
+    position: Position | None  # the copy's position at the end, if any
     fills: tuple[Fill, ...] = ()
     refusals: tuple[Refusal, ...] = ()
 
@@ -102,11 +99,11 @@ class SymbolResult:
     @property
     def liquidation_distance(self) -> Decimal | None:
         """Percent of the mark to the end position's liquidation price."""
-        if self.position is None or self.position.get("liquidationPrice") is None:
+        if self.position is None or self.position.liquidation_price is None:
             return None
-        mark = Decimal(self.position["markPrice"])
-        price = Decimal(self.position["liquidationPrice"])
-        moved = mark - price if self.position["side"] == "long" else price - mark
+        mark = self.position.mark_price
+        price = self.position.liquidation_price
+        moved = mark - price if self.position.side == "long" else price - mark
         return (moved / mark * 100).quantize(Decimal("0.01"))
 
 
@@ -135,16 +132,6 @@ class Rehearsal:
         return tuple((s.symbol, r) for s in self.symbols for r in s.refusals)
 
 
-@dataclass
-class _Copy:
-    """The in-process sandbox holding the copy, and the client that trades on it."""
-
-    transport: httpx.AsyncBaseTransport
-    exchange: Any
-    user_id: str
-    directory: Path
-
-
 async def read_live(settings: ClientSettings, desired: DesiredState) -> tuple[Snapshot, Decimal]:
     """What the copy needs from the live account: plan's reads, every mark, the balance.
 
@@ -157,47 +144,19 @@ async def read_live(settings: ClientSettings, desired: DesiredState) -> tuple[Sn
         wanted = (set(desired.symbols) | live.live_symbols()) & set(live.specs)
         marks = dict(live.marks)
         for symbol in sorted(s for s in wanted if live.mark(s) is None):
-            marks[symbol] = (await client.market_stats(symbol)).markPrice
+            marks[symbol] = (await client.market_stats(symbol)).mark_price
         overview = await client.account_overview()
-    if overview.availableBalance is None:
+    if overview.available_balance is None:
         raise ReconcilerError(
             "the account overview does not give the available balance a rehearsal starts from"
         )
-    return live.model_copy(update={"marks": marks}), overview.availableBalance
+    return live.model_copy(update={"marks": marks}), overview.available_balance
 
 
 async def rehearse_account(settings: ClientSettings, desired: DesiredState) -> Rehearsal:
     """Read the live account (nothing else is sent to it) and rehearse the plan on a copy."""
     live, available = await read_live(settings, desired)
     return await rehearse(desired, live, available)
-
-
-def _copy(live: Snapshot, available: Decimal, profile: str, directory: Path) -> _Copy:
-    # The sandbox is only needed here: `plan` and `apply` without --rehearse never load it.
-    from reconciler.sandbox.app import SandboxSettings, create_app
-    from reconciler.sandbox.engine import Exchange
-
-    specs = []
-    for symbol, spec in sorted(live.specs.items()):
-        mark = live.mark(symbol)
-        if mark is None:
-            continue  # a symbol the plan needs no price for is not traded by it
-        fields = {k: v for k, v in spec.model_dump(mode="python").items() if v not in (None, "")}
-        specs.append({**fields, "markPrice": mark})
-    # No stream: the copy is reached only through its transport, never subscribed to.
-    exchange = Exchange.with_symbols(specs, stream_events=False)
-    exchange.create_account(live.user_id, _KEY_ID, _SECRET, ("read", "trade"), Decimal(0))
-    positions = [p.model_dump(mode="python") for p in live.positions.values()]
-    orders = [
-        o.model_dump(mode="python")
-        for orders in live.open_orders.values()
-        for o in orders
-        if o.price is not None
-    ]
-    exchange.restore_account(live.user_id, available, positions, orders)
-    settings = SandboxSettings(rate_limit=10**9, profile=profile)
-    app = create_app(exchange, settings)
-    return _Copy(httpx.ASGITransport(app=app), exchange, live.user_id, directory)
 
 
 async def rehearse(
@@ -212,18 +171,9 @@ async def rehearse(
     """Run the plan for `desired` on a copy of `live` and report what the copy went through."""
     with tempfile.TemporaryDirectory(prefix="reconciler-rehearsal-") as scratch:
         directory = Path(scratch)
-        copy = _copy(live, available, profile, directory)
-        async with httpx.AsyncClient(transport=copy.transport, base_url="http://127.0.0.1") as ctl:
-            answer = await ctl.post("/_sandbox/faults", json={"read_lag_ms": read_lag_ms})
-            answer.raise_for_status()
-        settings = ClientSettings(
-            api_key_id=_KEY_ID,
-            api_key_secret=_SECRET,
-            user_id=live.user_id,
-            base_url=_BASE_URL,
-            rate_limit_per_minute=10**9,
-        )
-        async with LevretClient(settings, transport=copy.transport) as client:
+        copy = copy_account(live, available, profile)
+        await copy.set_read_lag(read_lag_ms)
+        async with LevretClient(copy.client_settings(), transport=copy.transport) as client:
             planned = make_plan(desired, await read_snapshot(client, desired))
             planned = planned.model_copy(update={"created_at_ms": time.time_ns() // 1_000_000})
             lock = account_lock(
@@ -251,20 +201,13 @@ async def rehearse(
         )
 
 
-def _results(copy: _Copy, planned: Plan, report: ApplyReport) -> tuple[SymbolResult, ...]:
+def _results(copy: AccountCopy, planned: Plan, report: ApplyReport) -> tuple[SymbolResult, ...]:
     symbols = sorted({action.symbol for action in planned.actions})
-    positions = {p["symbol"]: p for p in copy.exchange.positions(copy.user_id, None)}
+    positions = copy.positions()
     fills: dict[str, list[Fill]] = {}
-    page = 1
-    while True:
-        answer = copy.exchange.user_trades(copy.user_id, None, page, 100, None, None)
-        for item in answer["items"]:
-            fills.setdefault(item["symbol"], []).append(
-                Fill(item["side"], item["size"], item["price"], item["fee"])
-            )
-        if page * 100 >= answer["total"]:
-            break
-        page += 1
+    for trade in copy.fills():
+        fee = trade.fee if trade.fee is not None else Decimal(0)
+        fills.setdefault(trade.symbol, []).append(Fill(trade.side, trade.size, trade.price, fee))
     refusals: dict[str, list[Refusal]] = {}
     for result in report.results:
         if result.outcome == "rejected":
@@ -292,9 +235,8 @@ def summary_lines(rehearsal: Rehearsal) -> Sequence[str]:
             where = "flat"
         else:
             where = (
-                f"{position['side']} {Decimal(position['size']):f} at {position['leverage']}x, "
-                f"margin {Decimal(position['margin']):f}, liquidation "
-                f"{_text(position.get('liquidationPrice'))}"
+                f"{position.side} {position.size:f} at {position.leverage}x, "
+                f"margin {position.margin:f}, liquidation {_text(position.liquidation_price)}"
             )
             if result.liquidation_distance is not None:
                 where += f" ({result.liquidation_distance:f}% away)"
@@ -355,7 +297,11 @@ def rehearsal_data(rehearsal: Rehearsal) -> dict[str, Any]:
         "symbols": [
             {
                 "symbol": result.symbol,
-                "position": dict(result.position) if result.position is not None else None,
+                "position": (
+                    result.position.model_dump(mode="python")
+                    if result.position is not None
+                    else None
+                ),
                 "liquidation_distance": result.liquidation_distance,
                 "fills": [vars(fill) for fill in result.fills],
                 "average_price": result.average_price,

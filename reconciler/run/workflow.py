@@ -72,7 +72,7 @@ async def _confirm_saved(
     """The plan made now, if it sends exactly the saved calls; else exit 3 (or 4) unsent."""
     snapshot = await read_snapshot(client, desired)
     fresh = plan(desired, snapshot, allow_flatten=allow_flatten)
-    difference = first_difference(saved, fresh)
+    difference = first_difference(saved, fresh, client.request_for)
     if difference is not None:
         weighted = any(
             entry.position is not None and entry.position.weight is not None

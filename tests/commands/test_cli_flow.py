@@ -49,7 +49,7 @@ def test_plan_json_is_alone_on_stdout_and_sends_only_reads(cli, sandbox) -> None
     result = cli("plan", "-f", "desired.yaml", "--format", "json", "--detailed-exitcode")
     assert result.code == 2, result.err
     plan = json.loads(result.out)
-    assert plan["format_version"] == 1
+    assert plan["format_version"] == 2
     assert plan["actions"][0]["kind"] == "cancel_all_orders"
     assert writes(sandbox) == []
 

@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 
+from reconciler.levret.requests import calls_for
 from reconciler.model.desired import loads
-from reconciler.model.plan import Action, Phase, Plan, Request
+from reconciler.model.intents import PlaceOrder
+from reconciler.model.plan import Action, Phase, Plan
 from reconciler.render.plan import MARKDOWN_LIMIT
 from reconciler.run.accounts import AccountFile, Outcome, render_group
 from reconciler.run.drift import ASPECTS, detect, parse_ignore, render_drift_markdown
@@ -189,10 +191,15 @@ def test_markdown_of_a_fifty_symbol_plan_fits_one_comment(cli, sandbox, tmp_path
 def _plan(user: str, symbols: int, calls: int) -> Plan:
     actions = tuple(
         Action(
-            kind="place_order",
-            symbol=f"S{s:03d}_USDT",
+            intent=PlaceOrder(
+                symbol=f"S{s:03d}_USDT",
+                side="buy",
+                order_type="limit",
+                size=Decimal(1),
+                price=Decimal(s + 1),
+                take_profit=Decimal(10**9 + c),  # a long call, as a ladder of many fields is
+            ),
             phase=Phase.PLACE_ORDERS,
-            request=Request(method="POST", path="/order", body={"note": "x" * 120}),
             after={"side": "buy", "price": Decimal(s + 1), "size": Decimal(1)},
             reason=f"place buy 1 @ {s + 1} rung {c}",
         )
@@ -218,7 +225,11 @@ def test_grouped_markdown_of_many_big_accounts_stays_under_the_limit() -> None:
                 plan=_plan(f"user{n}", 200, 5))
         for n in range(4)
     ]  # fmt: skip
-    text = render_group(outcomes, lambda o: render_markdown(o.plan) if o.plan else "", "markdown")
+    text = render_group(
+        outcomes,
+        lambda o: render_markdown(o.plan, call_of=calls_for(o.plan.user_id)) if o.plan else "",
+        "markdown",
+    )
     assert len(text) < MARKDOWN_LIMIT
     for n in range(4):
         assert f"## accounts/a{n}.yaml (account user{n}, exit 2)" in text
@@ -242,7 +253,7 @@ def test_drift_live_is_the_account_as_read_and_infeasible_symbols_are_reported( 
     cli, sandbox
 ) -> None:
     """The demo BTC position is 0.2 with 900 margin; the margin call comes after a planned
-    increase to 0.5 (2250), yet live must say 900. LTC's 10 USDT is below minSize 0.5: no
+    increase to 0.5 (2250), yet live must say 900. LTC's 10 USDT is below the minimum size 0.5: no
     call can make it, and drift says so instead of reporting no difference."""
     Path("truthful.yaml").write_text(TRUTHFUL)
     drifted = cli("drift", "-f", "truthful.yaml", "--format", "json")
@@ -255,7 +266,7 @@ def test_drift_live_is_the_account_as_read_and_infeasible_symbols_are_reported( 
     position = by_aspect[("BTC_USDT", "position")]
     assert Decimal(str(position["live"]["size"])) == Decimal("0.2")
     ltc = by_aspect[("LTC_USDT", "position")]
-    assert ltc["infeasible"] is True and "minSize" in ltc["fix"]
+    assert ltc["infeasible"] is True and "minimum size" in ltc["fix"]
     text = cli("drift", "-f", "truthful.yaml")
     assert "BTC_USDT margin: live margin=900" in text.out
     assert "LTC_USDT position: cannot be made exactly" in text.out

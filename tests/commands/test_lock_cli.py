@@ -31,6 +31,7 @@ from pathlib import Path
 import pytest
 from cli_process import finish, run_cli, sandbox_env, start_cli
 from postgres_server import PostgresServer
+from wire import wire_call
 
 from reconciler.model.desired import loads
 from reconciler.run.connection import Endpoint, client_settings
@@ -77,7 +78,7 @@ class Setup:
         where = Endpoint(self.sandbox.api_url)
         desired = loads(DESIRED)
         plan = asyncio.run(plan_account(client_settings(where, desired, environ=self.env), desired))
-        requests = [action.request for action in plan.actions]
+        requests = [wire_call(action) for action in plan.actions]
         assert [r.path for r in requests] == ["/order", "/order"]  # the market order, the limit
         return Counter((r.method, "/api/v1" + r.path) for r in requests)
 

@@ -201,6 +201,6 @@ def test_an_account_left_with_an_infeasible_symbol_exits_2_and_names_it(  # type
     assert applied.code == 2, applied.out + applied.err
     assert f"{accounts / 'beta.yaml'} (account beta, exit 2): changes remain" in applied.err
     assert "symbols.DOGE_USDT.position.notional" in applied.err
-    assert "minSize" in applied.err
+    assert "minimum size" in applied.err
     assert positions(sandbox, "alpha")["ETH_USDT"]["size"] == 4  # the other account converged
     assert "DOGE_USDT" not in positions(sandbox, "beta")

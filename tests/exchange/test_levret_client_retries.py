@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from reconciler.apply.outcome import Outcome, classify
 from reconciler.levret.client import LevretClient
 from reconciler.levret.errors import (
     AuthError,
@@ -24,7 +25,6 @@ from reconciler.levret.errors import (
     ServerError,
     TransportError,
 )
-from reconciler.levret.outcome import Outcome, classify
 from reconciler.levret.settings import ClientSettings
 
 NOW = 1_750_000_000.0

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from reconciler.apply.outcome import Outcome, classify
 from reconciler.levret.client import LevretClient
 from reconciler.levret.errors import (
     AuthError,
@@ -26,7 +27,6 @@ from reconciler.levret.errors import (
     OutcomeUnknown,
     Rejected,
 )
-from reconciler.levret.outcome import Outcome, classify
 from reconciler.levret.settings import ClientSettings
 from reconciler.levret.stream import LevretStream
 from reconciler.levret.sync import SyncLevretClient
@@ -68,7 +68,7 @@ async def test_every_endpoint(sandbox: Any) -> None:
         assert isinstance(await client.candles("BTC_USDT", "1m", 10), list)
 
         overview = await client.account_overview()
-        assert overview.userId == "demo"
+        assert overview.user_id == "demo"
         assert await client.balance_history(7)
         positions = await client.positions()
         btc = next(p for p in positions if p.symbol == "BTC_USDT")
@@ -80,7 +80,7 @@ async def test_every_endpoint(sandbox: Any) -> None:
         assert resting.status == "open" and resting.price == Decimal("30000.1")
         assert (await client.get_order(resting.id)).id == resting.id
         page = await client.open_orders("BTC_USDT", page=1, page_size=1)
-        assert page.pageSize == 1 and page.total >= 2
+        assert page.page_size == 1 and page.total >= 2
         walked = [o.id async for o in client.iter_open_orders(page_size=1)]
         everything = await client.open_orders(page_size=100)
         assert resting.id in walked and len(walked) == len(set(walked)) == everything.total
@@ -89,21 +89,21 @@ async def test_every_endpoint(sandbox: Any) -> None:
         filled = await client.create_order("SOL_USDT", "buy", "market", "1", leverage=5)
         assert filled.status == "filled"
         fills = await client.order_trades(filled.id)
-        assert fills.total >= 1 and fills.items[0].orderId == filled.id
+        assert fills.total >= 1 and fills.items[0].order_id == filled.id
         assert [t.id async for t in client.iter_order_trades(filled.id)] == [
             t.id for t in fills.items
         ]
         mine = await client.user_trades("SOL_USDT")
-        assert filled.id in {t.orderId for t in mine.items}
+        assert filled.id in {t.order_id for t in mine.items}
         assert len([t async for t in client.iter_user_trades(page_size=1)]) >= 3
 
         assert (await client.set_leverage(btc.id, 20)).leverage == 20
         added = await client.adjust_margin(btc.id, "add", 50)
         assert added.margin > 0
         tpsl = await client.set_tpsl(btc.id, Decimal("60000"), Decimal("30000"))
-        assert (tpsl.takeProfitPrice, tpsl.stopLossPrice) == (Decimal(60000), Decimal(30000))
+        assert (tpsl.take_profit_price, tpsl.stop_loss_price) == (Decimal(60000), Decimal(30000))
         kept = await client.set_tpsl(btc.id, stop_loss=None)
-        assert (kept.takeProfitPrice, kept.stopLossPrice) == (Decimal(60000), None)
+        assert (kept.take_profit_price, kept.stop_loss_price) == (Decimal(60000), None)
 
         cancelled = await client.cancel_order(resting.id)
         assert cancelled.status == "cancelled"
@@ -112,7 +112,7 @@ async def test_every_endpoint(sandbox: Any) -> None:
         closing = await client.close_position(btc.id)
         assert closing is not None and closing.status == "filled"
         data = await client.send("POST", "/order/cancelAll", {"userId": "demo"})
-        assert data["count"] >= 0
+        assert data.count >= 0
     errors = [r for r in sandbox.requests() if r["status"] >= 400]
     assert errors == []
 
@@ -179,7 +179,7 @@ async def test_clock_skew_resyncs_once(sandbox: Any, skew: int, code: str) -> No
     sandbox.set_faults({"clock_skew_ms": skew})
     sandbox.clear_requests()
     async with LevretClient(demo_settings(sandbox)) as client:
-        assert (await client.account_overview()).userId == "demo"
+        assert (await client.account_overview()).user_id == "demo"
         order = await client.create_order("BTC_USDT", "buy", "limit", "0.001", price="30000")
         assert (await client.cancel_order(order.id)).status == "cancelled"
         assert abs(client.clock.offset_ms - skew) < 2000
@@ -225,7 +225,7 @@ async def test_stream_refuses_a_bad_key(sandbox: Any) -> None:
 
 def test_sync_facade(sandbox: Any) -> None:
     with SyncLevretClient(demo_settings(sandbox)) as client:
-        assert client.account_overview().userId == "demo"
+        assert client.account_overview().user_id == "demo"
         order = client.create_order("BTC_USDT", "buy", "limit", "0.001", price="30000")
         assert order.id in {o.id for o in client.all_open_orders()}
         assert client.cancel_order(order.id).status == "cancelled"

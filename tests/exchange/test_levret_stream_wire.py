@@ -41,8 +41,8 @@ async def test_a_snake_case_position_event_is_read() -> None:
         "long",
         Decimal("0.5"),
     )
-    assert event.payload.entryPrice == Decimal("100.5")
-    assert event.payload.updatedAt == 1_700_000_000_123
+    assert event.payload.entry_price == Decimal("100.5")
+    assert event.payload.updated_at == 1_700_000_000_123
 
 
 @pytest.mark.anyio

@@ -22,20 +22,20 @@ FILL = {"id": "t1", "orderId": "o1", "symbol": "BTC_USDT", "side": "sell", "size
 def test_a_fill_without_order_id_is_read_with_none() -> None:
     liquidation = {key: value for key, value in FILL.items() if key != "orderId"}
     (fill,) = parse.read_list(TRADES, [liquidation], parse.trade).value
-    assert fill.orderId is None
+    assert fill.order_id is None
     assert fill.size == Decimal(1)
 
 
 def test_an_order_without_timestamps_reads_as_time_zero() -> None:
     bare = {key: value for key, value in ORDER.items() if key not in ("createdAt", "updatedAt")}
     read = parse.read_one("GET /order/:id", bare, parse.order).value
-    assert (read.createdAt, read.updatedAt) == (0, 0)
+    assert (read.created_at, read.updated_at) == (0, 0)
 
 
 def test_updated_at_defaults_to_created_at() -> None:
     only_created = {key: value for key, value in ORDER.items() if key != "updatedAt"}
     assert (
-        parse.read_one("GET /order/:id", only_created, parse.order).value.updatedAt
+        parse.read_one("GET /order/:id", only_created, parse.order).value.updated_at
         == 1_700_000_000_005
     )
 
@@ -43,7 +43,7 @@ def test_updated_at_defaults_to_created_at() -> None:
 def test_a_symbol_without_base_asset() -> None:
     spec = {"symbol": "X", "tickSize": "0.1", "stepSize": "1", "minSize": "1", "maxLeverage": "20"}
     (read,) = parse.read_list("GET /market/supported-symbols", [spec], parse.symbol_spec).value
-    assert (read.baseAsset, read.quoteAsset, read.status, read.maxLeverage) == (
+    assert (read.base_asset, read.quote_asset, read.status, read.max_leverage) == (
         "",
         "USDT",
         "trading",
@@ -55,8 +55,8 @@ def test_stats_need_only_the_mark() -> None:
     stats = parse.read_one(
         "GET /market/market-stats", {"symbol": "X", "mark_price": "7"}, parse.market_stats
     )
-    assert stats.value.markPrice == Decimal(7)
-    assert stats.value.lastPrice is None
+    assert stats.value.mark_price == Decimal(7)
+    assert stats.value.last_price is None
 
 
 def test_account_needs_only_equity() -> None:
@@ -90,12 +90,12 @@ def test_a_plain_list_is_a_plain_list() -> None:
 )
 def test_pagination_at_the_top_or_nested(answer: dict[str, Any]) -> None:
     page = parse.read_page(TRADES, answer, parse.trade).value
-    assert (page.page, page.pageSize, page.total, [t.id for t in page.items]) == (2, 1, 3, ["t1"])
+    assert (page.page, page.page_size, page.total, [t.id for t in page.items]) == (2, 1, 3, ["t1"])
 
 
 def test_no_pagination_is_one_complete_page() -> None:
     page = parse.read_page(TRADES, [FILL, {**FILL, "id": "t2"}], parse.trade).value
-    assert (page.page, page.pageSize, page.total) == (1, 2, 2)
+    assert (page.page, page.page_size, page.total) == (1, 2, 2)
     empty = parse.read_page(TRADES, [], parse.trade).value
     assert (empty.items, empty.total) == ([], 0)
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from wire import intent_of, wire_call
+
+from reconciler.levret.requests import request_for
 from reconciler.model.plan import Action, Phase, Request
 from reconciler.plan import plan
 from reconciler.plan.exposure import Resting
@@ -35,12 +38,12 @@ def _holding(size: str, leverage: int, margin: str, *, sl: str | None = None) ->
 
 
 def _action(kind: str, reason: str, body: dict[str, object] | None = None) -> Action:
-    path = "/order" if kind == "place_order" else f"/positions/101/{kind}"
+    path = {"place_order": "/order", "cancel_order": "/order/cancel"}.get(
+        kind, f"/positions/101/{kind.split('_')[-1]}"
+    )
     return Action(
-        kind=kind,  # type: ignore[arg-type]
-        symbol="BTC_USDT",
+        intent=intent_of(Request(method="POST", path=path, body=body), "BTC_USDT"),
         phase=Phase.MARGIN,
-        request=Request(method="POST", path=path, body=body),
         reason=reason,
     )
 
@@ -105,7 +108,7 @@ def test_the_liquidation_floor_refuses_a_margin_cut_but_never_a_reduction_alread
 
 def test_maintenance_rate_is_read_back_from_the_accounts_own_liquidation_prices() -> None:
     live = position("BTC_USDT", "long", "1", leverage=10, margin="4500")
-    live = live.model_copy(update={"liquidationPrice": Decimal("40950")})  # 1 % maintenance
+    live = live.model_copy(update={"liquidation_price": Decimal("40950")})  # 1 % maintenance
     rate = maintenance_rate(snapshot([live]))
     assert rate == Decimal("0.0100")
     assert maintenance_rate(snapshot()) == Decimal("0.005")  # nothing to read it from
@@ -122,8 +125,8 @@ def test_planner_tops_up_a_leverage_raise_at_once_and_says_how_it_would_undo_it(
     leverage, top_up = result.actions
     assert (leverage.kind, leverage.phase) == ("set_leverage", Phase.LEVERAGE)
     assert (top_up.kind, top_up.phase) == ("adjust_margin", Phase.LEVERAGE)
-    assert top_up.request.body == {"mode": "add", "amount": Decimal(2250)}
-    assert top_up.on_failure == (
+    assert wire_call(top_up).body == {"mode": "add", "amount": Decimal(2250)}
+    assert tuple(request_for(undo, user_id="demo") for undo in top_up.on_failure) == (
         Request(method="POST", path="/positions/101/leverage", body={"leverage": 10}),
     )  # 4500 was exactly the requirement at 10x: nothing above it to give back
 
@@ -159,7 +162,7 @@ symbols:
         (Phase.LEVERAGE, "BTC_USDT", "set_leverage"),
         (Phase.INCREASE, "ETH_USDT", "place_order"),
     ]
-    increase = result.actions[-1].request.body
+    increase = wire_call(result.actions[-1]).body
     assert increase is not None and increase["stopLoss"] == Decimal(2000)  # protected at once
 
 
@@ -186,11 +189,10 @@ def test_calls_of_one_wave_are_judged_in_their_worst_interleaving() -> None:
     start = AccountState({"BTC_USDT": None, "ETH_USDT": None})
 
     def limit(symbol: str, kind: str, body: dict[str, object]) -> Action:
+        path = "/order/cancel" if kind == "cancel_order" else "/order"
         return Action(
-            kind=kind,  # type: ignore[arg-type]
-            symbol=symbol,
+            intent=intent_of(Request(method="POST", path=path, body=body), symbol),
             phase=Phase.PLACE_ORDERS,
-            request=Request(method="POST", path="/order", body=body),
             reason=f"{kind} on {symbol}",
         )
 
@@ -213,7 +215,7 @@ def test_the_undo_of_a_raise_gives_back_the_margin_held_above_the_old_requiremen
     )
     live = snapshot([position("BTC_USDT", "long", "0.2", leverage=10, margin="1400", id="101")])
     _, top_up = plan(want, live).actions
-    assert top_up.on_failure == (
+    assert tuple(request_for(undo, user_id="demo") for undo in top_up.on_failure) == (
         Request(method="POST", path="/positions/101/leverage", body={"leverage": 10}),
         Request(method="POST", path="/positions/101/margin", body={"mode": "add", "amount": 500}),
     )  # back at 10x the margin is the requirement, 900; it held 1400

@@ -19,10 +19,13 @@ from typing import Any
 
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from wire import wire_call
 
-from reconciler.model.account import Order, Position, SymbolSpec
+from reconciler.levret import parse
+from reconciler.levret.requests import POSITION_ID_PLACEHOLDER
+from reconciler.model.account import Order
 from reconciler.model.desired import DesiredState
-from reconciler.model.plan import POSITION_ID_PLACEHOLDER, Action, Plan
+from reconciler.model.plan import Action, Plan
 from reconciler.model.snapshot import Snapshot
 from reconciler.plan import plan
 from reconciler.sandbox.engine import Exchange
@@ -136,11 +139,11 @@ def _snapshot(exchange: Exchange) -> Snapshot:
     open_orders: dict[str, list[Order]] = {}
     for symbol in SYMBOLS:
         for item in exchange.open_orders(USER, symbol, 1, 100, None, None)["items"]:
-            open_orders.setdefault(symbol, []).append(Order.model_validate(item))
-    positions = [Position.model_validate(p) for p in exchange.positions(USER, None)]
+            open_orders.setdefault(symbol, []).append(parse.wire(parse.order, item))
+    positions = [parse.wire(parse.position, p) for p in exchange.positions(USER, None)]
     return Snapshot(
         user_id=USER,
-        specs={s["symbol"]: SymbolSpec.model_validate(s) for s in exchange.supported_symbols()},
+        specs={s["symbol"]: parse.wire(parse.symbol_spec, s) for s in exchange.supported_symbols()},
         positions={p.symbol: p for p in positions},
         open_orders={s: tuple(orders) for s, orders in open_orders.items()},
         marks=dict(MARKS),
@@ -156,7 +159,7 @@ def _desired(symbols: dict[str, Any]) -> DesiredState:
 
 def _send(exchange: Exchange, action: Action) -> None:
     """One planned call on the engine, the position-id placeholder resolved as apply does."""
-    request = action.request
+    request = wire_call(action, USER)
     path = request.path
     if POSITION_ID_PLACEHOLDER in path:
         (position,) = exchange.positions(USER, action.symbol)
@@ -217,7 +220,7 @@ def _completes_previous(actions: tuple[Action, ...], index: int) -> bool:
     action, before = actions[index], actions[index - 1]
     return (
         action.kind == "adjust_margin"
-        and (action.request.body or {}).get("mode") == "add"
+        and (wire_call(action, USER).body or {}).get("mode") == "add"
         and before.symbol == action.symbol
         and before.phase == action.phase
         and before.kind in ("set_leverage", "place_order")

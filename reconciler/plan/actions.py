@@ -1,18 +1,13 @@
-"""Rule 6: every action in full, with the API's own field names and a reviewer's view."""
+"""Rule 6: every action in full: its intent, and the views a reviewer judges it by."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 from typing import Any
 
-from reconciler.model.account import Order
-from reconciler.model.plan import (
-    Action,
-    ActionKind,
-    Phase,
-    Request,
-    Risk,
-)
+from reconciler.model.account import Order, OrderSide
+from reconciler.model.intents import Intent, PlaceOrder
+from reconciler.model.plan import Action, Phase, Risk
 from reconciler.plan.model import (
     Context,
     Holding,
@@ -26,7 +21,7 @@ def market_order(
     context: Context,
     symbol: str,
     *,
-    side: str,
+    side: OrderSide,
     size: Decimal,
     leverage: int,
     reduce_only: bool,
@@ -39,25 +34,20 @@ def market_order(
     after: dict[str, Any],
     notional: Decimal,
 ) -> Action:
-    """A market order with the API's own field names; market orders carry no price."""
-    body: dict[str, Any] = {
-        "userId": context.user_id,
-        "symbol": symbol,
-        "side": side,
-        "orderType": "market",
-        "size": size,
-        "leverage": leverage,
-        "reduce_only": reduce_only,
-    }
-    if take_profit is not None:
-        body["takeProfit"] = take_profit
-    if stop_loss is not None:
-        body["stopLoss"] = stop_loss
+    """A market order; market orders carry no price."""
+    intent = PlaceOrder(
+        symbol=symbol,
+        side=side,
+        order_type="market",
+        size=size,
+        leverage=leverage,
+        reduce_only=reduce_only,
+        take_profit=take_profit,
+        stop_loss=stop_loss,
+    )
     return make_action(
-        "place_order",
-        symbol,
+        intent,
         phase,
-        Request(method="POST", path="/order", body=body),
         before=before,
         after=after,
         notional=notional,
@@ -67,23 +57,19 @@ def market_order(
 
 
 def make_action(
-    kind: ActionKind,
-    symbol: str,
+    intent: Intent,
     phase: Phase,
-    request: Request,
     *,
     before: dict[str, Any],
     after: dict[str, Any],
     reason: str,
     notional: Decimal = Decimal(0),
     risk: Risk = "neutral",
-    on_failure: tuple[Request, ...] = (),
+    on_failure: tuple[Intent, ...] = (),
 ) -> Action:
     return Action(
-        kind=kind,
-        symbol=symbol,
+        intent=intent,
         phase=phase,
-        request=request,
         before=before,
         after=after,
         notional=money(notional),
@@ -103,7 +89,7 @@ def order_view(order: Order) -> dict[str, Any]:
     return {
         "id": order.id,
         "side": order.side,
-        "orderType": order.orderType,
+        "order_type": order.order_type,
         "price": order.price,
         "size": order.remaining,
         "reduce_only": order.reduce_only,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from reconciler.levret.errors import (
+from reconciler.errors import (
     AuthError,
     InvalidRequest,
     OutcomeUnknown,
