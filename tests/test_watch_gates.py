@@ -16,8 +16,8 @@ from reconciler.errors import SpecError
 from reconciler.model.desired import Windows, loads
 from reconciler.model.windows import change_allowed, check_cron, cron_matches
 from reconciler.watch.breaker import CircuitBreaker
+from reconciler.watch.desired_file import DesiredFile
 from reconciler.watch.eventlog import EventLog, LoggingBridge
-from reconciler.watch.watcher import DesiredFile
 
 T0 = datetime(2030, 1, 7, 10, 30, 15, tzinfo=UTC)  # a Monday
 
