@@ -1,4 +1,4 @@
-"""The watcher's parts that need no exchange: windows, breaker, log lines, the file re-read."""
+"""The watcher's parts that need no exchange: windows, breaker, gates, log lines, file re-reads."""
 
 from __future__ import annotations
 
@@ -14,10 +14,13 @@ import pytest
 
 from reconciler.errors import SpecError
 from reconciler.model.desired import Windows, loads
-from reconciler.model.windows import change_allowed, check_cron, cron_matches
+from reconciler.model.plan import Action, Phase, Plan, Request
+from reconciler.model.windows import WindowDecision, change_allowed, check_cron, cron_matches
 from reconciler.watch.breaker import CircuitBreaker
+from reconciler.watch.desired_file import DesiredFile
 from reconciler.watch.eventlog import EventLog, LoggingBridge
-from reconciler.watch.watcher import DesiredFile
+from reconciler.watch.gates import heal_held
+from reconciler.watch.metrics import WatchMetrics
 
 T0 = datetime(2030, 1, 7, 10, 30, 15, tzinfo=UTC)  # a Monday
 
@@ -182,6 +185,86 @@ def test_logging_records_become_log_events() -> None:
     event = json.loads(out.getvalue())
     assert event["event"] == "log" and event["level"] == "warning"
     assert event["message"] == "stream: dropped 3"
+
+
+# -- the gates: whether a drift may be healed now ------------------------------------------------
+
+OPEN = WindowDecision(True, "no windows configured")
+
+
+def _plan(actions: int, *violations: str) -> Plan:
+    action = Action(
+        kind="place_order",
+        symbol="BTC_USDT",
+        phase=Phase.PLACE_ORDERS,
+        request=Request(method="POST", path="/order"),
+        notional=Decimal(-100),
+        reason="missing order",
+    )
+    return Plan(
+        user_id="u1",
+        fingerprint="f",
+        symbol_fingerprints={},
+        marks={},
+        actions=(action,) * actions,
+        violations=violations,
+    )
+
+
+def _held(
+    plan: Plan,
+    window: WindowDecision,
+    breaker: CircuitBreaker,
+    *,
+    self_heal: bool = True,
+    metrics: WatchMetrics | None = None,
+    out: io.StringIO | None = None,
+) -> tuple[str, str] | None:
+    log = EventLog("json", stream=out or io.StringIO(), clock=lambda: T0)
+    return heal_held(
+        plan,
+        window,
+        T0,
+        self_heal=self_heal,
+        breaker=breaker,
+        metrics=metrics or WatchMetrics(),
+        log=log,
+    )
+
+
+def test_gates_refuse_in_order_report_only_policy_window_breaker() -> None:
+    full = CircuitBreaker(max_actions=1)
+    paused = WindowDecision(False, "pause: paused until 2030-01-07T11:00:00Z", "x")
+    denied = WindowDecision(False, "deny: deny rule '* * * * *' matches", "* * * * *")
+    broken = _plan(2, "max_leverage exceeded")
+    assert _held(broken, paused, full, self_heal=False) == (
+        "report_only",
+        "run with --self-heal to heal",
+    )
+    assert _held(broken, paused, full) == ("policy", "max_leverage exceeded")
+    assert _held(_plan(2), paused, full) == ("pause", paused.reason)
+    assert _held(_plan(2), denied, full) == ("window", denied.reason)
+    assert full.state == "closed"  # a closed window never asked the breaker
+    held = _held(_plan(2), OPEN, full)
+    assert held is not None and held[0] == "breaker" and "exceed 1 per hour" in held[1]
+    assert _held(_plan(1), OPEN, full) is None  # it fits: nothing was spent by asking
+
+
+def test_the_breaker_opening_is_counted_and_logged_once_while_it_stays_open() -> None:
+    breaker = CircuitBreaker(max_actions=1)
+    metrics = WatchMetrics(account="u1")
+    out = io.StringIO()
+    for _ in range(3):
+        assert _held(_plan(2), OPEN, breaker, metrics=metrics, out=out) is not None
+    trips = metrics.registry.get_sample_value(
+        "reconciler_breaker_trips_total", {"account": "u1", "reason": "budget"}
+    )
+    assert trips == 1
+    assert metrics.registry.get_sample_value("reconciler_breaker_open", {"account": "u1"}) == 1
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [line["event"] for line in lines] == ["breaker_open"]
+    assert _held(_plan(1), OPEN, breaker, metrics=metrics, out=out) is None
+    assert metrics.registry.get_sample_value("reconciler_breaker_open", {"account": "u1"}) == 0
 
 
 # -- the desired-state file, re-read when it changes ---------------------------------------------

@@ -33,9 +33,11 @@ from reconciler.model.account import Order
 from reconciler.model.desired import DesiredState, loads
 from reconciler.run.lock import LockOptions, account_lock
 from reconciler.watch.breaker import CircuitBreaker
+from reconciler.watch.config import WatchConfig
+from reconciler.watch.cycle import CycleReport
 from reconciler.watch.eventlog import EventLog
 from reconciler.watch.metrics import MetricsServer, WatchMetrics
-from reconciler.watch.watcher import CycleReport, EventSource, WatchConfig, Watcher
+from reconciler.watch.watcher import EventSource, Watcher
 from tests.conftest import RunningSandbox
 
 WAIT_S = 30

@@ -1,7 +1,8 @@
 """`reconciler watch`: keep the account under watch; report drift, or heal it (`--self-heal`).
 
-The loop, the gates and the service wiring live in `reconciler.watch.watcher`; this module only
-turns options into a `WatchConfig`, a breaker and a log, and runs it until SIGTERM or Ctrl-C.
+The loop, the gates and the service wiring live in `reconciler.watch` (`watcher`, `gates`,
+`heal`, `service`); this module only turns options into a `WatchConfig`, a breaker and a log,
+and runs it until SIGTERM or Ctrl-C.
 The loop, the client and the breaker are imported when the command runs, not for `--help`.
 """
 
@@ -122,8 +123,10 @@ def watch(
     import asyncio
 
     from reconciler.watch.breaker import CircuitBreaker
+    from reconciler.watch.config import WatchConfig
+    from reconciler.watch.desired_file import DesiredFile
     from reconciler.watch.eventlog import EventLog
-    from reconciler.watch.watcher import DesiredFile, WatchConfig, serve
+    from reconciler.watch.service import serve
 
     if not max_notional_per_hour.is_finite() or max_notional_per_hour <= 0:
         raise click.BadParameter("must be a positive number", param_hint="--max-notional-per-hour")

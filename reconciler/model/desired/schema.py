@@ -1,20 +1,21 @@
-"""The desired-state JSON Schema's documentation and the value rules a schema can state.
+"""The desired-state JSON Schema (`reconciler schema`), its documentation and the rules it states.
 
-Pydantic derives the shape (types, enums, required fields, bounds) from `reconciler.model.desired`;
-this adds what an editor needs to help and to refuse what `validate` refuses: a description
-of every field (the words of docs/desired-state.md), symbol keys that must look like
-`BASE_QUOTE`, and the position rule "a non-flat position takes exactly one of size, notional,
-weight; a flat one takes none". Rules that compare values (take-profit above stop-loss,
-leverage under the policy's cap) or need the exchange (tick and step sizes) stay `validate`'s.
+Pydantic derives the shape (types, enums, required fields, bounds) from the models of
+`reconciler.model.desired`; this adds what an editor needs to help and to refuse what
+`validate` refuses: a description of every field (the words of docs/desired-state.md), symbol
+keys that must look like `BASE_QUOTE`, and the position rule "a non-flat position takes exactly
+one of size, notional, weight; a flat one takes none". Rules that compare values (take-profit
+above stop-loss, leverage under the policy's cap) or need the exchange (tick and step sizes)
+stay `validate`'s.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from reconciler.model.desired import DesiredState
+from reconciler.model.desired.state import DesiredState
 
-__all__ = ["DESCRIPTIONS", "with_documentation"]
+__all__ = ["DESCRIPTIONS", "json_schema", "with_documentation"]
 
 SYMBOL_KEY_PATTERN = r"^[A-Z0-9]+_[A-Z0-9]+$"
 
@@ -156,3 +157,11 @@ def with_documentation(schema: dict[str, Any]) -> dict[str, Any]:
         }
     )
     return schema
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of the file, for editors (`# yaml-language-server: $schema=...`)."""
+    schema = DesiredState.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Levret reconciler desired state"
+    return with_documentation(schema)
