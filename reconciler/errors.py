@@ -12,16 +12,19 @@ its exit code rather than every command deciding it again.
     ├── LockHeld                    exit 6   another apply holds the account lock
     └── Declined                    exit 7   the user did not answer `yes`
 
-Exchange errors (`reconciler.levret.errors.LevretError`) also derive from the root.
+Exchange errors (`reconciler.levret.errors.LevretError`) also derive from the root. The codes
+are the members of `reconciler.exitcodes.ExitCode`, whose docstrings say what each means.
 """
 
 from __future__ import annotations
+
+from reconciler.exitcodes import ExitCode
 
 
 class ReconcilerError(Exception):
     """Base class; `exit_code` is what the CLI exits with when this reaches it."""
 
-    exit_code = 1
+    exit_code: ExitCode = ExitCode.ERROR
 
 
 class SpecError(ReconcilerError):
@@ -37,11 +40,11 @@ class LockUnavailable(ReconcilerError):
 
 
 class PreconditionFailed(ReconcilerError):
-    exit_code = 3
+    exit_code = ExitCode.STALE_PLAN
 
 
 class PolicyViolation(ReconcilerError):
-    exit_code = 4
+    exit_code = ExitCode.POLICY_VIOLATION
 
     def __init__(self, violations: list[str]) -> None:
         self.violations = violations
@@ -49,12 +52,12 @@ class PolicyViolation(ReconcilerError):
 
 
 class PartialApply(ReconcilerError):
-    exit_code = 5
+    exit_code = ExitCode.PARTIAL_APPLY
 
 
 class LockHeld(ReconcilerError):
-    exit_code = 6
+    exit_code = ExitCode.LOCK_HELD
 
 
 class Declined(ReconcilerError):
-    exit_code = 7
+    exit_code = ExitCode.DECLINED

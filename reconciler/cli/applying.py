@@ -28,6 +28,7 @@ from reconciler.cli.options import (
 )
 from reconciler.cli.rehearsal import RehearsalFailed
 from reconciler.errors import Declined, PartialApply, PolicyViolation, ReconcilerError
+from reconciler.exitcodes import ExitCode
 from reconciler.model.desired import DesiredState, load
 from reconciler.model.plan import Plan
 from reconciler.render.plan import load_plan
@@ -49,9 +50,6 @@ from reconciler.run.connection import client_settings, endpoint, lock_scope
 from reconciler.run.lock import account_lock
 from reconciler.run.rehearse import actual_fills, comparison_lines, rehearse_account, summary_lines
 from reconciler.run.workflow import ApplyOptions, apply_account, narrow, plan_account
-
-EXIT_CHANGES_REMAIN = 2  # applied what could be; some symbols' changes cannot be made
-
 
 NO_TERMINAL = "confirmation needs a terminal; use --auto-approve"
 
@@ -156,9 +154,9 @@ def apply_from_options(
         _emit_json(console, run, output_format, error.exit_code, str(error))
         raise
     except click.exceptions.Exit as done:
-        _emit_json(console, run, output_format, done.exit_code, None)
+        _emit_json(console, run, output_format, ExitCode(done.exit_code), None)
         raise
-    _emit_json(console, run, output_format, 0, None)
+    _emit_json(console, run, output_format, ExitCode.OK, None)
 
 
 @dataclass
@@ -170,7 +168,7 @@ class _Run:
 
 
 def _emit_json(
-    console: Console, run: _Run, output_format: str, exit_code: int, message: str | None
+    console: Console, run: _Run, output_format: str, exit_code: ExitCode, message: str | None
 ) -> None:
     """With `--format json`, the one document on stdout, whatever the ending."""
     if output_format != "json" or run.plan is None:
@@ -190,7 +188,7 @@ def _emit_json(
         ending = "no_changes"
     else:
         ending = "not_applied"
-    if exit_code == EXIT_CHANGES_REMAIN:
+    if exit_code == ExitCode.CHANGES:  # applied what could be; some changes cannot be made
         ending = "changes_remain"
     document = apply_document(run.plan, report, result=ending, exit_code=exit_code, message=message)
     console.data(render_apply_document(document))
@@ -282,7 +280,7 @@ def _apply_one(
                 symbols = [result.symbol for result in rehearsal.symbols]
                 actual = asyncio.run(actual_fills(settings, symbols, started_ms))
                 console.note("\n".join(comparison_lines(rehearsal, actual)))
-    if report.exit_code != 0:
+    if report.exit_code != ExitCode.OK:
         _failed(console, report)
     if plan.infeasible:
         console.note("Apply complete: the rest converged.")
@@ -309,7 +307,7 @@ def _changes_remain(console: Console, plan: Plan) -> None:
     console.note("Changes remain: these symbols were left alone:")
     for problem in plan.infeasible:
         console.note(f"  - {problem}")
-    raise click.exceptions.Exit(EXIT_CHANGES_REMAIN)
+    raise click.exceptions.Exit(ExitCode.CHANGES)
 
 
 def _apply_many(
@@ -354,13 +352,13 @@ def _apply_many(
     for outcome in outcomes:
         if outcome.report is not None:
             console.note(f"{header(outcome)}: {outcome.report.summary()}")
-            if outcome.report.exit_code != 0:
+            if outcome.report.exit_code != ExitCode.OK:
                 console.note(outcome.report.table())
         elif outcome.error is not None:
             console.note(f"{header(outcome)}: {outcome.error}")
         elif outcome.plan is not None and outcome.plan.violations:
             console.note(f"{header(outcome)}: policy violation, nothing was sent")
-        if outcome.code == 2 and outcome.plan is not None:
+        if outcome.code == ExitCode.CHANGES and outcome.plan is not None:
             console.note(f"{header(outcome)}: changes remain, these symbols were left alone:")
             for problem in outcome.plan.infeasible:
                 console.note(f"  - {problem}")

@@ -18,13 +18,12 @@ import click
 from reconciler.cli.console import Console
 from reconciler.cli.many import files_option, finish, single_file
 from reconciler.cli.options import FORMATS, endpoint_options, now_ms
+from reconciler.exitcodes import ExitCode, most_severe
 from reconciler.run.connection import client_settings, endpoint
 
 if TYPE_CHECKING:
     from reconciler.run.accounts import Outcome
     from reconciler.run.drift import DriftReport, IgnoreRule
-
-EXIT_DRIFT = 2
 
 
 def _rules(values: tuple[str, ...]) -> list[IgnoreRule]:
@@ -83,7 +82,7 @@ def drift(
     report = detect(planned, rules, source=str(file))
     console.data(render_drift(report, output_format))
     if report.drifted:
-        raise click.exceptions.Exit(EXIT_DRIFT)
+        raise click.exceptions.Exit(ExitCode.CHANGES)
 
 
 def _drift_many(
@@ -99,7 +98,6 @@ def _drift_many(
     from reconciler.run.accounts import (
         group_json,
         load_accounts,
-        most_severe,
         plan_all,
         render_group,
     )
@@ -137,8 +135,8 @@ def _drift_many(
     finish(console, outcomes, codes)
 
 
-def _code(outcome: Outcome, report: DriftReport | None) -> int:
+def _code(outcome: Outcome, report: DriftReport | None) -> ExitCode:
     """Drift is exit 2; a policy violation of the would-be plan is still just drift here."""
     if outcome.error is not None or report is None:
         return outcome.code
-    return EXIT_DRIFT if report.drifted else 0
+    return ExitCode.CHANGES if report.drifted else ExitCode.OK

@@ -27,12 +27,11 @@ from reconciler.cli.options import (
     write_private,
 )
 from reconciler.errors import PolicyViolation, ReconcilerError
+from reconciler.exitcodes import ExitCode, most_severe
 from reconciler.run.connection import client_settings, endpoint
 
 if TYPE_CHECKING:
     from reconciler.run.accounts import Outcome
-
-EXIT_CHANGES = 2
 
 
 @click.command("plan")
@@ -115,7 +114,7 @@ def plan(
     if result.violations:
         raise PolicyViolation(list(result.violations))
     if detailed_exitcode and (result.actions or result.infeasible):
-        raise click.exceptions.Exit(EXIT_CHANGES)
+        raise click.exceptions.Exit(ExitCode.CHANGES)
 
 
 def _plan_many(
@@ -132,7 +131,7 @@ def _plan_many(
     import asyncio
 
     from reconciler.render.plan import render_json
-    from reconciler.run.accounts import load_accounts, most_severe, plan_all, plan_file_name
+    from reconciler.run.accounts import load_accounts, plan_all, plan_file_name
 
     accounts = load_accounts(files, target)  # every file valid, or nothing is read
     if out is not None and out.exists() and not out.is_dir():
@@ -152,13 +151,13 @@ def _plan_many(
     finish(console, outcomes, codes)
 
 
-def _code(outcome: Outcome, detailed_exitcode: bool) -> int:
+def _code(outcome: Outcome, detailed_exitcode: bool) -> ExitCode:
     planned = outcome.plan
     if (
-        outcome.code == 0
+        outcome.code == ExitCode.OK
         and detailed_exitcode
         and planned
         and (planned.actions or planned.infeasible)
     ):
-        return EXIT_CHANGES
+        return ExitCode.CHANGES
     return outcome.code

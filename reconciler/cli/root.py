@@ -1,7 +1,8 @@
 """The `reconciler` command: a thin, lazy click group; each command lives in `reconciler.cli`.
 
 Errors are mapped to exit codes here and nowhere else: every `ReconcilerError` carries its
-exit code, click's own usage errors exit 1 like any other error (2 means "changes present").
+exit code (an `ExitCode`, see `reconciler.exitcodes`), click's own usage errors exit 1 like any
+other error (2 means "changes present").
 
 The commands are loaded only when one is run (or asked for its help): `COMMANDS` names the
 module of each and its one-line help, so `reconciler --help` lists them without importing the
@@ -22,8 +23,7 @@ import click
 from reconciler import __version__
 from reconciler.cli.console import set_output_style
 from reconciler.errors import ReconcilerError, SpecError
-
-EXIT_ERROR = 1
+from reconciler.exitcodes import ExitCode
 
 
 @dataclass(frozen=True)
@@ -176,10 +176,10 @@ def run(argv: list[str] | None = None) -> int:
         code = done.exit_code
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
-        code = EXIT_ERROR
+        code = ExitCode.ERROR
     except click.ClickException as error:
         error.show()
-        code = EXIT_ERROR
+        code = ExitCode.ERROR
     except SpecError as error:
         for problem in error.problems:
             click.echo(f"Error: {problem}", err=True)
@@ -187,7 +187,7 @@ def run(argv: list[str] | None = None) -> int:
     except ReconcilerError as error:
         click.echo(f"Error: {error}", err=True)
         code = error.exit_code
-    return code if isinstance(code, int) else 0
+    return code if isinstance(code, int) else ExitCode.OK
 
 
 def main() -> None:
