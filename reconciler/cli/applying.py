@@ -32,7 +32,7 @@ from reconciler.exitcodes import ExitCode
 from reconciler.model.desired import DesiredState, load
 from reconciler.model.plan import Plan
 from reconciler.render.plan import load_plan
-from reconciler.render.progress import PlainProgress, ProgressSink, RichProgress
+from reconciler.render.progress import NullProgress, PlainProgress, ProgressSink, RichProgress
 from reconciler.run.accounts import (
     Outcome,
     apply_all,
@@ -88,6 +88,7 @@ def _saved_plan(plan_file: Path) -> Plan:
 
 
 def apply_from_options(
+    console: Console,
     plan_file: Path | None,
     files: tuple[Path, ...],
     sandbox: bool,
@@ -107,8 +108,7 @@ def apply_from_options(
     lock_timeout: str,
     rehearse: bool,
 ) -> None:
-    """Run apply with the command line's values (the parameters of `apply`)."""
-    console = Console()
+    """Run apply with the run's console and the command line's values (`apply`'s parameters)."""
     if rehearse and (is_multi(files) or plan_file is not None):
         raise click.UsageError("--rehearse takes one file and plans afresh (no saved plan)")
     if not files:
@@ -256,7 +256,9 @@ def _apply_one(
             started_ms = now_ms()
             with ExitStack() as stack:
                 progress: ProgressSink
-                if console.interactive:
+                if console.quiet:
+                    progress = NullProgress()
+                elif console.interactive:
                     progress = stack.enter_context(RichProgress(console.err))
                 else:
                     progress = PlainProgress(console.err)
@@ -347,7 +349,7 @@ def _apply_many(
                 else declined(outcome)
                 for outcome in outcomes
             ]
-        outcomes = asyncio.run(apply_all(outcomes, options=options, log=console.err))
+        outcomes = asyncio.run(apply_all(outcomes, options=options, log=console.notes))
     outcomes = [changes_remaining(outcome) for outcome in outcomes]
     for outcome in outcomes:
         if outcome.report is not None:

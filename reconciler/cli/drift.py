@@ -18,6 +18,7 @@ import click
 from reconciler.cli.console import Console
 from reconciler.cli.many import files_option, finish, single_file
 from reconciler.cli.options import FORMATS, endpoint_options, now_ms
+from reconciler.cli.session import Session, pass_session
 from reconciler.exitcodes import ExitCode, most_severe
 from reconciler.run.connection import client_settings, endpoint
 
@@ -54,7 +55,9 @@ def _rules(values: tuple[str, ...]) -> list[IgnoreRule]:
     help="Known noise to leave out, e.g. BTC_USDT, SOL_USDT:orders, '*:tpsl'. Aspects: "
     "position, leverage, margin, tpsl, orders.",
 )
+@pass_session
 def drift(
+    session: Session,
     files: tuple[Path, ...],
     sandbox: bool,
     base_url: str | None,
@@ -69,7 +72,7 @@ def drift(
     from reconciler.run.drift import detect, render_drift
     from reconciler.run.workflow import plan_account
 
-    console = Console()
+    console = session.console
     rules = _rules(ignore)
     if is_multi(files):
         _drift_many(console, files, sandbox, base_url, output_format, rules)

@@ -26,6 +26,7 @@ from reconciler.cli.options import (
     render,
     write_private,
 )
+from reconciler.cli.session import Session, pass_session
 from reconciler.errors import PolicyViolation, ReconcilerError
 from reconciler.exitcodes import ExitCode, most_severe
 from reconciler.run.connection import client_settings, endpoint
@@ -58,7 +59,9 @@ if TYPE_CHECKING:
     help="Also run the plan on an in-process copy of the account and show what happened "
     "(nothing is sent to the exchange); exit 3 if the copy did not converge.",
 )
+@pass_session
 def plan(
+    session: Session,
     files: tuple[Path, ...],
     sandbox: bool,
     base_url: str | None,
@@ -78,7 +81,7 @@ def plan(
     from reconciler.run.accounts import is_multi
     from reconciler.run.workflow import narrow, plan_account
 
-    console = Console()
+    console = session.console
     if rehearse and is_multi(files):
         raise click.UsageError("--rehearse takes one file")
     if is_multi(files):

@@ -21,7 +21,8 @@ from typing import Any
 import click
 
 from reconciler import __version__
-from reconciler.cli.console import set_output_style
+from reconciler.cli.console import Console
+from reconciler.cli.session import Session
 from reconciler.errors import ReconcilerError, SpecError
 from reconciler.exitcodes import ExitCode
 
@@ -154,9 +155,11 @@ class LazyGroup(click.Group):
 )
 @click.option("-q", "--quiet", is_flag=True, help="Only results and errors: no notes on stderr.")
 @click.option("--no-color", is_flag=True, help="Never colour the output (also NO_COLOR=1).")
-def cli(verbose: int, quiet: bool, no_color: bool) -> None:
+@click.pass_context
+def cli(context: click.Context, verbose: int, quiet: bool, no_color: bool) -> None:
     """Plan and apply a desired futures portfolio on a Levret account."""
-    set_output_style(quiet=quiet, no_color=no_color)
+    # The one console of the run: every command takes it from here (`pass_session`).
+    context.obj = Session(Console.build(verbosity=verbose, quiet=quiet, no_color=no_color))
     if verbose:
         # Only our own loggers get louder: a transport library's debug lines are not ours
         # to vouch for, and must never be the place a header or a secret slips out.
