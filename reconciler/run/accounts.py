@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import io
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -53,6 +53,7 @@ __all__ = [
     "plan_all",
     "plan_file_name",
     "render_group",
+    "single_account",
     "with_saved_plans",
 ]
 
@@ -98,6 +99,15 @@ class AccountFile:
     @property
     def label(self) -> str:
         return str(self.path)
+
+
+def single_account(path: Path, targets: Sequence[str] = ()) -> AccountFile:
+    """One `-f FILE`, as a list of one would hold it: loaded, then narrowed to `targets`.
+
+    Not `load_accounts([path])`: one file keeps its own messages (`--target X: not a symbol
+    of this file`, the loader's own error for a missing file).
+    """
+    return AccountFile(path, narrow(load(path), targets))
 
 
 def plan_file_name(account: AccountFile) -> str:
@@ -151,6 +161,8 @@ class Outcome:
     error: str | None = None
     report: ApplyReport | None = None
     saved: bool = False  # the plan came from a file: a proposal, planned again before it runs
+    cause: ReconcilerError | None = field(default=None, compare=False, repr=False)
+    """The error behind `error`, kept so a run of one account can end with it as raised."""
 
     @property
     def user_id(self) -> str:
@@ -161,7 +173,16 @@ class Outcome:
         return self.account.desired.account.user_id or "?"
 
     def failed(self, error: ReconcilerError) -> Outcome:
-        return replace(self, code=error.exit_code, error=str(error))
+        return replace(self, code=error.exit_code, error=str(error), cause=error)
+
+    def raise_failure(self) -> None:
+        """Raise the error this account failed with, as it was raised (nothing if none).
+
+        A run of one account ends the way a plain command does: its error reaches the CLI's
+        one handler and prints as `Error: ...`, instead of in a section of its own.
+        """
+        if self.cause is not None:
+            raise self.cause
 
 
 def _resolve(accounts: Sequence[AccountFile], where: Endpoint) -> list[Outcome]:
