@@ -97,7 +97,7 @@ def rebalance(base_url: str, key_id: str, secret: str, desired: DesiredState) ->
     order_symbols: set[str] = set()
     page = 1
     while True:
-        data = api.request("GET", f"/order/open?user_id={user_id}&page={page}&page_size=100")
+        data = api.request("GET", f"/order/open?userId={user_id}&page={page}&pageSize=100")
         order_symbols.update(order["symbol"] for order in data["items"])
         if page * data["pageSize"] >= data["total"] or not data["items"]:
             break

@@ -12,6 +12,9 @@ its exit code rather than every command deciding it again.
     ├── LockHeld                    exit 6   another apply holds the account lock
     └── Declined                    exit 7   the user did not answer `yes`
 
+The codes are the members of `reconciler.exitcodes.ExitCode`, whose docstrings say what each
+means.
+
 A venue's errors derive from the root too, shaped by the one question apply must answer after
 every mutating call, *did the venue execute it?*:
 
@@ -37,11 +40,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from reconciler.exitcodes import ExitCode
+
 
 class ReconcilerError(Exception):
     """Base class; `exit_code` is what the CLI exits with when this reaches it."""
 
-    exit_code = 1
+    exit_code: ExitCode = ExitCode.ERROR
 
 
 class SpecError(ReconcilerError):
@@ -57,11 +62,11 @@ class LockUnavailable(ReconcilerError):
 
 
 class PreconditionFailed(ReconcilerError):
-    exit_code = 3
+    exit_code = ExitCode.STALE_PLAN
 
 
 class PolicyViolation(ReconcilerError):
-    exit_code = 4
+    exit_code = ExitCode.POLICY_VIOLATION
 
     def __init__(self, violations: list[str]) -> None:
         self.violations = violations
@@ -69,15 +74,15 @@ class PolicyViolation(ReconcilerError):
 
 
 class PartialApply(ReconcilerError):
-    exit_code = 5
+    exit_code = ExitCode.PARTIAL_APPLY
 
 
 class LockHeld(ReconcilerError):
-    exit_code = 6
+    exit_code = ExitCode.LOCK_HELD
 
 
 class Declined(ReconcilerError):
-    exit_code = 7
+    exit_code = ExitCode.DECLINED
 
 
 class VenueError(ReconcilerError):

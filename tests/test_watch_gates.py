@@ -14,7 +14,8 @@ import pytest
 
 from reconciler.errors import SpecError
 from reconciler.model.desired import Windows, loads
-from reconciler.model.plan import Action, Phase, Plan, Request
+from reconciler.model.intents import PlaceOrder
+from reconciler.model.plan import Action, Phase, Plan
 from reconciler.model.windows import WindowDecision, change_allowed, check_cron, cron_matches
 from reconciler.watch.breaker import CircuitBreaker
 from reconciler.watch.desired_file import DesiredFile
@@ -193,11 +194,12 @@ OPEN = WindowDecision(True, "no windows configured")
 
 
 def _plan(actions: int, *violations: str) -> Plan:
+    intent = PlaceOrder(
+        symbol="BTC_USDT", side="buy", order_type="limit", size=Decimal(1), price=Decimal(100)
+    )
     action = Action(
-        kind="place_order",
-        symbol="BTC_USDT",
+        intent=intent,
         phase=Phase.PLACE_ORDERS,
-        request=Request(method="POST", path="/order"),
         notional=Decimal(-100),
         reason="missing order",
     )

@@ -31,6 +31,7 @@ from reconciler.cli.options import (
     parallelism_option,
     visibility_timeout_option,
 )
+from reconciler.cli.session import Session, pass_session
 from reconciler.cli.stopping import stop_signals_like_ctrl_c
 from reconciler.defaults import DEFAULT_MAX_PRICE_MOVE_BPS
 
@@ -80,10 +81,11 @@ from reconciler.defaults import DEFAULT_MAX_PRICE_MOVE_BPS
     help="Run the plan on an in-process copy of the account first; send nothing (exit 3) "
     "unless the copy converged, then show predicted against actual fills.",
 )
-def apply(**params: Any) -> None:
+@pass_session
+def apply(session: Session, /, **params: Any) -> None:
     """Make the account match FILE, or execute the saved PLAN_FILE (or plan directory)."""
     from reconciler.cli.applying import apply_from_options
 
     with stop_signals_like_ctrl_c():
         # The parameters, with their types, are `apply_from_options`'s: they are named once.
-        apply_from_options(**params)
+        apply_from_options(session.console, **params)

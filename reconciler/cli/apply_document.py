@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.apply.engine import ActionResult, ApplyReport
+from reconciler.exitcodes import ExitCode
 from reconciler.jsonnum import dumps
 from reconciler.levret.requests import calls_for
 from reconciler.model.plan import Plan
@@ -54,7 +55,7 @@ def apply_document(
     report: ApplyReport | None,
     *,
     result: str,
-    exit_code: int,
+    exit_code: ExitCode,
     message: str | None = None,
 ) -> dict[str, Any]:
     """`result` names the ending (`converged`, `no_changes`, `interrupted`, ...)."""
@@ -62,7 +63,7 @@ def apply_document(
     return {
         "format_version": 1,
         "result": result,
-        "exit_code": exit_code,
+        "exit_code": int(exit_code),
         "message": message,
         "converged": report.converged if report is not None else result == "no_changes",
         "interrupted": report.interrupted if report is not None else False,

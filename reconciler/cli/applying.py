@@ -28,11 +28,12 @@ from reconciler.cli.options import (
 )
 from reconciler.cli.rehearsal import RehearsalFailed
 from reconciler.errors import Declined, PartialApply, PolicyViolation, ReconcilerError
+from reconciler.exitcodes import ExitCode
 from reconciler.levret.requests import calls_for
 from reconciler.model.desired import DesiredState, load
 from reconciler.model.plan import Plan
 from reconciler.render.plan import load_plan
-from reconciler.render.progress import PlainProgress, ProgressSink, RichProgress
+from reconciler.render.progress import NullProgress, PlainProgress, ProgressSink, RichProgress
 from reconciler.run.accounts import (
     Outcome,
     apply_all,
@@ -50,9 +51,6 @@ from reconciler.run.connection import client_settings, endpoint, lock_scope
 from reconciler.run.lock import account_lock
 from reconciler.run.rehearse import actual_fills, comparison_lines, rehearse_account, summary_lines
 from reconciler.run.workflow import ApplyOptions, apply_account, narrow, plan_account
-
-EXIT_CHANGES_REMAIN = 2  # applied what could be; some symbols' changes cannot be made
-
 
 NO_TERMINAL = "confirmation needs a terminal; use --auto-approve"
 
@@ -91,6 +89,7 @@ def _saved_plan(plan_file: Path) -> Plan:
 
 
 def apply_from_options(
+    console: Console,
     plan_file: Path | None,
     files: tuple[Path, ...],
     sandbox: bool,
@@ -110,8 +109,7 @@ def apply_from_options(
     lock_timeout: str,
     rehearse: bool,
 ) -> None:
-    """Run apply with the command line's values (the parameters of `apply`)."""
-    console = Console()
+    """Run apply with the run's console and the command line's values (`apply`'s parameters)."""
     if rehearse and (is_multi(files) or plan_file is not None):
         raise click.UsageError("--rehearse takes one file and plans afresh (no saved plan)")
     if not files:
@@ -157,9 +155,9 @@ def apply_from_options(
         _emit_json(console, run, output_format, error.exit_code, str(error))
         raise
     except click.exceptions.Exit as done:
-        _emit_json(console, run, output_format, done.exit_code, None)
+        _emit_json(console, run, output_format, ExitCode(done.exit_code), None)
         raise
-    _emit_json(console, run, output_format, 0, None)
+    _emit_json(console, run, output_format, ExitCode.OK, None)
 
 
 @dataclass
@@ -171,7 +169,7 @@ class _Run:
 
 
 def _emit_json(
-    console: Console, run: _Run, output_format: str, exit_code: int, message: str | None
+    console: Console, run: _Run, output_format: str, exit_code: ExitCode, message: str | None
 ) -> None:
     """With `--format json`, the one document on stdout, whatever the ending."""
     if output_format != "json" or run.plan is None:
@@ -191,7 +189,7 @@ def _emit_json(
         ending = "no_changes"
     else:
         ending = "not_applied"
-    if exit_code == EXIT_CHANGES_REMAIN:
+    if exit_code == ExitCode.CHANGES:  # applied what could be; some changes cannot be made
         ending = "changes_remain"
     document = apply_document(run.plan, report, result=ending, exit_code=exit_code, message=message)
     console.data(render_apply_document(document))
@@ -259,7 +257,9 @@ def _apply_one(
             started_ms = now_ms()
             with ExitStack() as stack:
                 progress: ProgressSink
-                if console.interactive:
+                if console.quiet:
+                    progress = NullProgress()
+                elif console.interactive:
                     progress = stack.enter_context(RichProgress(console.err))
                 else:
                     progress = PlainProgress(console.err)
@@ -283,7 +283,7 @@ def _apply_one(
                 symbols = [result.symbol for result in rehearsal.symbols]
                 actual = asyncio.run(actual_fills(settings, symbols, started_ms))
                 console.note("\n".join(comparison_lines(rehearsal, actual)))
-    if report.exit_code != 0:
+    if report.exit_code != ExitCode.OK:
         _failed(console, report)
     if plan.infeasible:
         console.note("Apply complete: the rest converged.")
@@ -310,7 +310,7 @@ def _changes_remain(console: Console, plan: Plan) -> None:
     console.note("Changes remain: these symbols were left alone:")
     for problem in plan.infeasible:
         console.note(f"  - {problem}")
-    raise click.exceptions.Exit(EXIT_CHANGES_REMAIN)
+    raise click.exceptions.Exit(ExitCode.CHANGES)
 
 
 def _apply_many(
@@ -350,18 +350,18 @@ def _apply_many(
                 else declined(outcome)
                 for outcome in outcomes
             ]
-        outcomes = asyncio.run(apply_all(outcomes, options=options, log=console.err))
+        outcomes = asyncio.run(apply_all(outcomes, options=options, log=console.notes))
     outcomes = [changes_remaining(outcome) for outcome in outcomes]
     for outcome in outcomes:
         if outcome.report is not None:
             console.note(f"{header(outcome)}: {outcome.report.summary()}")
-            if outcome.report.exit_code != 0:
+            if outcome.report.exit_code != ExitCode.OK:
                 console.note(outcome.report.table())
         elif outcome.error is not None:
             console.note(f"{header(outcome)}: {outcome.error}")
         elif outcome.plan is not None and outcome.plan.violations:
             console.note(f"{header(outcome)}: policy violation, nothing was sent")
-        if outcome.code == 2 and outcome.plan is not None:
+        if outcome.code == ExitCode.CHANGES and outcome.plan is not None:
             console.note(f"{header(outcome)}: changes remain, these symbols were left alone:")
             for problem in outcome.plan.infeasible:
                 console.note(f"  - {problem}")

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import click
 
-from reconciler.cli.console import Console
 from reconciler.cli.options import endpoint_options
+from reconciler.cli.session import Session, pass_session
 from reconciler.errors import ReconcilerError
 from reconciler.run.connection import client_settings, endpoint
 
@@ -38,14 +38,17 @@ class DoctorFailed(ReconcilerError):
     type=click.FloatRange(min=0),
     help="Seconds to wait for one Socket.IO event after the handshake.",
 )
-def doctor(sandbox: bool, base_url: str | None, output_format: str, stream_wait: float) -> None:
+@pass_session
+def doctor(
+    session: Session, sandbox: bool, base_url: str | None, output_format: str, stream_wait: float
+) -> None:
     """Read-only check of signing, clock, rate limits, every read's shape and the stream."""
     import asyncio
     import json
 
     from reconciler.levret.doctor import diagnose, render_text
 
-    console = Console()
+    console = session.console
     with endpoint(sandbox=sandbox, base_url=base_url) as where:
         settings = client_settings(where)
         report = asyncio.run(diagnose(settings, stream_wait_s=stream_wait))

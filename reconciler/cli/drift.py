@@ -18,13 +18,13 @@ import click
 from reconciler.cli.console import Console
 from reconciler.cli.many import files_option, finish, single_file
 from reconciler.cli.options import FORMATS, endpoint_options, now_ms
-from reconciler.run.connection import client_settings, endpoint
+from reconciler.cli.session import Session, pass_session
+from reconciler.exitcodes import ExitCode, most_severe
+from reconciler.run.connection import endpoint
 
 if TYPE_CHECKING:
     from reconciler.run.accounts import Outcome
     from reconciler.run.drift import DriftReport, IgnoreRule
-
-EXIT_DRIFT = 2
 
 
 def _rules(values: tuple[str, ...]) -> list[IgnoreRule]:
@@ -55,7 +55,9 @@ def _rules(values: tuple[str, ...]) -> list[IgnoreRule]:
     help="Known noise to leave out, e.g. BTC_USDT, SOL_USDT:orders, '*:tpsl'. Aspects: "
     "position, leverage, margin, tpsl, orders.",
 )
+@pass_session
 def drift(
+    session: Session,
     files: tuple[Path, ...],
     sandbox: bool,
     base_url: str | None,
@@ -65,47 +67,14 @@ def drift(
     """Report how the account differs from FILE; exit 2 on drift. Sends nothing."""
     import asyncio
 
-    from reconciler.model.desired import load
-    from reconciler.run.accounts import is_multi
+    from reconciler.run.accounts import is_multi, load_accounts, plan_all, single_account
     from reconciler.run.drift import detect, render_drift
-    from reconciler.run.workflow import plan_account
 
-    console = Console()
+    console = session.console
     rules = _rules(ignore)
-    if is_multi(files):
-        _drift_many(console, files, sandbox, base_url, output_format, rules)
-        return
-    file = single_file(files)
-    desired = load(file)
-    with endpoint(sandbox=sandbox, base_url=base_url) as where:
-        settings = client_settings(where, desired)
-        planned = asyncio.run(plan_account(settings, desired, now_ms=now_ms()))
-    report = detect(planned, rules, source=str(file))
-    console.data(render_drift(report, output_format))
-    if report.drifted:
-        raise click.exceptions.Exit(EXIT_DRIFT)
-
-
-def _drift_many(
-    console: Console,
-    files: tuple[Path, ...],
-    sandbox: bool,
-    base_url: str | None,
-    output_format: str,
-    rules: list[IgnoreRule],
-) -> None:
-    import asyncio
-
-    from reconciler.run.accounts import (
-        group_json,
-        load_accounts,
-        most_severe,
-        plan_all,
-        render_group,
-    )
-    from reconciler.run.drift import detect, drift_data, render_drift
-
-    accounts = load_accounts(files)
+    # One account is a list of one: read, planned, judged and coded by the same path.
+    many = is_multi(files)
+    accounts = load_accounts(files) if many else [single_account(single_file(files))]
     with endpoint(sandbox=sandbox, base_url=base_url) as where:
         outcomes = asyncio.run(plan_all(accounts, where, now_ms=now_ms()))
     reports = {
@@ -117,6 +86,26 @@ def _drift_many(
         replace(outcome, code=_code(outcome, reports.get(outcome.account.label)))
         for outcome in outcomes
     ]
+    if many:
+        _show_many(console, outcomes, reports, output_format)
+    else:
+        (outcome,) = outcomes
+        outcome.raise_failure()
+        console.data(render_drift(reports[outcome.account.label], output_format))
+        if outcome.code != ExitCode.OK:
+            raise click.exceptions.Exit(outcome.code)
+
+
+def _show_many(
+    console: Console,
+    outcomes: list[Outcome],
+    reports: dict[str, DriftReport],
+    output_format: str,
+) -> None:
+    """Several accounts: one section each (JSON: one document), a summary, the worst code."""
+    from reconciler.run.accounts import group_json, render_group
+    from reconciler.run.drift import drift_data, render_drift
+
     codes = [outcome.code for outcome in outcomes]
     if output_format == "json":
         console.data(
@@ -137,8 +126,8 @@ def _drift_many(
     finish(console, outcomes, codes)
 
 
-def _code(outcome: Outcome, report: DriftReport | None) -> int:
+def _code(outcome: Outcome, report: DriftReport | None) -> ExitCode:
     """Drift is exit 2; a policy violation of the would-be plan is still just drift here."""
     if outcome.error is not None or report is None:
         return outcome.code
-    return EXIT_DRIFT if report.drifted else 0
+    return ExitCode.CHANGES if report.drifted else ExitCode.OK

@@ -13,13 +13,14 @@ from typing import Any
 import click
 
 from reconciler.apply.journal import read_journal
-from reconciler.cli.console import Console
 from reconciler.cli.options import dump_json
+from reconciler.cli.session import Session, pass_session
 from reconciler.jsonnum import dumps
 from reconciler.run.connection import STATE_DIR
 from reconciler.run.history import JournalSummary, calls_of, find_journal, list_journals, summarize
 
 DEFAULT_JOURNAL_DIR = STATE_DIR / "journal"
+_DIRECTORY_META = "reconciler.history.directory"
 
 _directory_option = click.option(
     "--dir",
@@ -60,13 +61,14 @@ def _listing(summaries: list[JournalSummary]) -> str:
 @_directory_option
 @_format_option
 @click.pass_context
-def history(context: click.Context, directory: Path, output_format: str) -> None:
+@pass_session
+def history(session: Session, context: click.Context, directory: Path, output_format: str) -> None:
     """List past applies (time, account, calls sent, result) from their journals."""
-    context.obj = directory
+    context.meta[_DIRECTORY_META] = directory  # for `history show`
     if context.invoked_subcommand is not None:
         return
     summaries = list_journals(directory)
-    console = Console()
+    console = session.console
     if output_format == "json":
         console.data(dump_json({"journals": [item.data() for item in summaries]}))
     else:
@@ -103,14 +105,16 @@ def _show_text(summary: JournalSummary, calls: list[dict[str, Any]]) -> str:
 @history.command("show")
 @click.argument("journal_id", metavar="ID")
 @_format_option
-@click.pass_obj
-def show(directory: Path, journal_id: str, output_format: str) -> None:
+@click.pass_context
+@pass_session
+def show(session: Session, context: click.Context, journal_id: str, output_format: str) -> None:
     """Render one past apply: every call and its final outcome."""
+    directory: Path = context.meta[_DIRECTORY_META]
     path = find_journal(directory, journal_id)
     records = read_journal(path)
     summary = summarize(path)
     calls = calls_of(records)
-    console = Console()
+    console = session.console
     if output_format == "json":
         document = {**summary.data(), "actions": calls, "records": records}
         console.data(dumps(document).decode("utf-8"))

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from reconciler.cli.console import Console
 from reconciler.cli.options import endpoint_options, write_private
+from reconciler.cli.session import Session, pass_session
 from reconciler.run.connection import client_settings, endpoint
 
 if TYPE_CHECKING:
@@ -46,7 +46,9 @@ async def _read(settings: ClientSettings, symbols: tuple[str, ...]) -> Snapshot:
     help="Write the file here (default stdout).",
 )
 @click.option("--user-id", help="The account's user id (default $LEVRET_USER_ID, or demo).")
+@pass_session
 def import_(
+    session: Session,
     sandbox: bool,
     base_url: str | None,
     symbols: tuple[str, ...],
@@ -59,7 +61,7 @@ def import_(
     from reconciler.model.desired import DesiredState
     from reconciler.plan.importer import desired_document, dump_yaml
 
-    console = Console()
+    console = session.console
     account = DesiredState.model_validate({"version": 1, "account": {"user_id": user_id}})
     with endpoint(sandbox=sandbox, base_url=base_url) as where:
         snapshot = asyncio.run(_read(client_settings(where, account), symbols))

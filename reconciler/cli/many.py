@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from reconciler.cli.options import render
+from reconciler.exitcodes import ExitCode, most_severe
 
 if TYPE_CHECKING:
     from reconciler.cli.console import Console
@@ -44,21 +45,24 @@ def single_file(files: Sequence[Path]) -> Path:
     return files[0]
 
 
-def finish(console: Console, outcomes: Sequence[Outcome], codes: Sequence[int]) -> None:
+def finish(console: Console, outcomes: Sequence[Outcome], codes: Sequence[ExitCode]) -> None:
     """Say each account's code on stderr and exit with the most severe (see `SEVERITY`)."""
-    from reconciler.run.accounts import most_severe
 
     code = most_severe(codes)
     listed = ", ".join(
         f"{outcome.account.label}: {each}" for outcome, each in zip(outcomes, codes, strict=True)
     )
     console.note(f"{len(outcomes)} account(s), exit {code} ({listed}).")
-    if code:
+    if code != ExitCode.OK:
         raise click.exceptions.Exit(code)
 
 
 def show_plans(
-    console: Console, outcomes: Sequence[Outcome], output_format: str, *, code: int = 0
+    console: Console,
+    outcomes: Sequence[Outcome],
+    output_format: str,
+    *,
+    code: ExitCode = ExitCode.OK,
 ) -> None:
     """Every account's plan on stdout, one section each (JSON: one document)."""
     from reconciler.levret.requests import calls_for

@@ -1,7 +1,8 @@
 """The `reconciler` command: a thin, lazy click group; each command lives in `reconciler.cli`.
 
 Errors are mapped to exit codes here and nowhere else: every `ReconcilerError` carries its
-exit code, click's own usage errors exit 1 like any other error (2 means "changes present").
+exit code (an `ExitCode`, see `reconciler.exitcodes`), click's own usage errors exit 1 like any
+other error (2 means "changes present").
 
 The commands are loaded only when one is run (or asked for its help): `COMMANDS` names the
 module of each and its one-line help, so `reconciler --help` lists them without importing the
@@ -20,10 +21,10 @@ from typing import Any
 import click
 
 from reconciler import __version__
-from reconciler.cli.console import set_output_style
+from reconciler.cli.console import Console
+from reconciler.cli.session import Session
 from reconciler.errors import ReconcilerError, SpecError
-
-EXIT_ERROR = 1
+from reconciler.exitcodes import ExitCode
 
 
 @dataclass(frozen=True)
@@ -154,9 +155,11 @@ class LazyGroup(click.Group):
 )
 @click.option("-q", "--quiet", is_flag=True, help="Only results and errors: no notes on stderr.")
 @click.option("--no-color", is_flag=True, help="Never colour the output (also NO_COLOR=1).")
-def cli(verbose: int, quiet: bool, no_color: bool) -> None:
+@click.pass_context
+def cli(context: click.Context, verbose: int, quiet: bool, no_color: bool) -> None:
     """Plan and apply a desired futures portfolio on a Levret account."""
-    set_output_style(quiet=quiet, no_color=no_color)
+    # The one console of the run: every command takes it from here (`pass_session`).
+    context.obj = Session(Console.build(verbosity=verbose, quiet=quiet, no_color=no_color))
     if verbose:
         # Only our own loggers get louder: a transport library's debug lines are not ours
         # to vouch for, and must never be the place a header or a secret slips out.
@@ -176,10 +179,10 @@ def run(argv: list[str] | None = None) -> int:
         code = done.exit_code
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
-        code = EXIT_ERROR
+        code = ExitCode.ERROR
     except click.ClickException as error:
         error.show()
-        code = EXIT_ERROR
+        code = ExitCode.ERROR
     except SpecError as error:
         for problem in error.problems:
             click.echo(f"Error: {problem}", err=True)
@@ -187,7 +190,7 @@ def run(argv: list[str] | None = None) -> int:
     except ReconcilerError as error:
         click.echo(f"Error: {error}", err=True)
         code = error.exit_code
-    return code if isinstance(code, int) else 0
+    return code if isinstance(code, int) else ExitCode.OK
 
 
 def main() -> None:

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import click
 
-from reconciler.cli.console import Console
 from reconciler.cli.options import dump_json
+from reconciler.cli.session import Session, pass_session
 
 
 @click.command("schema")
-def schema() -> None:
+@pass_session
+def schema(session: Session) -> None:
     """Print the JSON Schema of the desired-state file."""
     from reconciler.model.desired import json_schema
 
-    Console().data(dump_json(json_schema()))
+    session.console.data(dump_json(json_schema()))

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import click
 
-from reconciler.cli.console import Console
 from reconciler.cli.options import format_option, render
+from reconciler.cli.session import Session, pass_session
 from reconciler.errors import PolicyViolation, ReconcilerError
 
 
@@ -28,14 +28,15 @@ from reconciler.errors import PolicyViolation, ReconcilerError
     help="The desired-state file whose policy the saved calls are checked against.",
 )
 @format_option
-def show(plan_file: Path, desired_file: Path | None, output_format: str) -> None:
+@pass_session
+def show(session: Session, plan_file: Path, desired_file: Path | None, output_format: str) -> None:
     """Render the saved plan PLAN_FILE, its calls checked against the policy again."""
     from reconciler.apply.proposal import saved_violations
     from reconciler.levret.requests import calls_for
     from reconciler.model.desired import load
     from reconciler.render.plan import load_plan
 
-    console = Console()
+    console = session.console
     desired = load(desired_file) if desired_file is not None else None
     try:
         saved = load_plan(plan_file.read_bytes(), calls_for=calls_for)

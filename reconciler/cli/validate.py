@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from reconciler.cli.console import Console
 from reconciler.cli.options import dump_json, endpoint_options
+from reconciler.cli.session import Session, pass_session
 from reconciler.errors import SpecError
 from reconciler.run.connection import endpoint, public_settings
 
@@ -73,8 +73,14 @@ async def _fetch_specs(settings: ClientSettings) -> dict[str, SymbolSpec]:
     show_default=True,
     help="json: one document on stdout, each problem with file, line, column, field, message.",
 )
+@pass_session
 def validate(
-    files: tuple[Path, ...], sandbox: bool, base_url: str | None, offline: bool, output_format: str
+    session: Session,
+    files: tuple[Path, ...],
+    sandbox: bool,
+    base_url: str | None,
+    offline: bool,
+    output_format: str,
 ) -> None:
     """Check desired-state FILES; every problem is listed with file, line and field."""
     import asyncio
@@ -82,7 +88,7 @@ def validate(
     from reconciler.levret.errors import LevretError
     from reconciler.model.desired import check_against_specs, load
 
-    console = Console()
+    console = session.console
     specs_checked = False
     problems: list[str] = []
     loaded = []

@@ -12,30 +12,22 @@ file containing one. The run is all-or-nothing only where that is safe:
   failure in one (missing credentials, network, policy, stale plan, lock) is reported in
   its own section and does not stop the others, and the run exits with the most severe code.
 
-Severity, most severe first (`SEVERITY`): 5 > 1 > 4 > 3 > 6 > 7 > 2 > 0.
-
-- 5 (partial apply / not converged) is the only outcome where calls were sent and the account
-  is somewhere nobody planned: someone must look now, so nothing may mask it.
-- 1 (error) means we do not know the account's state, or the input is wrong.
-- 4 (policy violation) needs the file or the policy changed: a human decision, nothing sent.
-- 3 (stale plan) is fixed by planning again; nothing sent.
-- 6 (lock held) is transient: another apply is running, retry later; nothing sent.
-- 7 (declined) is the operator's own choice, not a fault.
-- 2 (changes present / drift) is information, and must not hide any failure above.
-- 0 success.
+The run's code is the most severe of the accounts' codes, in the one order
+`reconciler.exitcodes.SEVERITY` states (and docs/gitops.md explains).
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
 from reconciler.apply.engine import ApplyReport
 from reconciler.errors import PreconditionFailed, ReconcilerError, SpecError
+from reconciler.exitcodes import ExitCode
 from reconciler.jsonnum import dumps
 from reconciler.levret.requests import calls_for
 from reconciler.levret.settings import ClientSettings
@@ -47,7 +39,6 @@ from reconciler.run.connection import Endpoint, client_settings
 from reconciler.run.workflow import ApplyOptions, apply_account, narrow, plan_account
 
 __all__ = [
-    "SEVERITY",
     "AccountFile",
     "Outcome",
     "apply_all",
@@ -59,26 +50,15 @@ __all__ = [
     "is_multi",
     "load_accounts",
     "load_saved_plans",
-    "most_severe",
     "needs_apply",
     "plan_all",
     "plan_file_name",
     "render_group",
+    "single_account",
     "with_saved_plans",
 ]
 
-SEVERITY: tuple[int, ...] = (5, 1, 4, 3, 6, 7, 2, 0)
 YAML_SUFFIXES = (".yaml", ".yml")
-
-
-def most_severe(codes: Iterable[int]) -> int:
-    """The code of the run: the most severe of the accounts' codes (0 for none)."""
-    rank = {code: index for index, code in enumerate(SEVERITY)}
-    worst = 0
-    for code in codes:
-        if rank.get(code, 1) < rank.get(worst, len(SEVERITY)):
-            worst = code
-    return worst
 
 
 def is_multi(paths: Sequence[Path]) -> bool:
@@ -120,6 +100,15 @@ class AccountFile:
     @property
     def label(self) -> str:
         return str(self.path)
+
+
+def single_account(path: Path, targets: Sequence[str] = ()) -> AccountFile:
+    """One `-f FILE`, as a list of one would hold it: loaded, then narrowed to `targets`.
+
+    Not `load_accounts([path])`: one file keeps its own messages (`--target X: not a symbol
+    of this file`, the loader's own error for a missing file).
+    """
+    return AccountFile(path, narrow(load(path), targets))
 
 
 def plan_file_name(account: AccountFile) -> str:
@@ -167,12 +156,14 @@ class Outcome:
     """What happened to one account; `code` is its exit code under the project's contract."""
 
     account: AccountFile
-    code: int = 0
+    code: ExitCode = ExitCode.OK
     settings: ClientSettings | None = None
     plan: Plan | None = None
     error: str | None = None
     report: ApplyReport | None = None
     saved: bool = False  # the plan came from a file: a proposal, planned again before it runs
+    cause: ReconcilerError | None = field(default=None, compare=False, repr=False)
+    """The error behind `error`, kept so a run of one account can end with it as raised."""
 
     @property
     def user_id(self) -> str:
@@ -183,7 +174,16 @@ class Outcome:
         return self.account.desired.account.user_id or "?"
 
     def failed(self, error: ReconcilerError) -> Outcome:
-        return replace(self, code=error.exit_code, error=str(error))
+        return replace(self, code=error.exit_code, error=str(error), cause=error)
+
+    def raise_failure(self) -> None:
+        """Raise the error this account failed with, as it was raised (nothing if none).
+
+        A run of one account ends the way a plain command does: its error reaches the CLI's
+        one handler and prints as `Error: ...`, instead of in a section of its own.
+        """
+        if self.cause is not None:
+            raise self.cause
 
 
 def _resolve(accounts: Sequence[AccountFile], where: Endpoint) -> list[Outcome]:
@@ -238,9 +238,14 @@ async def plan_all(
         planned = await plan_account(
             outcome.settings, outcome.account.desired, now_ms=now_ms, allow_flatten=allow_flatten
         )
-        return replace(outcome, plan=planned, code=4 if planned.violations else 0)
+        return replace(outcome, plan=planned, code=_planned_code(planned))
 
     return await _each(_resolve(accounts, where), one)
+
+
+def _planned_code(planned: Plan) -> ExitCode:
+    """A plan that breaks the policy is exit 4 before anything is sent; any other is 0."""
+    return ExitCode.POLICY_VIOLATION if planned.violations else ExitCode.OK
 
 
 def load_saved_plans(plan_dir: Path, accounts: Sequence[AccountFile]) -> dict[str, Plan]:
@@ -273,8 +278,7 @@ def with_saved_plans(
                 )
             )
         elif outcome.error is None:
-            code = 4 if planned.violations else 0
-            outcome = replace(outcome, plan=planned, code=code, saved=True)
+            outcome = replace(outcome, plan=planned, code=_planned_code(planned), saved=True)
         outcomes.append(outcome)
     return outcomes
 
@@ -300,7 +304,7 @@ def needs_apply(outcome: Outcome) -> bool:
     """Planned without error or violation, and with calls to make."""
     planned = outcome.plan
     return (
-        outcome.code == 0
+        outcome.code == ExitCode.OK
         and outcome.error is None
         and planned is not None
         and bool(planned.actions)
@@ -309,13 +313,15 @@ def needs_apply(outcome: Outcome) -> bool:
 
 def changes_remaining(outcome: Outcome) -> Outcome:
     """Exit 2 for an account that otherwise succeeded but left infeasible symbols alone."""
-    if outcome.code == 0 and outcome.plan is not None and outcome.plan.infeasible:
-        return replace(outcome, code=2)
+    if outcome.code == ExitCode.OK and outcome.plan is not None and outcome.plan.infeasible:
+        return replace(outcome, code=ExitCode.CHANGES)
     return outcome
 
 
 def declined(outcome: Outcome) -> Outcome:
-    return replace(outcome, code=7, error="declined at the prompt: nothing was sent")
+    """Exit 7 for an account whose operator did not answer `yes`: nothing is sent to it."""
+    error = "declined at the prompt: nothing was sent"
+    return replace(outcome, code=ExitCode.DECLINED, error=error)
 
 
 async def apply_all(
@@ -340,7 +346,7 @@ async def apply_all(
             options=options,
             saved=outcome.saved,
         )
-        return replace(outcome, report=report, code=report.exit_code)
+        return replace(outcome, report=report, code=ExitCode(report.exit_code))
 
     return await _each(outcomes, one)
 
@@ -373,7 +379,7 @@ def render_group(
     return "\n".join(f"{rule} {title} {rule}\n{text}\n" for title, text in sections)
 
 
-def group_json(outcomes: Sequence[Outcome], data: Callable[[Outcome], Any], code: int) -> str:
+def group_json(outcomes: Sequence[Outcome], data: Callable[[Outcome], Any], code: ExitCode) -> str:
     """`{"exit_code": N, "accounts": [{"file", "user_id", "exit_code", "error", ...}]}`."""
     document = {
         "exit_code": code,

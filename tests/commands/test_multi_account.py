@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.run.accounts import SEVERITY, most_severe
+from reconciler.exitcodes import SEVERITY, most_severe
 from tests.commands.cli_support import (
     EXAMPLES,
     Invoke,

@@ -282,7 +282,7 @@ async def test_secret_never_leaks_end_to_end(
         await attempt(client.get_order("nope"))  # NOT_FOUND
         await attempt(client.create_order("BTC_USDT", "buy", "limit", "0.0001", price="1"))
         await attempt(client.create_order("BTC_USDT", "buy", "market", "1000", leverage=1))
-        await attempt(client.send("GET", "/order/open?user_id=demo"))  # FORBIDDEN_SCOPE
+        await attempt(client.send("GET", "/order/open?userId=demo"))  # FORBIDDEN_SCOPE
         await attempt(client.cancel_all())
         sandbox.set_faults({"seed": 3, "drop_after_commit": 1.0})
         await attempt(client.create_order("BTC_USDT", "buy", "limit", "0.001", price="30000"))

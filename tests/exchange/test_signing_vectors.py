@@ -104,7 +104,7 @@ async def test_query_with_plus_at_and_space_is_signed_as_sent() -> None:
         request,
         "demo-secret",
         TS,
-        "/api/v1/order/open?user_id=a%2Bb%40c%20d&symbol=BTC_USDT&page=1&page_size=50",
+        "/api/v1/order/open?userId=a%2Bb%40c%20d&symbol=BTC_USDT&page=1&pageSize=50",
         b"",
         "8d80b843790ee8c2fa6ca0859698b17fda40b405f2aaba824036a39e02cc05e2",
     )

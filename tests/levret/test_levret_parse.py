@@ -146,7 +146,7 @@ def test_the_second_entity_is_named_by_index_and_id() -> None:
     ("method", "path", "label"),
     [
         ("GET", "/order/123", "GET /order/:id"),
-        ("GET", "/order/open?user_id=u", "GET /order/open"),
+        ("GET", "/order/open?userId=u", "GET /order/open"),
         ("POST", "/order/cancelAll", "POST /order/cancelAll"),
         ("POST", "/positions/77/tpsl", "POST /positions/:id/tpsl"),
         ("GET", "/trade/user/alice", "GET /trade/user/:userId"),

@@ -124,7 +124,7 @@ def test_another_users_id_is_forbidden(sandbox: RunningSandbox) -> None:
     response = signed_request(sandbox.base_url, "POST", ORDER + "/cancelAll", cancel_all)
     expect_error(response, 403, "FORBIDDEN_SCOPE")
     for target in (
-        API_PREFIX + "/order/open?user_id=alice",
+        API_PREFIX + "/order/open?userId=alice",
         API_PREFIX + "/trade/user/alice",
     ):
         expect_error(signed_request(sandbox.base_url, "GET", target), 403, "FORBIDDEN_SCOPE")
@@ -169,11 +169,11 @@ def test_malformed_order_bodies(sandbox: RunningSandbox, body: bytes) -> None:
     [
         "/order/open?page=0",
         "/order/open?page=abc",
-        "/order/open?page_size=101",
-        "/order/open?page_size=0",
+        "/order/open?pageSize=101",
+        "/order/open?pageSize=0",
         "/order/open?page=1&page=2",
         "/order/open?startTime=-5",
-        "/trade/user/demo?page_size=1.5",
+        "/trade/user/demo?pageSize=1.5",
         "/wallet/balance-history?days=0",
         "/wallet/balance-history?days=366",
     ],

@@ -58,7 +58,7 @@ def test_documented_order_example_round_trip(sandbox: RunningSandbox) -> None:
     assert order["status"] in {"open", "partially_filled", "filled"}
 
     assert get(sandbox, f"/order/{order['id']}")["id"] == order["id"]
-    fills = get(sandbox, f"/trade/order/{order['id']}?page=1&page_size=10")
+    fills = get(sandbox, f"/trade/order/{order['id']}?page=1&pageSize=10")
     assert set(fills) == {"items", "page", "pageSize", "total"}
     assert (
         sum(f["size"] for f in fills["items"])
@@ -74,7 +74,7 @@ def test_open_orders_cancel_and_cancel_all(sandbox: RunningSandbox) -> None:
          "size": Decimal("0.01"), "price": 40000},
     )  # fmt: skip
     assert resting["status"] == "open"
-    page = get(sandbox, "/order/open?user_id=demo&symbol=BTC_USDT&page=1&page_size=50")
+    page = get(sandbox, "/order/open?userId=demo&symbol=BTC_USDT&page=1&pageSize=50")
     assert resting["id"] in [o["id"] for o in page["items"]]
     assert page["page"] == 1 and page["pageSize"] == 50 and page["total"] >= 1
 
@@ -126,7 +126,7 @@ def test_wallet_and_trade_history(sandbox: RunningSandbox) -> None:
     assert history[0]["type"] == "deposit"
     assert history[-1]["balance"] == overview["walletBalance"]
 
-    trades = get(sandbox, "/trade/user/demo?symbol=BTC_USDT&page=1&page_size=10")
+    trades = get(sandbox, "/trade/user/demo?symbol=BTC_USDT&page=1&pageSize=10")
     assert trades["total"] >= 1 and all(t["symbol"] == "BTC_USDT" for t in trades["items"])
     every = get(sandbox, "/trade/user/demo")
     assert sum(t["fee"] for t in every["items"]) == overview["totalFees"]

@@ -34,7 +34,7 @@ def snapshot(base_url: str) -> dict[str, Any]:
         "overview": read("/wallet/account-overview"),
         "positions": read("/positions"),
         "orders": read("/order/open"),
-        "trades": read("/trade/user/demo?page_size=100"),
+        "trades": read("/trade/user/demo?pageSize=100"),
     }
 
 
@@ -149,10 +149,10 @@ def test_fifty_concurrent_clients_add_up(sandbox_factory: SandboxFactory) -> Non
         if index % 4 == 3:
             mark = 45000 if symbol == "BTC_USDT" else 2500
             body.update(
-                order_type="limit", price=mark - 100 if body["side"] == "buy" else mark + 100
+                orderType="limit", price=mark - 100 if body["side"] == "buy" else mark + 100
             )
         else:
-            body.update(order_type="market", leverage=5)
+            body.update(orderType="market", leverage=5)
         return user, body
 
     async def place(client: httpx.AsyncClient, index: int) -> dict[str, Any]:
@@ -198,8 +198,8 @@ def test_fifty_concurrent_clients_add_up(sandbox_factory: SandboxFactory) -> Non
 
         overview = read("/wallet/account-overview")
         positions = read("/positions")
-        trades = read(f"/trade/user/{user}?page_size=100")["items"]
-        open_orders = read("/order/open?page_size=100")["items"]
+        trades = read(f"/trade/user/{user}?pageSize=100")["items"]
+        open_orders = read("/order/open?pageSize=100")["items"]
         mine = [o for o in placed if o["userId"] == user]
         assert len(mine) == 10
 

@@ -82,7 +82,7 @@ def test_slippage_moves_the_fill_against_the_taker(exchange: Exchange) -> None:
 
 
 def test_marketable_limit_fills_at_once_at_the_mark(exchange: Exchange) -> None:
-    placed = order(exchange, order_type="limit", price=D(46000))
+    placed = order(exchange, orderType="limit", price=D(46000))
     assert placed["status"] == "filled"
     assert placed["avgFillPrice"] == D(45000)
     [fill] = exchange.order_trades("u1", placed["id"], 1, 50, None, None)["items"]
@@ -90,7 +90,7 @@ def test_marketable_limit_fills_at_once_at_the_mark(exchange: Exchange) -> None:
 
 
 def test_resting_limit_reserves_margin_until_cancelled(exchange: Exchange) -> None:
-    placed = order(exchange, order_type="limit", price=D(40000), leverage=5)
+    placed = order(exchange, orderType="limit", price=D(40000), leverage=5)
     assert placed["status"] == "open"
     overview = exchange.account_overview("u1")
     assert overview["orderMargin"] == D(800)
@@ -103,7 +103,7 @@ def test_resting_limit_reserves_margin_until_cancelled(exchange: Exchange) -> No
 
 
 def test_resting_limit_fills_as_maker_when_the_mark_crosses(exchange: Exchange) -> None:
-    placed = order(exchange, order_type="limit", price=D(44000), size=D(1))
+    placed = order(exchange, orderType="limit", price=D(44000), size=D(1))
     exchange.set_prices({"BTC_USDT": D(44500)})
     assert exchange.get_order("u1", placed["id"])["status"] == "open"
     result = exchange.set_prices({"BTC_USDT": D(43900)})
@@ -122,7 +122,7 @@ def test_resting_limit_fills_as_maker_when_the_mark_crosses(exchange: Exchange) 
 
 def test_partial_fill_ratio_rests_the_remainder(exchange: Exchange) -> None:
     exchange.config.partial_fill_ratio = D("0.5")
-    placed = order(exchange, order_type="limit", price=D(45100), size=D(1))
+    placed = order(exchange, orderType="limit", price=D(45100), size=D(1))
     assert placed["status"] == "partially_filled"
     assert placed["filledSize"] == D("0.5")
     assert exchange.account_overview("u1")["orderMargin"] == D(4510) / 2
@@ -193,9 +193,9 @@ def test_body_must_be_an_object(exchange: Exchange) -> None:
 
 def test_naming_another_user_is_forbidden(exchange: Exchange) -> None:
     with pytest.raises(Rejection) as caught:
-        order(exchange, user_id="u2")
+        order(exchange, userId="u2")
     assert (caught.value.code, caught.value.status) == ("FORBIDDEN_SCOPE", 403)
-    assert order(exchange, user_id="u1")["userId"] == "u1"
+    assert order(exchange, userId="u1")["userId"] == "u1"
     for call, body in [
         (exchange.cancel_all, {"userId": "u2"}),
         (exchange.cancel_order, {"userId": "u2", "orderId": "1"}),
@@ -210,7 +210,7 @@ def test_insufficient_margin_changes_nothing(exchange: Exchange) -> None:
         order(exchange, size=D("2.3"))
     assert (caught.value.code, caught.value.status) == ("INSUFFICIENT_MARGIN", 400)
     with pytest.raises(Rejection, match="available"):
-        order(exchange, order_type="limit", price=D(40000), size=D("2.5"))
+        order(exchange, orderType="limit", price=D(40000), size=D("2.5"))
     assert exchange.account_overview("u1") == before
     assert exchange.positions("u1", None) == []
     assert exchange.open_orders("u1", None, 1, 50, None, None)["total"] == 0
@@ -233,7 +233,7 @@ def test_margin_check_includes_the_fee(exchange: Exchange) -> None:
 
 
 def test_orders_of_other_users_are_not_found(exchange: Exchange) -> None:
-    placed = order(exchange, order_type="limit", price=D(40000))
+    placed = order(exchange, orderType="limit", price=D(40000))
     for call, args in [
         (exchange.get_order, ("u2", placed["id"])),
         (exchange.get_order, ("u1", "999")),
@@ -253,9 +253,9 @@ def test_cancel_body_is_validated(exchange: Exchange) -> None:
 
 
 def test_cancel_all_by_symbol_and_everything(exchange: Exchange) -> None:
-    btc = order(exchange, order_type="limit", price=D(40000))
-    eth = order(exchange, symbol="ETH_USDT", order_type="limit", price=D(2000), size=D(1))
-    other = order(exchange, user="u2", order_type="limit", price=D(40000))
+    btc = order(exchange, orderType="limit", price=D(40000))
+    eth = order(exchange, symbol="ETH_USDT", orderType="limit", price=D(2000), size=D(1))
+    other = order(exchange, user="u2", orderType="limit", price=D(40000))
     assert exchange.cancel_all("u1", {"symbol": "ETH_USDT"}) == {
         "cancelled": [eth["id"]],
         "count": 1,
@@ -268,7 +268,7 @@ def test_cancel_all_by_symbol_and_everything(exchange: Exchange) -> None:
 
 def test_cancel_of_partially_filled_order_keeps_its_fills(exchange: Exchange) -> None:
     exchange.config.partial_fill_ratio = D("0.5")
-    placed = order(exchange, order_type="limit", price=D(45100), size=D(1))
+    placed = order(exchange, orderType="limit", price=D(45100), size=D(1))
     cancelled = exchange.cancel_order("u1", {"orderId": placed["id"]})
     assert (cancelled["status"], cancelled["filledSize"]) == ("cancelled", D("0.5"))
     assert exchange.positions("u1", None)[0]["size"] == D("0.5")
@@ -284,7 +284,7 @@ def test_open_orders_pages_oldest_first(exchange: Exchange, clock: Clock) -> Non
     ids = []
     for index in range(7):
         clock.now = START + index * 1000
-        ids.append(order(exchange, order_type="limit", price=D(40000) - index, size=D("0.01"))["id"])
+        ids.append(order(exchange, orderType="limit", price=D(40000) - index, size=D("0.01"))["id"])
     first = exchange.open_orders("u1", None, 1, 3, None, None)
     assert [item["id"] for item in first["items"]] == ids[:3]
     assert (first["page"], first["pageSize"], first["total"]) == (1, 3, 7)
@@ -299,7 +299,7 @@ def test_open_orders_pages_oldest_first(exchange: Exchange, clock: Clock) -> Non
 
 def test_orders_with_the_same_time_page_by_id(exchange: Exchange) -> None:
     ids = [
-        order(exchange, order_type="limit", price=D(40000), size=D("0.01"))["id"] for _ in range(5)
+        order(exchange, orderType="limit", price=D(40000), size=D("0.01"))["id"] for _ in range(5)
     ]
     items = exchange.open_orders("u1", None, 1, 100, None, None)["items"]
     assert [item["id"] for item in items] == ids

@@ -189,17 +189,17 @@ def test_add_symbols_validates_and_replaces(exchange: Exchange) -> None:
           "minSize": D(1000), "maxLeverage": 20, "markPrice": D("0.0000012")}]
     )  # fmt: skip
     assert (added["baseAsset"], added["quoteAsset"], added["status"]) == ("PEPE", "USDT", "trading")
-    replaced = dict(DEMO_SYMBOLS[0], max_leverage=50, mark_price=D(50000))
+    replaced = dict(DEMO_SYMBOLS[0], maxLeverage=50, markPrice=D(50000))
     exchange.add_symbols([replaced])
     assert exchange.supported_symbols()[0]["maxLeverage"] == 50
     assert exchange.positions("u1", None) == []
     bad_specs = [
         {"symbol": "X_USDT"},
-        dict(DEMO_SYMBOLS[0], max_leverage=126),
-        dict(DEMO_SYMBOLS[0], min_size=D("0.0015")),
+        dict(DEMO_SYMBOLS[0], maxLeverage=126),
+        dict(DEMO_SYMBOLS[0], minSize=D("0.0015")),
         dict(DEMO_SYMBOLS[0], status="closed"),
         dict(DEMO_SYMBOLS[0], extra=1),
-        dict(DEMO_SYMBOLS[0], mark_price=D(0)),
+        dict(DEMO_SYMBOLS[0], markPrice=D(0)),
     ]
     for spec in bad_specs:
         with pytest.raises(Rejection) as caught:

@@ -77,7 +77,7 @@ def test_an_order_through_zero_flips_the_position(exchange: Exchange) -> None:
     trade(exchange, "buy", "1", leverage=10)
     old_id = position(exchange)["id"]
     exchange.set_prices({"BTC_USDT": D(44000)})
-    trade(exchange, "sell", "1.5", leverage=5, take_profit=D(40000), stop_loss=D(46000))
+    trade(exchange, "sell", "1.5", leverage=5, takeProfit=D(40000), stopLoss=D(46000))
     flipped = position(exchange)
     assert flipped["id"] != old_id
     assert (flipped["side"], flipped["size"], flipped["entryPrice"]) == (
@@ -217,7 +217,7 @@ def test_adjust_margin_adds_and_reduces(exchange: Exchange) -> None:
 
 
 def test_tpsl_sets_clears_and_leaves_alone(exchange: Exchange) -> None:
-    trade(exchange, "buy", "1", take_profit=D(50000))
+    trade(exchange, "buy", "1", takeProfit=D(50000))
     held = position(exchange)
     assert held["takeProfitPrice"] == D(50000)
     both = exchange.set_tpsl("u1", held["id"], {"stopLossPrice": D(44000)})
@@ -244,7 +244,7 @@ def test_tpsl_order_for_a_short_must_be_below(exchange: Exchange) -> None:
 
 
 def test_take_profit_closes_a_long_at_the_mark(exchange: Exchange) -> None:
-    trade(exchange, "buy", "1", take_profit=D(46000), stop_loss=D(44000))
+    trade(exchange, "buy", "1", takeProfit=D(46000), stopLoss=D(44000))
     held = position(exchange)["id"]
     exchange.set_prices({"BTC_USDT": D("45999.9")})
     assert exchange.positions("u1", None) != []
@@ -260,7 +260,7 @@ def test_take_profit_closes_a_long_at_the_mark(exchange: Exchange) -> None:
 
 
 def test_stop_loss_closes_a_short(exchange: Exchange) -> None:
-    trade(exchange, "sell", "1", stop_loss=D(46000))
+    trade(exchange, "sell", "1", stopLoss=D(46000))
     exchange.set_prices({"BTC_USDT": D(46000)})
     assert exchange.positions("u1", None) == []
     assert exchange.account_overview("u1")["realizedPnl"] == D(-1000)

@@ -101,7 +101,7 @@ def test_the_book_has_seeded_levels_and_takers_walk_it(sandbox: RunningSandbox) 
     sandbox.set_faults({"book_depth": True})
     trader = Trader(sandbox, "walker")
     size = asks[0][1] + asks[1][1] + asks[2][1] + D("0.001")
-    bought = trader.order(side="buy", order_type="market", size=size, leverage=10)
+    bought = trader.order(side="buy", orderType="market", size=size, leverage=10)
     fills = trader.fills(bought["id"])
     expected = [*asks[:3], (asks[3][0], D("0.001"))]
     assert [(f["price"], f["size"]) for f in fills] == expected
@@ -113,7 +113,7 @@ def test_the_book_has_seeded_levels_and_takers_walk_it(sandbox: RunningSandbox) 
     # A marketable limit order takes the levels its price reaches and rests the rest.
     limit = bids[1][0]
     rest = D("0.005")
-    sold = trader.order(side="sell", order_type="limit", price=limit,
+    sold = trader.order(side="sell", orderType="limit", price=limit,
                         size=bids[0][1] + bids[1][1] + rest)  # fmt: skip
     assert [(f["price"], f["size"]) for f in trader.fills(sold["id"])] == bids[:2]
     assert sold["status"] == "partially_filled"
@@ -128,8 +128,8 @@ def test_a_resting_order_fills_in_parts_by_the_volume_at_its_price(
     price = D(44000)
     volume = traded("BTC_USDT", price, BTC["min"])
     size = volume * 2 + D("0.001")  # three moves to fill
-    first = trader.order(side="buy", order_type="limit", price=price, size=size, leverage=10)
-    second = trader.order(side="buy", order_type="limit", price=price, size=D("0.001"))
+    first = trader.order(side="buy", orderType="limit", price=price, size=size, leverage=10)
+    second = trader.order(side="buy", orderType="limit", price=price, size=D("0.001"))
 
     sandbox.set_prices({"BTC_USDT": price})
     seen = trader.call("GET", f"/order/{first['id']}")
@@ -154,7 +154,7 @@ def test_a_resting_order_fills_in_parts_by_the_volume_at_its_price(
 def test_stops_fill_through_the_book_below_their_trigger(sandbox: RunningSandbox) -> None:
     sandbox.set_faults({"stop_slippage": True})
     trader = Trader(sandbox, "stopper")
-    trader.order(side="buy", order_type="market", size=D("0.2"), leverage=10)
+    trader.order(side="buy", orderType="market", size=D("0.2"), leverage=10)
     held = trader.call("GET", "/positions")[0]
     assert held["entryPrice"] == BTC["mark"]  # book depth off: the mark
     trader.call("POST", f"/positions/{held['id']}/tpsl", {"stopLossPrice": 44000})
@@ -179,7 +179,7 @@ def test_a_liquidation_closes_through_the_book_and_costs_the_margin(
 ) -> None:
     sandbox.set_faults({"stop_slippage": True})
     trader = Trader(sandbox, "liquid")
-    trader.order(side="buy", order_type="market", size=D("0.1"), leverage=50)
+    trader.order(side="buy", orderType="market", size=D("0.1"), leverage=50)
     held = trader.call("GET", "/positions")[0]
     assert held["liquidationPrice"] == D(44325)
     before = trader.wallet()
@@ -215,7 +215,7 @@ def test_odd_symbols_sit_next_to_fine_ones(sandbox: RunningSandbox) -> None:
     response = signed_request(sandbox.base_url, "POST", API_PREFIX + "/order", off_tick,
                               "odd-key", "odd-secret")  # fmt: skip
     expect_error(response, 400, "VALIDATION_ERROR")
-    placed = trader.order(symbol="TRX_USDT", side="buy", order_type="market", size=100)
+    placed = trader.order(symbol="TRX_USDT", side="buy", orderType="market", size=100)
     assert placed["filledSize"] == 100
 
 
@@ -224,8 +224,8 @@ def test_clock_skew_moves_every_timestamp_the_exchange_writes(sandbox: RunningSa
     sandbox.set_faults({"clock_skew_ms": skew})
     trader = Trader(sandbox, "skewed")
     started = now_ms()
-    market = trader.order(side="buy", order_type="market", size=D("0.01"))
-    resting = trader.order(side="buy", order_type="limit", size=D("0.01"), price=40000)
+    market = trader.order(side="buy", orderType="market", size=D("0.01"))
+    resting = trader.order(side="buy", orderType="limit", size=D("0.01"), price=40000)
     held = trader.call("GET", "/positions")[0]
     fills = trader.fills(market["id"])
     ledger = trader.call("GET", "/wallet/balance-history")
@@ -262,7 +262,7 @@ def test_profiles_switch_every_knob_at_once(sandbox: RunningSandbox, name: str) 
 
     _, asks = book(BTC["symbol"], BTC["mark"], BTC["tick"], BTC["min"], 1)
     trader = Trader(sandbox, "profiled")
-    bought = trader.order(side="buy", order_type="market", size=D("0.001"))
+    bought = trader.order(side="buy", orderType="market", size=D("0.001"))
     assert bought["avgFillPrice"] == (asks[0][0] if name == "realistic" else BTC["mark"])
 
 

@@ -36,8 +36,8 @@ def account_view(sandbox: RunningSandbox) -> dict[str, Any]:
     """What a client reading every private endpoint once sees."""
     return {
         "positions": {p["symbol"]: p["size"] for p in get(sandbox, "/positions")},
-        "open": sorted(o["id"] for o in get(sandbox, "/order/open?page_size=100")["items"]),
-        "fills": get(sandbox, "/trade/user/demo?page_size=100")["total"],
+        "open": sorted(o["id"] for o in get(sandbox, "/order/open?pageSize=100")["items"]),
+        "fills": get(sandbox, "/trade/user/demo?pageSize=100")["total"],
         "wallet": get(sandbox, "/wallet/account-overview")["walletBalance"],
         "ledger": len(get(sandbox, "/wallet/balance-history")),
     }
