@@ -66,6 +66,7 @@ from reconciler.levret.client import LevretClient
 from reconciler.levret.reader import read_snapshot
 from reconciler.levret.settings import ClientSettings
 from reconciler.model.desired import DesiredState
+from reconciler.run.lock import account_lock
 from reconciler.sandbox.profiles import DEFAULT_PROFILE, profile_knobs
 from reconciler.sandbox.server import SandboxServer
 
@@ -414,6 +415,7 @@ async def run_scenario(
                 client=client,
                 desired=desired,
                 read_snapshot=read_snapshot,
+                lock=account_lock(None, base_url="", user_id=plan.user_id),
                 state_dir=work,
                 journal_path=journal_path,
                 settle_config=SETTLE_BY_PROFILE[profile],

@@ -29,6 +29,7 @@ from reconciler.levret.client import LevretClient
 from reconciler.levret.reader import read_snapshot
 from reconciler.levret.settings import ClientSettings
 from reconciler.model.plan import Plan
+from reconciler.run.lock import account_lock
 from reconciler.run.workflow import plan_account
 from reconciler.sandbox.engine import Exchange
 from reconciler.sandbox.server import SandboxServer
@@ -259,6 +260,7 @@ async def apply_as_cli(
             client=client,
             desired=portfolio.desired(),
             read_snapshot=read_snapshot,
+            lock=account_lock(None, base_url="", user_id=plan.user_id),
             state_dir=work / "state",
         )
     return report.converged

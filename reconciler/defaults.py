@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-__all__ = ["DEFAULT_MAX_PRICE_MOVE_BPS", "DEFAULT_PARALLELISM", "ENV_LOCK_DSN"]
+__all__ = [
+    "DEFAULT_MAX_PASSES",
+    "DEFAULT_MAX_PLAN_AGE_MS",
+    "DEFAULT_MAX_PRICE_MOVE_BPS",
+    "DEFAULT_PARALLELISM",
+    "ENV_LOCK_DSN",
+]
 
 ENV_LOCK_DSN = "RECONCILER_LOCK_DSN"
 """The environment variable naming the PostgreSQL server of a shared account lock."""
@@ -19,3 +25,9 @@ DEFAULT_MAX_PRICE_MOVE_BPS = Decimal(100)
 
 DEFAULT_PARALLELISM = 16
 """Symbols worked on at once within a phase: the exchange's budget, not this, sets the pace."""
+
+DEFAULT_MAX_PASSES = 3
+"""Verification passes after the first: each re-reads, re-plans and sends what is left."""
+
+DEFAULT_MAX_PLAN_AGE_MS = 15 * 60 * 1000
+"""How old a saved plan may be when it is applied (`--max-age`)."""

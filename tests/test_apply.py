@@ -22,15 +22,11 @@ import anyio.lowlevel
 import pytest
 from wire import intent_of, wire_call
 
-from reconciler.apply.engine import (
-    ApplyFailed,
-    ApplyInterrupted,
-    ApplyReport,
-    apply_plan,
-    check_fresh,
-    run_apply,
-)
+from reconciler.apply.engine import apply_plan, run_apply
+from reconciler.apply.events import ApplyEvent
+from reconciler.apply.freshness import check_fresh
 from reconciler.apply.journal import Journal, read_journal
+from reconciler.apply.report import ApplyFailed, ApplyInterrupted, ApplyReport
 from reconciler.apply.settle import Baseline, SettleConfig, settle, take_baseline
 from reconciler.errors import LockHeld, PreconditionFailed
 from reconciler.levret.errors import NotFound, OrderNotOpen, OutcomeUnknown, error_for_code
@@ -39,8 +35,8 @@ from reconciler.model.account import CancelAllResult, Order, Position, SymbolSpe
 from reconciler.model.intents import Answer, CancelOrder, Intent
 from reconciler.model.plan import Action, ActionKind, Phase, Plan, Request
 from reconciler.model.snapshot import Snapshot
-from reconciler.render.progress import ApplyEvent, PlainProgress, RichProgress
-from reconciler.run.lock import account_lock
+from reconciler.render.progress import PlainProgress, RichProgress
+from reconciler.run.lock import AccountLock, account_lock
 
 USER = "u1"
 SYMBOLS = ("AAA_USDT", "BBB_USDT", "CCC_USDT", "DDD_USDT", "EEE_USDT", "FFF_USDT")
@@ -361,6 +357,11 @@ def position_action(
         phase=phase,
         reason=kind,
     )
+
+
+def user_lock() -> AccountLock:
+    """The machine's file lock of this test's user, as a command without a shared lock takes."""
+    return account_lock(None, base_url="", user_id=USER)
 
 
 def make_plan(actions: Iterable[Action], snapshot: Snapshot | None = None) -> Plan:
@@ -942,7 +943,7 @@ async def test_run_apply_refuses_a_stale_plan_before_sending(tmp_path: Path) -> 
     with pytest.raises(PreconditionFailed):
         await run_apply(
             plan, client=exchange, desired=desired, read_snapshot=read_fake,
-            planner=target_planner, state_dir=tmp_path, journal_path=journal,
+            planner=target_planner, lock=user_lock(), state_dir=tmp_path, journal_path=journal,
         )  # fmt: skip
     assert exchange.writes() == []
     assert [r["type"] for r in read_journal(journal)] == ["plan", "precondition", "end"]
@@ -957,13 +958,13 @@ async def test_run_apply_fails_at_once_while_the_account_is_locked(tmp_path: Pat
     with account_lock(None, base_url="", user_id=USER), pytest.raises(LockHeld) as held:
         await run_apply(
             plan, client=exchange, desired=desired, read_snapshot=read_fake,
-            planner=target_planner, state_dir=tmp_path,
+            planner=target_planner, lock=user_lock(), state_dir=tmp_path,
         )  # fmt: skip
     assert f"pid {__import__('os').getpid()}" in str(held.value)
     assert exchange.sent == []
     report = await run_apply(
         plan, client=exchange, desired=desired, read_snapshot=read_fake,
-        planner=target_planner, state_dir=tmp_path, settle_config=QUICK,
+        planner=target_planner, lock=user_lock(), state_dir=tmp_path, settle_config=QUICK,
     )  # fmt: skip
     assert report.converged
     assert report.journal_path is not None and report.journal_path.parent == tmp_path / "journal"
@@ -1012,7 +1013,7 @@ async def test_orders_of_a_pass_share_one_baseline_and_still_settle(tmp_path: Pa
     exchange.reads.clear()
     report = await run_apply(
         make_plan(ladder, snapshot), client=exchange, desired=desired, read_snapshot=read_fake,
-        planner=target_planner, state_dir=tmp_path, settle_config=QUICK,
+        planner=target_planner, lock=user_lock(), state_dir=tmp_path, settle_config=QUICK,
     )  # fmt: skip
     outcomes = [r.outcome for r in report.results]
     assert outcomes == ["accepted", "accepted", "settled_executed", "not_sent"]
@@ -1035,7 +1036,7 @@ async def test_pass_baseline_counts_recently_filled_orders_as_old(tmp_path: Path
     exchange.faults[0] = "lose"  # the sell never arrives
     report = await run_apply(
         plan, client=exchange, desired=desired, read_snapshot=read_fake,
-        planner=target_planner, state_dir=tmp_path, settle_config=QUICK,
+        planner=target_planner, lock=user_lock(), state_dir=tmp_path, settle_config=QUICK,
     )  # fmt: skip
     assert [r.outcome for r in report.results] == ["settled_not_executed", "accepted"]
     assert report.converged, report.table()

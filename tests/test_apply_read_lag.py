@@ -22,7 +22,8 @@ import pytest
 from wire import wire_call
 
 from reconciler import jsonnum
-from reconciler.apply.engine import ApplyReport, run_apply
+from reconciler.apply.engine import run_apply
+from reconciler.apply.report import ApplyReport
 from reconciler.levret.client import LevretClient
 from reconciler.levret.reader import read_snapshot
 from reconciler.model.desired import DesiredState, load

@@ -15,8 +15,9 @@ import pytest
 from conftest import RunningSandbox, SandboxFactory
 
 from reconciler import plan as planner
-from reconciler.apply.engine import ApplyReport, run_apply
+from reconciler.apply.engine import run_apply
 from reconciler.apply.journal import read_journal
+from reconciler.apply.report import ApplyReport
 from reconciler.apply.settle import SettleConfig
 from reconciler.errors import LockHeld, PreconditionFailed
 from reconciler.levret.client import LevretClient
@@ -74,6 +75,11 @@ async def apply(
         client=client,
         desired=desired,
         read_snapshot=read_snapshot,
+        lock=account_lock(
+            None,
+            base_url="",
+            user_id=client.user_id,
+        ),
         state_dir=state_dir,
         settle_config=FAST_SETTLE,
         max_passes=3,

@@ -30,6 +30,7 @@ from reconciler.model.desired import DesiredState, load
 from reconciler.model.plan import Plan
 from reconciler.plan import plan
 from reconciler.render.plan import load_plan
+from reconciler.run.lock import account_lock
 from reconciler.sandbox.seed import DEMO_SYMBOLS
 from reconciler.sandbox.wirestyle import WIRE_STYLES
 
@@ -144,6 +145,11 @@ def test_scenario_applies_exactly_its_golden_calls(
                 client=client,
                 desired=desired,
                 read_snapshot=read_snapshot,
+                lock=account_lock(
+                    None,
+                    base_url="",
+                    user_id=USER,
+                ),
                 state_dir=tmp_path / "state",
                 parallelism=1,
             )

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from reconciler.apply.engine import ActionResult, ApplyReport
+from reconciler.apply.report import ActionResult, ApplyReport
 from reconciler.exitcodes import ExitCode
 from reconciler.jsonnum import dumps
 from reconciler.levret.requests import calls_for

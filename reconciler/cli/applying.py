@@ -15,7 +15,8 @@ from pathlib import Path
 
 import click
 
-from reconciler.apply.engine import ApplyFailed, ApplyReport
+from reconciler.apply.events import NullProgress, ProgressSink
+from reconciler.apply.report import ApplyFailed, ApplyReport
 from reconciler.cli.apply_document import apply_document, render_apply_document
 from reconciler.cli.console import Console
 from reconciler.cli.many import finish, show_plans, single_file
@@ -33,7 +34,7 @@ from reconciler.levret.requests import calls_for
 from reconciler.model.desired import DesiredState, load
 from reconciler.model.plan import Plan
 from reconciler.render.plan import load_plan
-from reconciler.render.progress import NullProgress, PlainProgress, ProgressSink, RichProgress
+from reconciler.render.progress import PlainProgress, RichProgress
 from reconciler.run.accounts import (
     Outcome,
     apply_all,

@@ -1,101 +1,30 @@
-"""What apply tells a watching person, kept out of the engine.
+"""How apply's events look to a watching person (the events: `reconciler.apply.events`).
 
-Apply emits events; it never prints. A sink decides how they look: `RichProgress` draws a
-progress bar on a terminal, `PlainProgress` writes one line per event for CI logs (greppable,
-no control characters), `NullProgress` discards them. The CLI picks one.
+`RichProgress` draws a progress bar on a terminal, `PlainProgress` writes one line per event
+for CI logs (greppable, no control characters). The CLI picks one.
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Protocol, TextIO
+from typing import TextIO
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
-from reconciler.apply.journal import Outcome
+from reconciler.apply.events import (
+    ActionFinished,
+    ActionStarted,
+    ApplyEvent,
+    ApplyFinished,
+    PassStarted,
+    Settling,
+    Verified,
+)
 from reconciler.model.plan import Action
 
-__all__ = [
-    "ActionFinished",
-    "ActionStarted",
-    "ApplyEvent",
-    "ApplyFinished",
-    "NullProgress",
-    "PassStarted",
-    "PlainProgress",
-    "ProgressSink",
-    "RichProgress",
-    "Settling",
-    "Verified",
-]
-
-
-@dataclass(frozen=True)
-class PassStarted:
-    number: int
-    actions: int
-    symbols: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class ActionStarted:
-    pass_number: int
-    index: int
-    action: Action
-    path: str
-
-
-@dataclass(frozen=True)
-class Settling:
-    """A call's outcome is unknown; apply is reading the account to learn it."""
-
-    pass_number: int
-    index: int
-    action: Action
-
-
-@dataclass(frozen=True)
-class ActionFinished:
-    pass_number: int
-    index: int
-    action: Action
-    outcome: Outcome
-    detail: str
-    latency_ms: float | None
-
-
-@dataclass(frozen=True)
-class Verified:
-    """The account was re-read and re-planned after a pass."""
-
-    pass_number: int
-    remaining: int
-    converged: bool
-
-
-@dataclass(frozen=True)
-class ApplyFinished:
-    converged: bool
-    interrupted: bool
-    passes: int
-    summary: str
-
-
-ApplyEvent = PassStarted | ActionStarted | Settling | ActionFinished | Verified | ApplyFinished
-
-
-class ProgressSink(Protocol):
-    """Receives every event; must not raise and must not block (it runs on the event loop)."""
-
-    def __call__(self, event: ApplyEvent) -> None: ...
-
-
-class NullProgress:
-    def __call__(self, event: ApplyEvent) -> None:
-        return None
+__all__ = ["PlainProgress", "RichProgress"]
 
 
 def _describe(action: Action) -> str:

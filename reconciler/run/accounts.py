@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
-from reconciler.apply.engine import ApplyReport
+from reconciler.apply.report import ApplyReport
 from reconciler.errors import PreconditionFailed, ReconcilerError, SpecError
 from reconciler.exitcodes import ExitCode
 from reconciler.jsonnum import dumps

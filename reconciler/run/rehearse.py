@@ -24,7 +24,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from reconciler.apply.engine import ApplyReport, run_apply
+from reconciler.apply.engine import run_apply
+from reconciler.apply.report import ApplyReport
 from reconciler.apply.settle import SettleConfig
 from reconciler.errors import ReconcilerError
 from reconciler.levret.client import LevretClient

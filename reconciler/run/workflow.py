@@ -12,10 +12,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
-from reconciler.apply.engine import DEFAULT_MAX_PRICE_MOVE_BPS, ApplyReport, run_apply
+from reconciler.apply.engine import run_apply
+from reconciler.apply.events import ProgressSink
 from reconciler.apply.proposal import first_difference, for_execution
+from reconciler.apply.report import ApplyReport
 from reconciler.apply.settle import SettleConfig
 from reconciler.apply.visibility import DEFAULT_VISIBILITY_TIMEOUT_S
+from reconciler.defaults import DEFAULT_MAX_PRICE_MOVE_BPS
 from reconciler.errors import PolicyViolation, PreconditionFailed, SpecError
 from reconciler.levret.client import LevretClient
 from reconciler.levret.reader import read_snapshot
@@ -25,7 +28,6 @@ from reconciler.model.desired import fingerprint as desired_fingerprint
 from reconciler.model.plan import Plan
 from reconciler.model.snapshot import Snapshot
 from reconciler.plan import plan
-from reconciler.render.progress import ProgressSink
 from reconciler.run.connection import STATE_DIR
 from reconciler.run.lock import AccountLock, LockOptions, account_lock
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from reconciler.apply.engine import ApplyReport
+from reconciler.apply.report import ApplyReport
 from reconciler.model.plan import Action
 
 __all__ = ["CycleReport", "CycleResult", "brief"]

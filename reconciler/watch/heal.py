@@ -14,7 +14,9 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from decimal import Decimal
 
-from reconciler.apply.engine import ApplyInterrupted, ApplyReport, run_apply
+from reconciler.apply.engine import run_apply
+from reconciler.apply.events import ActionFinished, ActionStarted, ApplyEvent, Settling
+from reconciler.apply.report import ApplyInterrupted, ApplyReport
 from reconciler.apply.settle import SettleConfig
 from reconciler.apply.visibility import DEFAULT_VISIBILITY_TIMEOUT_S, VisibilityTracker
 from reconciler.errors import LockHeld, PreconditionFailed, ReconcilerError
@@ -24,7 +26,6 @@ from reconciler.levret.reader import read_snapshot
 from reconciler.model.desired import DesiredState, chosen_parallelism
 from reconciler.model.plan import Plan
 from reconciler.model.snapshot import Snapshot
-from reconciler.render.progress import ActionFinished, ActionStarted, ApplyEvent, Settling
 from reconciler.run.lock import account_lock
 from reconciler.watch.breaker import CircuitBreaker
 from reconciler.watch.config import Clock, WatchConfig, epoch_ms

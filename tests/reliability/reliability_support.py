@@ -14,13 +14,15 @@ from conftest import RunningSandbox
 from pydantic import SecretStr
 
 from reconciler import plan as planner
-from reconciler.apply.engine import ApplyReport, run_apply
+from reconciler.apply.engine import run_apply
+from reconciler.apply.report import ApplyReport
 from reconciler.apply.settle import SettleConfig
 from reconciler.levret.client import LevretClient
 from reconciler.levret.reader import read_snapshot
 from reconciler.levret.settings import ClientSettings
 from reconciler.model.desired import DesiredState
 from reconciler.model.plan import Plan
+from reconciler.run.lock import account_lock
 
 FAST_SETTLE = SettleConfig(
     visibility_window_s=0.05, max_reads=4, clock_skew_ms=5_000, visibility_timeout_s=0.5
@@ -77,6 +79,11 @@ async def apply(
         client=client,
         desired=wanted,
         read_snapshot=read_snapshot,
+        lock=account_lock(
+            None,
+            base_url="",
+            user_id=client.user_id,
+        ),
         state_dir=state_dir,
         settle_config=settle,
         parallelism=parallelism,
