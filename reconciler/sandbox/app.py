@@ -558,8 +558,12 @@ class Sandbox:
         self.replica.set_lag(profile.read_lag_ms)
 
     async def _lookup(self, key_id: str) -> KeyRecord | None:
-        key: KeyRecord | None = await run_in_threadpool(self.exchange.lookup_key, key_id)
-        return key
+        """The key, from the engine's cache when it has one (no thread hop), else the store."""
+        known, key = self.exchange.cached_key(key_id)
+        if known:
+            return key
+        found: KeyRecord | None = await run_in_threadpool(self.exchange.lookup_key, key_id)
+        return found
 
     async def publish_events(self) -> None:
         events = await run_in_threadpool(self.exchange.drain_events)
