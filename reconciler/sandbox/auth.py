@@ -7,7 +7,8 @@ that signs one spelling of a query and sends another must fail here, as it would
 
 The verifier is transport-free (it takes the method, the raw target, the headers and the body
 bytes) so it can be tested and reused without a server. Looking a key up is the only I/O and is
-injected as a callable; the caller decides how to run it (the app runs it in the thread pool).
+injected as a callable; the caller decides how to run it (the app answers from the engine's
+key cache, and only on a miss goes to the store in the thread pool).
 """
 
 from __future__ import annotations

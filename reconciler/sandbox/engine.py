@@ -5,7 +5,9 @@ from many threads and each request is all-or-nothing: a `Rejection` raised anywh
 rolls back what the request had already changed. Stream events are queued only when the
 transaction commits, and not at all with `stream_events=False` (a copy nobody can subscribe
 to, such as a rehearsal's: each commit's account and market snapshots cost it time). The
-rules themselves are documented for users in `docs/sandbox.md`.
+one exception is `cached_key`: the API keys `lookup_key` has read, kept in memory so that a
+signature check needs neither the lock nor a thread, forgotten whenever a key may change.
+The rules themselves are documented for users in `docs/sandbox.md`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from reconciler.sandbox.accounting import (
     initial_margin,
     money,
 )
+from reconciler.sandbox.keys import ApiKey, KeyRing, insert_key, read_key
 from reconciler.sandbox.marketdata import INTERVAL_MS, candles, synthetic_ladder
 from reconciler.sandbox.placement import check_take_profit_stop_loss, place_order
 from reconciler.sandbox.records import (
@@ -42,7 +44,6 @@ from reconciler.sandbox.validation import Body, check_page, invalid
 
 __all__ = ["ApiKey", "Exchange", "Rejection", "TradingConfig"]
 
-SCOPES = frozenset({"read", "trade", "withdraw"})
 MAX_LEVERAGE = 125
 MAX_BOOK_DEPTH = 500
 MAX_CANDLES = 1000
@@ -66,14 +67,6 @@ _SYMBOL_FIELDS = frozenset(
 
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-@dataclass
-class ApiKey:
-    key_id: str
-    secret: str
-    user_id: str
-    scopes: frozenset[str]
 
 
 def _would_liquidate(position: PositionRecord, mark: Decimal, rate: Decimal) -> bool:
@@ -102,6 +95,7 @@ class Exchange:
         self.seeder = seeder
         self._session: Session | None = None
         self._events: list[Event] = []
+        self._keys = KeyRing()  # see keys.py
 
     # construction
 
@@ -443,13 +437,19 @@ class Exchange:
 
     # control (sandbox only)
 
+    def cached_key(self, key_id: str) -> tuple[bool, ApiKey | None]:
+        """What `lookup_key` last answered for `key_id`, if the keys have not changed since:
+        (True, key or None), else (False, None). Lock-free, for the event loop."""
+        return self._keys.cached(key_id)
+
     def lookup_key(self, key_id: str) -> ApiKey | None:
-        with self._unit() as session:
-            row = session.execute("SELECT * FROM api_keys WHERE key_id = ?", (key_id,)).fetchone()
-            if row is None:
-                return None
-            scopes = frozenset(scope for scope in str(row["scopes"]).split(",") if scope)
-            return ApiKey(row["key_id"], row["secret"], row["user_id"], scopes)
+        with self.store.lock:
+            outermost = self._session is None
+            with self._unit() as session:
+                key = read_key(session, key_id)
+                if outermost:  # inside another call it could still be rolled back
+                    self._keys.remember(key_id, key)
+                return key
 
     def set_prices(self, prices: dict[str, Decimal]) -> dict[str, Any]:
         """Move marks, then fill crossed orders, trigger TP/SL and liquidate, per symbol."""
@@ -501,20 +501,8 @@ class Exchange:
     ) -> dict[str, Any]:
         """Another key for an existing user, e.g. a read-only one."""
         with self._unit() as session:
-            session.require_account(user_id)
-            if not key_id or not secret:
-                raise invalid("keyId and secret must be non-empty")
-            unknown = sorted(set(scopes) - SCOPES)
-            if unknown:
-                raise invalid(f"unknown scope {unknown[0]!r}")
-            exists = session.execute("SELECT 1 FROM api_keys WHERE key_id = ?", (key_id,))
-            if exists.fetchone() is not None:
-                raise invalid(f"key {key_id!r} already exists")
-            ordered = [scope for scope in ("read", "trade", "withdraw") if scope in scopes]
-            session.execute(
-                "INSERT INTO api_keys (key_id, secret, user_id, scopes) VALUES (?, ?, ?, ?)",
-                (key_id, secret, user_id, ",".join(ordered)),
-            )
+            self._keys.forget()
+            ordered = insert_key(session, user_id, key_id, secret, scopes)
             return {"userId": user_id, "keyId": key_id, "scopes": ordered}
 
     def restore_account(
@@ -579,6 +567,7 @@ class Exchange:
     def reset(self) -> None:
         """Wipe every account, order, position and fill and reseed; ids keep increasing."""
         with self._unit() as session:
+            self._keys.forget()
             self.store.wipe()
             self.config.restore_defaults()
             session.events.clear()

@@ -61,8 +61,10 @@ Kinds, and where they strike ("mutating" means a private `POST /api/v1/...`):
   execute first and are answered on release. `POST /_sandbox/held` waits until one is held:
   a test synchronises on it (e.g. to kill a client mid-call) without sleeping.
 
-New kinds add a field to `FaultProfile`, a parser entry in `_FIELDS` and a hook on
-`FaultInjector` that the app calls at the right moment.
+New kinds add a field to `FaultProfile` and a parser entry in its `_FIELDS`
+(`faultprofile.py`), a hook on `FaultInjector` here, and a step of the request pipeline
+(`pipeline.py`) that asks it at the right moment; what a fault does inside the engine's
+transaction lives in `fault_effects.py`.
 """
 
 from __future__ import annotations
@@ -72,13 +74,13 @@ import enum
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from reconciler.sandbox.engine import Exchange
+from reconciler.sandbox.fault_effects import fill_resting_order, liquidate_position
+from reconciler.sandbox.faultprofile import FaultProfile, Hold
 
 __all__ = [
     "AfterCommit",
@@ -105,167 +107,6 @@ class AfterCommit(enum.Enum):
     TRUNCATED_200 = "truncated_200"
 
 
-@dataclass(frozen=True)
-class Hold:
-    """Which mutating requests wait for `POST /_sandbox/release`, and on which side of execution."""
-
-    when: str = "after"
-    path: str = "/order"
-    count: int = 1
-
-
-@dataclass(frozen=True)
-class FaultProfile:
-    seed: int = 0
-    fail_before: float = 0.0
-    drop_before: float = 0.0
-    drop_after_commit: float = 0.0
-    garbage_after_commit: float = 0.0
-    latency_ms: tuple[int, int] = (0, 0)
-    clock_skew_ms: int = 0
-    clock_jump_ms: int = 0
-    clock_jump_after: int = 0
-    partial_fills: bool = False
-    instant_fills: bool = False
-    fill_before_cancel: float = 0.0
-    invisible_ms: int = 0
-    read_lag_ms: int = 0
-    book_depth: bool = False
-    resting_partial_fills: bool = False
-    stop_slippage: bool = False
-    storm_429: float = 0.0
-    storm_length: int = 3
-    page_shift: float = 0.0
-    mark_jump: float = 0.0
-    mark_jump_bps: int = 200
-    liquidate: float = 0.0
-    hold: Hold | None = None
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
-
-    def as_dict(self) -> dict[str, Any]:
-        """The profile in the shape it is set with.
-
-        The original kinds are always listed; later ones only when set, so tools that compare
-        the whole answer with what they set keep working.
-        """
-        data = asdict(self)
-        data.pop("extra")
-        data["latency_ms"] = list(self.latency_ms)
-        defaults = asdict(FaultProfile())
-        return {
-            key: value
-            for key, value in data.items()
-            if key in _ALWAYS_SHOWN or value != defaults[key]
-        }
-
-    @classmethod
-    def parse(cls, body: Mapping[str, Any]) -> FaultProfile:
-        """Validate a `POST /_sandbox/faults` body; unknown keys are refused (typos hide)."""
-        profile = cls()
-        for name, value in body.items():
-            parser = _FIELDS.get(name)
-            if parser is None:
-                raise ValueError(f"unknown fault {name!r}; known: {', '.join(sorted(_FIELDS))}")
-            profile = replace(profile, **{name: parser(name, value)})
-        return profile
-
-
-_ALWAYS_SHOWN = frozenset(
-    {"seed", "fail_before", "drop_after_commit", "latency_ms", "clock_skew_ms", "partial_fills"}
-)
-
-
-def _probability(name: str, value: Any) -> float:
-    number = _number(name, value)
-    if not 0 <= number <= 1:
-        raise ValueError(f"{name} must be a probability between 0 and 1")
-    return float(number)
-
-
-def _integer(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an integer")
-    return value
-
-
-def _bounded(low: int, high: int) -> Callable[[str, Any], int]:
-    def parse(name: str, value: Any) -> int:
-        number = _integer(name, value)
-        if not low <= number <= high:
-            raise ValueError(f"{name} must be between {low} and {high}")
-        return number
-
-    return parse
-
-
-def _boolean(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be true or false")
-    return value
-
-
-def _latency(name: str, value: Any) -> tuple[int, int]:
-    if isinstance(value, int | Decimal) and not isinstance(value, bool):
-        value = [value, value]
-    if not isinstance(value, list) or len(value) != 2:
-        raise ValueError(f"{name} must be [low, high] in milliseconds")
-    low, high = (_integer(name, item) for item in value)
-    if not 0 <= low <= high <= 60_000:
-        raise ValueError(f"{name} must satisfy 0 <= low <= high <= 60000")
-    return low, high
-
-
-def _hold(name: str, value: Any) -> Hold | None:
-    if value is None:
-        return None
-    if not isinstance(value, dict) or set(value) - {"when", "path", "count"}:
-        raise ValueError(
-            f'{name} must be {{"when": "before"|"delay"|"after", "path": ..., "count": n}}'
-        )
-    when = value.get("when", "after")
-    path = value.get("path", "/order")
-    count = _bounded(1, 1000)(name, value.get("count", 1))
-    if when not in ("before", "delay", "after") or not isinstance(path, str):
-        raise ValueError(f'{name}: "when" is before, delay or after; "path" starts with /')
-    if not path.startswith("/"):
-        raise ValueError(f'{name}: "when" is before, delay or after; "path" starts with /')
-    return Hold(when, path, count)
-
-
-def _number(name: str, value: Any) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, int | Decimal | float):
-        raise ValueError(f"{name} must be a number")
-    return Decimal(value)
-
-
-_FIELDS: dict[str, Callable[[str, Any], Any]] = {
-    "seed": _integer,
-    "fail_before": _probability,
-    "drop_before": _probability,
-    "drop_after_commit": _probability,
-    "garbage_after_commit": _probability,
-    "latency_ms": _latency,
-    "clock_skew_ms": _integer,
-    "clock_jump_ms": _integer,
-    "clock_jump_after": _bounded(0, 10**9),
-    "partial_fills": _boolean,
-    "instant_fills": _boolean,
-    "fill_before_cancel": _probability,
-    "invisible_ms": _bounded(0, 600_000),
-    "read_lag_ms": _bounded(0, 60_000),
-    "book_depth": _boolean,
-    "resting_partial_fills": _boolean,
-    "stop_slippage": _boolean,
-    "storm_429": _probability,
-    "storm_length": _bounded(1, 100),
-    "page_shift": _probability,
-    "mark_jump": _probability,
-    "mark_jump_bps": _bounded(1, 5_000),
-    "liquidate": _probability,
-    "hold": _hold,
-}
-
-
 @dataclass
 class _Held:
     path: str
@@ -274,7 +115,7 @@ class _Held:
 
 
 class FaultInjector:
-    """Holds the active profile and its RNG; the app asks it at each decision point.
+    """Holds the active profile and its RNG; the pipeline's steps ask it at each decision point.
 
     `on_profile` is called with the new profile whenever one is set, so the engine's trading
     config and the read replica follow it without this module knowing the engine.
@@ -494,163 +335,3 @@ class FaultInjector:
         for item in held:
             item.released.set()
         return len(held)
-
-
-# --- engine-side effects of faults -------------------------------------------------------------
-#
-# These act inside the engine's transaction (`Exchange._unit`, joined when already inside one),
-# through the same matching functions a mark move uses, so their accounting is the engine's own.
-
-
-def fill_resting_order(exchange: Exchange, user_id: str, order_id: str) -> bool:
-    """Fill the rest of an open order of `user_id` at its own price as a maker (a lost race)."""
-    from reconciler.sandbox import matching
-    from reconciler.sandbox.accounting import ZERO
-
-    with exchange._unit() as session:
-        order = session.order(order_id)
-        if order is None or order.user_id != user_id or not order.is_open or order.price is None:
-            return False
-        order.reserved_margin = ZERO
-        if matching.execute_fill(session, order, order.remaining, order.price, "maker"):
-            order.status = "filled"
-            session.save_order(order)
-        else:
-            matching.cancel(session, order)
-        matching.cancel_stale_reduce_only(session, order.user_id, order.symbol)
-        return True
-
-
-def liquidate_position(exchange: Exchange, user_id: str, symbol: str) -> dict[str, Any] | None:
-    """Liquidate `user_id`'s position on `symbol` as the mark would: the margin is lost.
-
-    Returns what the checker needs (the position and the last fill id before it), or None when
-    there is no position.
-    """
-    from reconciler.sandbox import matching
-    from reconciler.sandbox.accounting import ZERO
-
-    with exchange._unit() as session:
-        position = session.position(user_id, symbol)
-        if position is None:
-            return None
-        row = session.execute("SELECT MAX(id) AS last FROM fills").fetchone()
-        detail = {
-            "symbol": symbol,
-            "position_id": str(position.id),
-            "side": position.side,
-            "size": str(position.size),
-            "last_fill_id": None if row is None or row["last"] is None else str(row["last"]),
-        }
-        session.book(user_id, "liquidation", -position.margin, symbol)
-        position.size = ZERO
-        session.save_position(position)
-        matching.cancel_stale_reduce_only(session, user_id, symbol)
-        return detail
-
-
-def symbol_of(
-    exchange: Exchange, user_id: str, path_params: Mapping[str, str], body: Mapping[str, Any]
-) -> str | None:
-    """The symbol a mutating request acts on, when it names one (body or position path)."""
-    symbol = body.get("symbol")
-    if isinstance(symbol, str):
-        return symbol
-    position_id = path_params.get("position_id")
-    if position_id is not None:
-        with exchange._unit() as session:
-            for position in session.positions(user_id, None):
-                if str(position.id) == position_id:
-                    return position.symbol
-    order_id = body.get("orderId")
-    if isinstance(order_id, str):
-        with exchange._unit() as session:
-            order = session.order(order_id)
-            if order is not None and order.user_id == user_id:
-                return order.symbol
-    return None
-
-
-def before_execute(
-    injector: FaultInjector,
-    exchange: Exchange,
-    user_id: str,
-    path: str,
-    path_params: Mapping[str, str],
-    body: Mapping[str, Any],
-) -> None:
-    """Faults that strike a mutating request just before it executes (in the engine thread)."""
-    profile = injector.profile
-    if path == "/order/cancel" and profile.fill_before_cancel > 0:
-        order_id = body.get("orderId")
-        struck = isinstance(order_id, str) and injector.fill_before_cancel()
-        if struck and fill_resting_order(exchange, user_id, str(order_id)):
-            injector.record("fill_before_cancel", order_id=order_id)
-    if profile.mark_jump <= 0 and profile.liquidate <= 0:
-        return
-    symbol = symbol_of(exchange, user_id, path_params, body)
-    if symbol is None:
-        return
-    factor = injector.mark_jump()
-    if factor is not None:
-        with exchange._unit() as session:
-            spec = session.require_symbol(symbol)
-            old = session.mark(symbol)
-            price = (old * factor / spec.tick_size).to_integral_value() * spec.tick_size
-        if price > 0:
-            exchange.set_prices({symbol: price})
-            injector.record("mark_jump", symbol=symbol, old=str(old), new=str(price))
-    if injector.liquidate():
-        detail = liquidate_position(exchange, user_id, symbol)
-        if detail is not None:
-            injector.record("liquidate", **detail)
-
-
-def after_execute(
-    injector: FaultInjector, exchange: Exchange, user_id: str, path: str, data: Any
-) -> Any:
-    """Faults that change what a request did before its answer is written (same transaction)."""
-    if not injector.profile.instant_fills or path != "/order" or not isinstance(data, dict):
-        return data
-    if data.get("status") not in ("open", "partially_filled") or data.get("price") is None:
-        return data
-    order_id = str(data.get("id"))
-    if not fill_resting_order(exchange, user_id, order_id):
-        return data
-    injector.record("instant_fill", order_id=order_id)
-    return exchange.get_order(user_id, order_id)
-
-
-def hide_recent(injector: FaultInjector, exchange: Exchange, path: str, data: Any) -> Any:
-    """`invisible_ms`: drop what was created too recently from a read's answer.
-
-    Raises `LookupError` when the one record a read names is hidden (the app answers 404).
-    """
-    cutoff = injector.invisible_since(exchange.clock())
-    if cutoff is None:
-        return data
-
-    def visible(item: Any, stamp: str) -> bool:
-        return not (isinstance(item, dict) and int(item.get(stamp, 0)) > cutoff)
-
-    stamp = "timestamp" if path.startswith("/trade/") else "createdAt"
-    if path == "/order/{order_id}":
-        if not visible(data, stamp):
-            raise LookupError(str(data.get("id")))
-        return data
-    if path == "/positions" and isinstance(data, list):
-        return [item for item in data if visible(item, stamp)]
-    paged = ("/order/open", "/trade/user/{user_id}", "/trade/order/{order_id}")
-    if path in paged and isinstance(data, dict) and isinstance(data.get("items"), list):
-        items = [item for item in data["items"] if visible(item, stamp)]
-        hidden = len(data["items"]) - len(items)
-        return {**data, "items": items, "total": data["total"] - hidden}
-    return data
-
-
-def shift_page(data: Any, next_page: Any) -> Any:
-    """`page_shift`: this page as it reads once the set's first item has left."""
-    if not (isinstance(data, dict) and isinstance(next_page, dict)):
-        return data
-    items = [*data["items"][1:], *next_page["items"][:1]]
-    return {**data, "items": items, "total": max(0, data["total"] - 1)}

@@ -200,9 +200,7 @@ def cancel(session: Session, order: OrderRecord) -> None:
 def cancel_stale_reduce_only(session: Session, user_id: str, symbol: str) -> None:
     """Cancel resting reduce-only orders that no longer have anything to reduce."""
     position = session.position(user_id, symbol)
-    for order in session.open_orders(user_id, symbol):
-        if not order.reduce_only:
-            continue
+    for order in session.open_orders(user_id, symbol, reduce_only=True):
         if position is None or position.side == position_side(order.side):
             cancel(session, order)
 

@@ -204,12 +204,18 @@ class Session:
         row = self.execute("SELECT * FROM orders WHERE id = ?", (int(order_id),)).fetchone()
         return None if row is None else OrderRecord.from_row(row)
 
-    def open_orders(self, user_id: str, symbol: str | None) -> list[OrderRecord]:
+    def open_orders(
+        self, user_id: str, symbol: str | None, *, reduce_only: bool = False
+    ) -> list[OrderRecord]:
+        """The user's resting orders, oldest first; `reduce_only`: only those (every order
+        placement looks for stale ones, and must not read the whole ladder to find none)."""
         sql = "SELECT * FROM orders WHERE user_id = ? AND status IN ('open', 'partially_filled')"
         parameters: tuple[Any, ...] = (user_id,)
         if symbol is not None:
             sql += " AND symbol = ?"
             parameters += (symbol,)
+        if reduce_only:
+            sql += " AND reduce_only = 1"
         rows = self.execute(sql + " ORDER BY created_at, id", parameters).fetchall()
         return [OrderRecord.from_row(row) for row in rows]
 

@@ -145,6 +145,18 @@ def test_resting_reduce_only_is_cancelled_when_its_position_goes(exchange: Excha
     assert exchange.get_order("u1", resting["id"])["status"] == "cancelled"
 
 
+def test_only_reduce_only_orders_go_with_their_position(exchange: Exchange) -> None:
+    trade(exchange, "buy", "1")
+    limit = {"symbol": "BTC_USDT", "orderType": "limit", "size": D("0.5")}
+    plain = exchange.place_order("u1", {**limit, "side": "buy", "price": D(40000)})
+    reducing = exchange.place_order(
+        "u1", {**limit, "side": "sell", "price": D(50000), "reduce_only": True}
+    )
+    exchange.close_position("u1", position(exchange)["id"])
+    assert exchange.get_order("u1", reducing["id"])["status"] == "cancelled"
+    assert exchange.get_order("u1", plain["id"])["status"] == "open"
+
+
 def test_resting_reduce_only_is_clipped_at_fill_time(exchange: Exchange) -> None:
     trade(exchange, "buy", "1")
     resting = exchange.place_order(

@@ -216,6 +216,31 @@ def test_a_nested_failure_rolls_back_only_itself() -> None:
     assert exchange.seed_if_new() is False
 
 
+def test_key_lookups_follow_every_change_of_the_keys() -> None:
+    exchange = Exchange.with_symbols(DEMO_SYMBOLS)
+    assert exchange.lookup_key("k1") is None
+    assert exchange.cached_key("k1") == (True, None)
+    exchange.create_account("u1", "k1", "s1", ["read"], D(0))
+    assert exchange.cached_key("k1") == (False, None)
+    key = exchange.lookup_key("k1")
+    assert key is not None and key.scopes == frozenset({"read"})
+    assert exchange.cached_key("k1") == (True, key)
+    exchange.add_api_key("u1", "k2", "s2", ["read", "trade"])
+    assert exchange.cached_key("k1") == (False, None)
+    exchange.reset()
+    assert exchange.lookup_key("k1") is None and exchange.lookup_key("k2") is None
+
+
+def test_a_key_added_in_a_rolled_back_call_is_not_remembered() -> None:
+    exchange = Exchange.with_symbols(DEMO_SYMBOLS)
+    with pytest.raises(Rejection), exchange._unit():
+        exchange.create_account("u1", "k1", "s1", ["read"], D(0))
+        assert exchange.lookup_key("k1") is not None  # seen inside the call
+        raise Rejection("VALIDATION_ERROR", "give up")
+    assert exchange.cached_key("k1") == (False, None)
+    assert exchange.lookup_key("k1") is None
+
+
 def test_fifty_threads_placing_orders_add_up(tmp_path: Path) -> None:
     exchange = Exchange.with_symbols(DEMO_SYMBOLS, path=tmp_path / "busy.db")
     users = [f"u{index}" for index in range(5)]
