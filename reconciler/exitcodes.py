@@ -28,7 +28,7 @@ class ExitCode(IntEnum):
     CHANGES = 2
     """Information, not a failure: `plan --detailed-exitcode` has changes, `drift` found drift,
     or `apply` made every change it could and left symbols whose change cannot be made
-    exactly (below `minSize`, off the step), as reported."""
+    exactly (below the minimum size, off the step), as reported."""
 
     STALE_PLAN = 3
     """A saved plan is stale or a precondition failed (moved mark, changed fingerprint, a

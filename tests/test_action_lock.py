@@ -20,7 +20,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from tests.commands.cli_support import REPO
+from tests.cli.cli_support import REPO
 
 LOCK = REPO / "requirements" / "action.txt"
 REGENERATE = (

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.commands.cli_support import EXAMPLES, REPO
-from tests.commands.test_cli_flow import DESIRED
+from tests.cli.cli_support import EXAMPLES, REPO
+from tests.cli.test_cli_flow import DESIRED
 from tests.conftest import RunningSandbox
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.commands.cli_support import EXAMPLES, Invoke, make_invoke, point_at
+from tests.cli.cli_support import EXAMPLES, Invoke, make_invoke, point_at
 
 SINGLE = ["desired-state.yaml", "weights.yaml", "ladder.yaml"]
 ALL_FILES = sorted(EXAMPLES.glob("*.yaml")) + sorted((EXAMPLES / "accounts").glob("*.yaml"))

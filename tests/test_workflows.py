@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from reconciler.cli.root import run
-from tests.commands.cli_support import EXAMPLES, REPO
+from tests.cli.cli_support import EXAMPLES, REPO
 
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml")) + sorted(
     (EXAMPLES / "workflows").glob("*.yml")

@@ -9,6 +9,7 @@ from pathlib import Path
 from reconciler.apply.journal import Outcome
 from reconciler.apply.settle import Settlement
 from reconciler.errors import PartialApply
+from reconciler.exitcodes import ExitCode
 from reconciler.model.plan import Action, Plan
 
 __all__ = ["ActionResult", "ApplyFailed", "ApplyInterrupted", "ApplyReport", "PassReport"]
@@ -52,8 +53,8 @@ class ApplyReport:
     rate_limited: int = 0  # 429s the exchange answered during the run (each was resent)
 
     @property
-    def exit_code(self) -> int:
-        return 0 if self.converged and not self.interrupted else PartialApply.exit_code
+    def exit_code(self) -> ExitCode:
+        return ExitCode.OK if self.converged and not self.interrupted else ExitCode.PARTIAL_APPLY
 
     @property
     def results(self) -> tuple[ActionResult, ...]:
@@ -120,7 +121,7 @@ class ApplyReport:
 
     def raise_for_status(self) -> None:
         """Raise `ApplyFailed` (exit 5) unless the account converged."""
-        if self.exit_code != 0:
+        if self.exit_code != ExitCode.OK:
             raise ApplyFailed(self)
 
 

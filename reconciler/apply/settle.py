@@ -1,6 +1,6 @@
 """Settling a call whose outcome is unknown: look at the account, never resend blind.
 
-A dropped response to `POST /order` leaves two possible worlds: the order exists, or it does
+A dropped response to a placed order leaves two possible worlds: the order exists, or it does
 not. Sending it again is right in one and doubles the position in the other. So apply asks
 the account instead, with reads that are safe to repeat:
 

@@ -1,21 +1,21 @@
 """Read your own writes: an accepted call is a fact until the account's reads show it.
 
-An exchange answers reads from replicas that lag its matching engine. Right after `POST
-/order` is accepted, `/positions` and `/order/open` may still show the account as it was a
+An exchange answers reads from replicas that lag its matching engine. Right after an order
+is accepted, the reads of positions and open orders may still show the account as it was a
 few seconds earlier. Re-planning from such a read would send the same order again, and
 again, until the replica catches up. So every write the exchange accepted leaves an
 `Expectation`: what a read must show before it is trusted. Apply waits for every expectation
 of a pass before it re-plans or verifies (`VisibilityTracker.await_snapshot`), and before a
 read inside a pass that a later call depends on (`VisibilityTracker.fresh_position`).
 
-What "visible" means, per call (the exchange's own `updatedAt` is the watermark, so no local
-clock is compared with the exchange's):
+What "visible" means, per call (the exchange's own update time, `updated_at`, is the
+watermark, so no local clock is compared with the exchange's):
 
-- a placed order: listed open with `updatedAt` at least the accepted answer's, or, when it is
-  not listed, `GET /order/:id` finds it no longer open (filled or cancelled since); a fill
+- a placed order: listed open with `updated_at` at least the accepted answer's, or, when it
+  is not listed, a read of that one order finds it no longer open (filled or cancelled); a fill
   (in the answer or found later) makes the symbol's position a watermark too;
 - a position change (a filled order, leverage, margin, TP/SL): the symbol's position has
-  `updatedAt` at least the answer's; no position at all only counts when the call leaves the
+  `updated_at` at least the answer's; no position at all only counts when the call leaves the
   symbol flat (a close, a reduce-only fill), or changed a position that existed (so a lagging
   read would still show it);
 - a cancel: the order is no longer listed open;
@@ -87,7 +87,7 @@ def _wall_s() -> float:
 class Expectation:
     """What a read must show for one accepted write to count as visible.
 
-    `updated_at` is the exchange's `updatedAt` of the entity the answer returned (None when the
+    `updated_at` is the exchange's update time of the entity the answer returned (None when the
     answer had none: identity checks only). `accepted_at_s` is local wall time, used only to
     measure the lag.
     """
@@ -103,7 +103,7 @@ class Expectation:
     flat_is_visible: bool = False
     updated_at: int | None = None
     seen_before: bool = False  # already seen once (by settlement): says nothing of the lag
-    # Position versions (id, updatedAt) read before this write: a read showing one of them
+    # Position versions (id, updated_at) read before this write: a read showing one of them
     # lags the write, whatever the exchange's clock did in between.
     stale_versions: frozenset[tuple[str, int]] = frozenset()
 
@@ -212,7 +212,7 @@ class VisibilityTracker:
     # Waited for once for the whole timeout: checked again at every read, never waited for.
     _given_up: list[Expectation] = field(default_factory=list)
     _lag: _Lag = field(default_factory=_Lag)
-    # Position versions (id, updatedAt) read so far, by symbol.
+    # Position versions (id, updated_at) read so far, by symbol.
     _versions: dict[str, set[tuple[str, int]]] = field(default_factory=dict)
 
     def expect(self, expectation: Expectation | None) -> None:

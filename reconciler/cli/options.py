@@ -79,7 +79,7 @@ def endpoint_options(command: F) -> F:
     command = click.option(
         "--base-url",
         metavar="URL",
-        help="API base URL (default $LEVRET_BASE_URL or https://api.levret.io/api/v1).",
+        help="API base URL (default $LEVRET_BASE_URL, else the exchange's production API).",
     )(command)
     command = click.option(
         "--sandbox",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Coroutine, Mapping
-from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
 
 from reconciler.levret.client import UNCHANGED, CandleInterval, LevretClient, Number, Unchanged
@@ -65,12 +64,7 @@ class SyncLevretClient:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def send(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:

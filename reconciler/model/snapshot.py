@@ -4,13 +4,13 @@ The reader (IO, elsewhere) fills a `Snapshot` from the exchange; the planner onl
 `needs(desired)` says which reads a plan requires, so the reader does no more than that:
 
 - symbol specs, all positions and all open orders: always (one call, one call, pages);
-- a mark price (`/market/market-stats`) only for a symbol whose desired position is not flat
+- a mark price (the symbol's market stats) only for a symbol whose desired position is not flat
   (to turn `notional`/`weight` into a size, to estimate what a new position costs for the
   policy caps and the margin it will hold, to check its TP/SL against it), or where the plan
   will place a resting order (to refuse one that would fill at once), **and** that has no
-  open position: an open position carries its own `markPrice`, which the planner uses
+  open position: an open position carries its own `mark_price`, which the planner uses
   instead;
-- the top of the book (`/market/orderbook`, depth 1) where the plan will place a resting
+- the top of the book (depth 1) where the plan will place a resting
   order; where the exchange offers no book, the mark alone is the reference;
 - the account overview only when some position is sized by `weight` (it needs equity).
 

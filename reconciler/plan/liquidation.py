@@ -4,7 +4,7 @@ The planner predicts margin after every call; what a trader judges is the liquid
 that margin buys. Isolated margin is liquidated when what is left of it reaches the
 maintenance requirement (`rate * entry * size`), so for a long the price is
 `entry - (margin - rate * entry * size) / size`, and the mirror for a short. The exchange
-does not publish its rate; the account shows it in every position's `liquidationPrice`, so
+does not publish its rate; the account shows it in every position's `liquidation_price`, so
 the rate is read back from the live positions (the highest, to err safe), and taken as
 `DEFAULT_MAINTENANCE_RATE` when the account has none to read it from.
 """

@@ -115,7 +115,7 @@ def plan_orders(
 
 
 def cancel_orders(context: Context, symbol: str, doomed: tuple[Order, ...]) -> list[Action]:
-    """Cancel these live orders: one cancelAll when they are all of the symbol's, and >= 2."""
+    """Cancel these live orders: one cancel-all when they are all of the symbol's, and >= 2."""
     if not doomed:
         return []
     every = {order.id for order in context.snapshot.orders(symbol)}

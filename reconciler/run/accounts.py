@@ -346,7 +346,7 @@ async def apply_all(
             options=options,
             saved=outcome.saved,
         )
-        return replace(outcome, report=report, code=ExitCode(report.exit_code))
+        return replace(outcome, report=report, code=report.exit_code)
 
     return await _each(outcomes, one)
 

@@ -27,6 +27,7 @@ from typing import Any
 from reconciler.apply.engine import run_apply
 from reconciler.apply.report import ApplyReport
 from reconciler.apply.settle import SettleConfig
+from reconciler.defaults import DEFAULT_MAX_PASSES
 from reconciler.errors import ReconcilerError
 from reconciler.levret.client import LevretClient
 from reconciler.levret.emulator import AccountCopy, copy_account
@@ -167,7 +168,7 @@ async def rehearse(
     *,
     profile: str = "realistic",
     read_lag_ms: int = 0,
-    max_passes: int = 3,
+    max_passes: int = DEFAULT_MAX_PASSES,
 ) -> Rehearsal:
     """Run the plan for `desired` on a copy of `live` and report what the copy went through."""
     with tempfile.TemporaryDirectory(prefix="reconciler-rehearsal-") as scratch:

@@ -18,7 +18,11 @@ from reconciler.apply.proposal import first_difference, for_execution
 from reconciler.apply.report import ApplyReport
 from reconciler.apply.settle import SettleConfig
 from reconciler.apply.visibility import DEFAULT_VISIBILITY_TIMEOUT_S
-from reconciler.defaults import DEFAULT_MAX_PRICE_MOVE_BPS
+from reconciler.defaults import (
+    DEFAULT_MAX_PASSES,
+    DEFAULT_MAX_PLAN_AGE_MS,
+    DEFAULT_MAX_PRICE_MOVE_BPS,
+)
 from reconciler.errors import PolicyViolation, PreconditionFailed, SpecError
 from reconciler.levret.client import LevretClient
 from reconciler.levret.reader import read_snapshot
@@ -120,10 +124,10 @@ async def plan_account(
 class ApplyOptions:
     """How apply runs: the safety limits on a saved plan, the pace of execution, the lock."""
 
-    max_plan_age_ms: int = 15 * 60_000
+    max_plan_age_ms: int = DEFAULT_MAX_PLAN_AGE_MS
     max_price_move_bps: Decimal = DEFAULT_MAX_PRICE_MOVE_BPS
     parallelism: int | None = None  # None: the file's `apply.parallelism`, else 16
-    max_passes: int = 3
+    max_passes: int = DEFAULT_MAX_PASSES
     state_dir: Path = STATE_DIR
     visibility_timeout_s: float | None = None  # None: the file's `apply`, else the default
     lock: LockOptions = field(default_factory=LockOptions)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from reconciler.defaults import DEFAULT_MAX_PASSES
 from reconciler.run.lock import DEFAULT_STATE_DIR, LockOptions
 
 __all__ = ["Clock", "WatchConfig", "epoch_ms", "utc_now"]
@@ -39,7 +40,7 @@ class WatchConfig:
     reconnect_initial: float = 0.5
     reconnect_max: float = 30.0
     parallelism: int | None = None  # None: the file's `apply.parallelism`, else 16
-    max_passes: int = 3
+    max_passes: int = DEFAULT_MAX_PASSES
     state_dir: Path = DEFAULT_STATE_DIR
     visibility_timeout: float | None = None  # None: the file's `apply`, else 30 s
     lock: LockOptions = field(default_factory=LockOptions)

@@ -3,7 +3,7 @@
 Each test sets one seeded fault, runs apply (or the client) against a real sandbox server and
 checks the ground truth from the sandbox's own tables: every order executed exactly once, no
 position passed its target, and the account converged or stopped safely. `drop_after_commit`
-and `partial_fills` are covered by tests/test_apply_sandbox.py and tests/sandbox/.
+and `partial_fills` are covered by tests/apply/test_apply_sandbox.py and tests/sandbox/.
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.commands.cli_support import Invoke, make_invoke, point_at, writes
-from tests.commands.test_cli_flow import DESIRED
+from tests.cli.cli_support import Invoke, make_invoke, point_at, writes
+from tests.cli.test_cli_flow import DESIRED
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ def test_no_terminal_and_no_auto_approve_is_an_error_not_a_decline(  # type: ign
 
 
 def test_no_input_refuses_even_on_a_terminal(cli, sandbox, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from tests.commands.cli_support import TerminalInput
+    from tests.cli.cli_support import TerminalInput
 
     monkeypatch.setattr("sys.stdin", TerminalInput("yes\n"))
     refused = cli("apply", "-f", "desired.yaml", "--no-input")

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from reconciler.sandbox import server as sandbox_server
-from tests.commands.cli_support import EXAMPLES, make_invoke
+from tests.cli.cli_support import EXAMPLES, make_invoke
 
 COMMANDS = ("plan", "apply", "drift", "import", "validate", "watch")
 

@@ -238,7 +238,7 @@ SECRET = "Zq-e2e-distinctive-SECRET-7781"
 async def test_secret_never_leaks_end_to_end(
     sandbox: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="reconciler")  # whatever an earlier -v left
     sandbox.create_account("hygiene", key_id="hygiene-key", secret=SECRET)
     settings = demo_settings(
         sandbox, api_key_id="hygiene-key", api_key_secret=SECRET, user_id="hygiene"

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from reconciler.exitcodes import SEVERITY, most_severe
-from tests.commands.cli_support import (
+from tests.cli.cli_support import (
     EXAMPLES,
     Invoke,
     TerminalInput,

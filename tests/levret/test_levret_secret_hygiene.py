@@ -190,7 +190,7 @@ def texts_of(exc: BaseException) -> list[str]:
     ],
 )
 async def test_secret_never_leaks(mode: str, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="reconciler")  # whatever an earlier -v left
     settings = ClientSettings(
         api_key_id="k1", api_key_secret=SECRET, user_id="u1", max_attempts=2, backoff_initial=0
     )

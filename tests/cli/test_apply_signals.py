@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from cli_process import finish, sandbox_env, start_cli
 
-from tests.commands.cli_support import writes
+from tests.cli.cli_support import writes
 from tests.conftest import RunningSandbox
 
 DESIRED = """\

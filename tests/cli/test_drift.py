@@ -16,7 +16,7 @@ from reconciler.model.plan import Action, Phase, Plan
 from reconciler.render.plan import MARKDOWN_LIMIT
 from reconciler.run.accounts import AccountFile, Outcome, render_group
 from reconciler.run.drift import ASPECTS, detect, parse_ignore, render_drift_markdown
-from tests.commands.cli_support import Invoke, make_invoke, point_at, writes
+from tests.cli.cli_support import Invoke, make_invoke, point_at, writes
 from tests.signing import call
 
 DESIRED = """\

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from reconciler.cli.root import run
-from tests.commands.cli_support import Invoke, make_invoke, point_at
-from tests.commands.test_cli_flow import DESIRED
+from tests.cli.cli_support import Invoke, make_invoke, point_at
+from tests.cli.test_cli_flow import DESIRED
 
 ESCAPE = "\x1b["
 

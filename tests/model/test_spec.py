@@ -15,8 +15,8 @@ from reconciler.model import desired as spec
 from reconciler.model.account import SymbolSpec
 from reconciler.yamlsource import MAX_BYTES
 
-ROOT = Path(__file__).parent.parent
-BAD = Path(__file__).parent / "bad_inputs"
+ROOT = Path(__file__).resolve().parents[2]
+BAD = Path(__file__).resolve().parents[1] / "bad_inputs"
 BAD_FILES = sorted(BAD.glob("*.yaml"))
 
 

@@ -29,8 +29,7 @@ from reconciler.levret.reader import read_snapshot
 from reconciler.model.desired import DesiredState, load
 from reconciler.model.plan import Plan
 from reconciler.run.lock import account_lock
-from tests.conftest import RunningSandbox, SandboxFactory
-from tests.test_apply_scenarios import (
+from tests.apply.test_apply_scenarios import (
     SCENARIOS,
     USER,
     _now_ms,
@@ -38,6 +37,7 @@ from tests.test_apply_scenarios import (
     realise,
     settings_for,
 )
+from tests.conftest import RunningSandbox, SandboxFactory
 
 SCENARIO_NAMES = sorted(path.name for path in SCENARIOS.iterdir())
 

@@ -36,7 +36,7 @@ from wire import wire_call
 from reconciler.model.desired import loads
 from reconciler.run.connection import Endpoint, client_settings
 from reconciler.run.workflow import plan_account
-from tests.commands.cli_support import writes
+from tests.cli.cli_support import writes
 from tests.conftest import RunningSandbox
 
 DESIRED = """\

@@ -34,7 +34,7 @@ from reconciler.run.lock import account_lock
 from reconciler.sandbox.seed import DEMO_SYMBOLS
 from reconciler.sandbox.wirestyle import WIRE_STYLES
 
-SCENARIOS = Path(__file__).parent / "scenarios"
+SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 USER, KEY, SECRET = "demo", "scenario-key", "scenario-secret"
 DEFAULT_MARKS = {spec["symbol"]: Decimal(str(spec["markPrice"])) for spec in DEMO_SYMBOLS}
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.commands.cli_support import Invoke, make_invoke, point_at, writes
+from tests.cli.cli_support import Invoke, make_invoke, point_at, writes
 
 
 @pytest.fixture

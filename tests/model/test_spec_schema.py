@@ -16,8 +16,8 @@ from typing import Any
 
 from reconciler.model.desired import json_schema
 
-ROOT = Path(__file__).resolve().parents[1]
-BAD = Path(__file__).parent / "bad_inputs"
+ROOT = Path(__file__).resolve().parents[2]
+BAD = Path(__file__).resolve().parents[1] / "bad_inputs"
 
 NOT_FOR_A_SCHEMA = {
     "hex_number.yaml": "0x1A is a number to YAML; refusing the spelling is the loader's job",

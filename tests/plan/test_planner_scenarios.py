@@ -19,7 +19,7 @@ from reconciler.model.snapshot import needs
 from reconciler.plan import plan, symbols_placing_orders
 from reconciler.render.plan import load_plan, render_json, render_text
 
-SCENARIOS = Path(__file__).parent / "scenarios"
+SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 UPDATE = os.environ.get("RECONCILER_UPDATE_GOLDEN") == "1"
 NAMES = sorted(path.name for path in SCENARIOS.iterdir() if (path / "desired.yaml").is_file())
 

@@ -14,8 +14,8 @@ import pytest
 from reconciler.cli.console import Console
 from reconciler.cli.root import cli as root_group
 from reconciler.cli.session import Session, pass_session
-from tests.commands.cli_support import Invoke, make_invoke, point_at
-from tests.commands.test_cli_flow import DESIRED
+from tests.cli.cli_support import Invoke, make_invoke, point_at
+from tests.cli.test_cli_flow import DESIRED
 
 PACKAGE = Path(__file__).resolve().parents[2] / "reconciler" / "cli"
 

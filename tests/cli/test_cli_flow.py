@@ -12,7 +12,7 @@ import pytest
 
 from reconciler.cli.root import run
 from reconciler.run.lock import account_lock
-from tests.commands.cli_support import Invoke, TerminalInput, make_invoke, point_at, writes
+from tests.cli.cli_support import Invoke, TerminalInput, make_invoke, point_at, writes
 
 DESIRED = """\
 version: 1
