@@ -384,9 +384,18 @@ class _Engine(Calls[C]):
         self.progress(PassStarted(number, len(plan.actions), symbols))
         for _group, chains in _by_phase(plan.actions):
             async with anyio.create_task_group() as group:
-                for chain in chains:
+                for chain in self._longest_first(chains):
                     group.start_soon(self._run_chain, chain)
         self._close_pass(interrupted=False)
+
+    def _longest_first(self, chains: list[_Chain]) -> list[_Chain]:
+        """The order the symbols of a phase take their slots in (the limiter is first come,
+        first served): the longest chain first, since a phase ends with its last chain and
+        one that starts late waits for a slot on top of its own length. One slot at a time
+        takes as long in any order, so there the plan's order is kept."""
+        if self.parallelism == 1:
+            return chains
+        return sorted(chains, key=len, reverse=True)  # stable: ties in the plan's order
 
     def _close_pass(self, *, interrupted: bool) -> None:
         """Record the pass; an interrupted pass's unsent calls are journaled as not sent."""
@@ -400,7 +409,7 @@ class _Engine(Calls[C]):
         results = tuple(self._results[index] for index in sorted(self._results))
         self.passes.append(PassReport(self._pass_number, plan, results))
 
-    async def _run_chain(self, chain: list[tuple[int, Action]]) -> None:
+    async def _run_chain(self, chain: _Chain) -> None:
         """One symbol's calls of one phase, strictly in order, stopping at the first failure."""
         async with self.limiter:
             previous_accepted = False
@@ -435,9 +444,10 @@ class _Engine(Calls[C]):
                 previous_accepted = False
 
 
-def _by_phase(
-    actions: Iterable[Action],
-) -> list[tuple[tuple[Phase, int], list[list[tuple[int, Action]]]]]:
+_Chain = list[tuple[int, Action]]  # one symbol's calls of a phase: (index in the plan, action)
+
+
+def _by_phase(actions: Iterable[Action]) -> list[tuple[tuple[Phase, int], list[_Chain]]]:
     """Actions grouped by phase and wave (in that order), then by symbol (in plan order)."""
     groups: dict[tuple[Phase, int], dict[str, list[tuple[int, Action]]]] = {}
     for index, action in enumerate(actions):

@@ -36,8 +36,15 @@ _NOTIONAL_SLACK = Decimal("0.00000001")
 def first_difference(saved: Plan, fresh: Plan, call_of: CallOf) -> str | None:
     """Where a plan made now stops making the saved plan's calls, or None if it never does.
 
-    Intents are compared; the message shows each as the call `call_of` makes of it.
+    Intents are compared, and the user: an intent names no account, so a plan saved for
+    one user must not pass for another's. The message shows each as the call `call_of`
+    makes of it.
     """
+    if saved.user_id != fresh.user_id:
+        return (
+            f"the saved plan is for user {saved.user_id!r}; the account applied to is "
+            f"{fresh.user_id!r}"
+        )
 
     def _call(action: Action) -> str:
         request = call_of(action.intent)

@@ -141,6 +141,10 @@ class LevretClient(SignedTransport):
         """
         if intent.on_new_position:
             raise InvalidRequest(f"{intent.kind} names the new position, whose id is not known")
+        position_id = getattr(intent, "position_id", None)
+        if position_id is not None and quote(position_id, safe="") != position_id:
+            # An id (from the exchange, or an edited plan) that would change the endpoint.
+            raise InvalidRequest(f"{intent.kind}: position id {position_id!r} is no path segment")
         request = self.request_for(intent)
         method, path, body = request.method, request.path, request.body
         data = await self._call(method, path, body=body, kind=intent_retry_class(intent))

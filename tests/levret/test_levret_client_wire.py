@@ -179,3 +179,28 @@ async def test_a_write_whose_answer_cannot_be_read_is_unknown_not_resent() -> No
         with pytest.raises(OutcomeUnknown, match="executed but order: field id is missing"):
             await client.send("POST", "/order", {"symbol": "X"})
     assert len(sent) == 1
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("position_id", ["7#", "7/x", "7?a=1", "{position_id}x", "7 8"])
+async def test_an_intent_whose_id_would_change_the_endpoint_is_refused_unsent(
+    position_id: str,
+) -> None:
+    """An id that is not one path segment (from the exchange, or an edited plan) never goes
+    out: `POST /positions/7/x/close` is not the call anyone reviewed."""
+    from reconciler.levret.errors import InvalidRequest
+    from reconciler.model.intents import ClosePosition
+
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, json={"success": True, "data": None})
+
+    settings = ClientSettings(api_key_id="k1", api_key_secret=SECRET, user_id="u1")
+    async with LevretClient(settings, transport=httpx.MockTransport(handler)) as client:
+        with pytest.raises(InvalidRequest, match="is no path segment"):
+            await client.execute(ClosePosition(symbol="BTC_USDT", position_id=position_id))
+        closed = await client.execute(ClosePosition(symbol="BTC_USDT", position_id="pos-7.1"))
+    assert closed is None  # the well-formed id was sent (and answered with nothing to read)
+    assert [request.url.path for request in sent] == ["/api/v1/positions/pos-7.1/close"]
