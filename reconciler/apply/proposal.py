@@ -24,8 +24,9 @@ from decimal import Decimal
 
 from reconciler.jsonnum import dumps
 from reconciler.model.desired import DesiredState
-from reconciler.model.intents import PlaceOrder, SetLeverage
+from reconciler.model.intents import PlaceOrder
 from reconciler.model.plan import Action, CallOf, Plan
+from reconciler.plan.policy import leverage_violations
 
 __all__ = ["first_difference", "for_execution", "saved_violations"]
 
@@ -115,17 +116,7 @@ def _action_problems(plan: Plan, action: Action, desired: DesiredState | None) -
     if managed and allowed is not None and action.symbol not in allowed:
         yield f"{action.symbol}: not in policy.allowed_symbols"
     reduce_only = isinstance(intent, PlaceOrder) and intent.reduce_only
-    leverage = intent.leverage if isinstance(intent, PlaceOrder | SetLeverage) else None
-    if (
-        policy.max_leverage is not None
-        and leverage is not None
-        and leverage > policy.max_leverage
-        and not reduce_only
-    ):
-        yield (
-            f"{action.symbol}: leverage {leverage} exceeds "
-            f"policy.max_leverage {policy.max_leverage}"
-        )
+    yield from leverage_violations(intent, policy)
     cap = policy.max_order_notional
     if cap is not None and notional is not None and not reduce_only and notional > cap:
         yield (

@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from decimal import Decimal
 
 from reconciler.model.account import Order
-from reconciler.model.intents import CancelOrder, PlaceOrder, SetLeverage
+from reconciler.model.desired import Policy
+from reconciler.model.intents import CancelOrder, Intent, PlaceOrder, SetLeverage
 from reconciler.model.plan import (
     Action,
 )
@@ -56,23 +57,22 @@ def policy_violations(
     return violations
 
 
+def leverage_violations(intent: Intent, policy: Policy) -> Iterator[str]:
+    """`policy.max_leverage` against the leverage an intent sets (a reduce-only order sets none)."""
+    leverage = intent.leverage if isinstance(intent, PlaceOrder | SetLeverage) else None
+    reduce_only = isinstance(intent, PlaceOrder) and intent.reduce_only
+    cap = policy.max_leverage
+    if cap is not None and leverage is not None and leverage > cap and not reduce_only:
+        yield f"{intent.symbol}: leverage {leverage} exceeds policy.max_leverage {cap}"
+
+
 def _action_violations(context: Context, action: Action) -> Iterator[str]:
     policy = context.desired.policy
     intent = action.intent
     if action.symbol not in context.desired.symbols and policy.unmanaged == "ignore":
         yield f"{action.symbol}: unmanaged symbol would be touched ({action.kind})"
-    leverage = intent.leverage if isinstance(intent, PlaceOrder | SetLeverage) else None
     reduce_only = isinstance(intent, PlaceOrder) and intent.reduce_only
-    if (
-        policy.max_leverage is not None
-        and leverage is not None
-        and leverage > policy.max_leverage
-        and not reduce_only
-    ):
-        yield (
-            f"{action.symbol}: leverage {leverage} exceeds "
-            f"policy.max_leverage {policy.max_leverage}"
-        )
+    yield from leverage_violations(intent, policy)
     if (
         policy.max_order_notional is not None
         and action.kind == "place_order"
