@@ -1,4 +1,4 @@
-"""Apply: execute a plan's calls safely, then prove the account converged.
+"""Apply: carry out a plan's intents safely, then prove the account converged.
 
 Reading order:
 
@@ -14,11 +14,12 @@ Reading order:
    concurrently (at most `parallelism` at once); within a symbol calls run strictly one after
    another. A call that is not plainly accepted stops that symbol's later calls in the pass,
    never another symbol's.
-4. `_Engine.execute` — one call: resolve the position-id placeholder, take a baseline when the
-   call is unsafe (`_Engine.baseline`: an order's from the pass's snapshot and one read of
-   recent fills per pass, a margin move's from a read just before it), send exactly the
-   planned request, classify the outcome, and settle an unknown outcome from reads
-   (`reconciler.apply.settle`) — never by sending it again.
+4. `Calls.execute` (`reconciler.apply.calls`) — one call: fill in the new position's id,
+   take a baseline when the call is unsafe (`Calls.baseline`: an order's from the pass's
+   snapshot and one read of recent fills per pass, a margin move's from a read just before
+   it), carry out exactly the planned intent through the venue, classify the outcome, and
+   settle an unknown outcome from reads (`reconciler.apply.settle`) — never by sending it
+   again.
 
 Apply prints nothing: it reports through a `ProgressSink` and the journal. Cancellation
 (Ctrl-C) stops scheduling, lets calls already in flight finish and be journaled (sends are
