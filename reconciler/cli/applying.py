@@ -64,7 +64,9 @@ def _confirm(console: Console, plan: Plan, *, where: str = "", no_input: bool = 
     """
     if no_input or not _stdin_is_terminal():
         raise ReconcilerError(f"{NO_TERMINAL}: nothing was sent")
-    console.note(
+    # The question that guards sending money is never dropped, `--quiet` or not: a bare
+    # "Enter a value" would not say how many calls, on which account.
+    console.error(
         f"\nDo you want to make these {len(plan.actions)} call(s) on account "
         f"{plan.user_id}{where}?\n"
         "Only 'yes' will be accepted."
@@ -296,9 +298,10 @@ def _failed(console: Console, report: ApplyReport) -> None:
     """The table of what happened, then the one-line summary as the last line printed.
 
     Exit 5 when anything reached the exchange; an apply interrupted before its first call
-    sent nothing, so it is a plain error (exit 1).
+    sent nothing, so it is a plain error (exit 1). The table is part of the error, so
+    `--quiet` keeps it: which symbol, which call, which code.
     """
-    console.note(report.table())
+    console.error(report.table())
     sent = any(result.outcome != "not_sent" for result in report.results)
     summary = f"apply {report.summary()}"
     if report.interrupted and not sent:
@@ -354,14 +357,17 @@ def _apply_many(
         outcomes = asyncio.run(apply_all(outcomes, options=options, log=console.notes))
     outcomes = [changes_remaining(outcome) for outcome in outcomes]
     for outcome in outcomes:
+        # What went wrong on an account is an error (kept under `--quiet`); a success is a note.
         if outcome.report is not None:
-            console.note(f"{header(outcome)}: {outcome.report.summary()}")
-            if outcome.report.exit_code != ExitCode.OK:
-                console.note(outcome.report.table())
+            failed = outcome.report.exit_code != ExitCode.OK
+            say = console.error if failed else console.note
+            say(f"{header(outcome)}: {outcome.report.summary()}")
+            if failed:
+                console.error(outcome.report.table())
         elif outcome.error is not None:
-            console.note(f"{header(outcome)}: {outcome.error}")
+            console.error(f"{header(outcome)}: {outcome.error}")
         elif outcome.plan is not None and outcome.plan.violations:
-            console.note(f"{header(outcome)}: policy violation, nothing was sent")
+            console.error(f"{header(outcome)}: policy violation, nothing was sent")
         if outcome.code == ExitCode.CHANGES and outcome.plan is not None:
             console.note(f"{header(outcome)}: changes remain, these symbols were left alone:")
             for problem in outcome.plan.infeasible:

@@ -52,7 +52,8 @@ def finish(console: Console, outcomes: Sequence[Outcome], codes: Sequence[ExitCo
     listed = ", ".join(
         f"{outcome.account.label}: {each}" for outcome, each in zip(outcomes, codes, strict=True)
     )
-    console.note(f"{len(outcomes)} account(s), exit {code} ({listed}).")
+    line = f"{len(outcomes)} account(s), exit {code} ({listed})."
+    (console.note if code == ExitCode.OK else console.error)(line)
     if code != ExitCode.OK:
         raise click.exceptions.Exit(code)
 

@@ -117,3 +117,25 @@ def test_every_documented_variable_may_come_from_the_credentials_file(  # type: 
     assert applied.code == 0, applied.err
     assert list((state / "locks").glob("*.lock")), "the lock lives where the file says"
     assert writes(sandbox)
+
+
+def test_quiet_keeps_the_question_that_guards_sending(cli, sandbox, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`-q` drops notes, never the question before money moves: a bare "Enter a value"
+    would not say how many calls, on which account (even with the JSON plan held back)."""
+    from tests.cli.cli_support import TerminalInput
+
+    monkeypatch.setattr("sys.stdin", TerminalInput("no\n"))
+    declined = cli("-q", "apply", "-f", "desired.yaml", "--format", "json")
+    assert declined.code == 7, declined.err
+    assert "Do you want to make these 4 call(s) on account demo?" in declined.err
+    assert writes(sandbox) == []
+
+
+def test_quiet_keeps_what_a_partial_apply_could_not_do(cli, sandbox) -> None:  # type: ignore[no-untyped-def]
+    """A partial apply is an error: under `-q` stderr still names the symbols and calls."""
+    sandbox.set_faults({"read_lag_ms": 3_000})
+    applied = cli(
+        "-q", "apply", "-f", "desired.yaml", "--auto-approve", "--visibility-timeout", "500ms"
+    )
+    assert applied.code == 5, applied.err
+    assert "not visible after 0.5 s" in applied.err and "BTC_USDT" in applied.err
