@@ -41,13 +41,18 @@ import anyio
 from reconciler import plan as planner_module
 from reconciler.apply.calls import Calls
 from reconciler.apply.events import ApplyFinished, NullProgress, PassStarted, ProgressSink, Verified
-from reconciler.apply.freshness import DEFAULT_MAX_AGE_MS, check_fresh
+from reconciler.apply.freshness import check_fresh
 from reconciler.apply.journal import JOURNAL_FORMAT, Journal
 from reconciler.apply.report import ApplyInterrupted, ApplyReport, PassReport
 from reconciler.apply.settle import SettleConfig
 from reconciler.apply.venue import C, D, Planner, SnapshotReader
 from reconciler.apply.visibility import Expectation, VisibilityTracker
-from reconciler.defaults import DEFAULT_MAX_PASSES, DEFAULT_MAX_PRICE_MOVE_BPS, DEFAULT_PARALLELISM
+from reconciler.defaults import (
+    DEFAULT_MAX_PASSES,
+    DEFAULT_MAX_PLAN_AGE_MS,
+    DEFAULT_MAX_PRICE_MOVE_BPS,
+    DEFAULT_PARALLELISM,
+)
 from reconciler.errors import PreconditionFailed, ReconcilerError
 from reconciler.model.plan import Action, Phase, Plan
 from reconciler.model.snapshot import Snapshot
@@ -73,7 +78,7 @@ async def run_apply(
     planner: Planner[D] | None = None,
     journal_path: Path | None = None,
     now_ms: Callable[[], int] = _now_ms,
-    max_age_ms: int = DEFAULT_MAX_AGE_MS,
+    max_age_ms: int = DEFAULT_MAX_PLAN_AGE_MS,
     max_price_move_bps: Decimal = DEFAULT_MAX_PRICE_MOVE_BPS,
     parallelism: int = DEFAULT_PARALLELISM,
     max_passes: int = DEFAULT_MAX_PASSES,

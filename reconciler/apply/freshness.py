@@ -9,9 +9,7 @@ from reconciler.errors import PreconditionFailed
 from reconciler.model.plan import Plan
 from reconciler.model.snapshot import Snapshot
 
-__all__ = ["DEFAULT_MAX_AGE_MS", "check_fresh"]
-
-DEFAULT_MAX_AGE_MS = DEFAULT_MAX_PLAN_AGE_MS
+__all__ = ["check_fresh"]
 
 
 def check_fresh(
@@ -19,7 +17,7 @@ def check_fresh(
     snapshot_now: Snapshot,
     *,
     now_ms: int,
-    max_age_ms: int = DEFAULT_MAX_AGE_MS,
+    max_age_ms: int = DEFAULT_MAX_PLAN_AGE_MS,
     max_price_move_bps: Decimal = DEFAULT_MAX_PRICE_MOVE_BPS,
 ) -> None:
     """Refuse (`PreconditionFailed`, exit 3) a plan the account has moved away from.

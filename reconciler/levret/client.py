@@ -41,7 +41,7 @@ from reconciler.model.account import (
     SymbolSpec,
     Trade,
 )
-from reconciler.model.intents import Answer, Intent
+from reconciler.model.intents import Answer, Intent, RetryClass
 from reconciler.model.intents import retry_class as intent_retry_class
 from reconciler.model.plan import Request
 
@@ -120,14 +120,7 @@ class LevretClient(SignedTransport):
             raise InvalidRequest(f"unsupported method {method}")
         if not path.startswith("/") or "{" in path or "}" in path or "#" in path:
             raise InvalidRequest(f"path must be a concrete path below the API prefix: {path!r}")
-        data = await self._call(method, path, body=body)
-        answer = answer_for(method, path)
-        if data is None or answer is None or answer.shape != "one" or method != "POST":
-            return data
-        label = endpoint_label(method, path)
-        return self._executed(
-            method, path, body, lambda: read_one(label, data, answer.reader)
-        ).value
+        return await self._sent(method, path, body)
 
     def request_for(self, intent: Intent) -> Request:
         """The exact call of `intent` for this client's user (see `reconciler.levret.requests`)."""
@@ -146,15 +139,26 @@ class LevretClient(SignedTransport):
             # An id (from the exchange, or an edited plan) that would change the endpoint.
             raise InvalidRequest(f"{intent.kind}: position id {position_id!r} is no path segment")
         request = self.request_for(intent)
-        method, path, body = request.method, request.path, request.body
-        data = await self._call(method, path, body=body, kind=intent_retry_class(intent))
+        kind = intent_retry_class(intent)
+        answer: Answer = await self._sent(request.method, request.path, request.body, kind)
+        return answer
+
+    async def _sent(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None,
+        kind: RetryClass | None = None,
+    ) -> Any:
+        """Send one call; a documented write's answer is read into its domain model."""
+        data = await self._call(method, path, body=body, kind=kind)
         answer = answer_for(method, path)
-        if data is None or answer is None:
-            return None
+        if data is None or answer is None or answer.shape != "one" or method != "POST":
+            return data
         label = endpoint_label(method, path)
-        parsed = self._executed(method, path, body, lambda: read_one(label, data, answer.reader))
-        value: Answer = parsed.value
-        return value
+        return self._executed(
+            method, path, body, lambda: read_one(label, data, answer.reader)
+        ).value
 
     def _executed(
         self, method: str, path: str, body: Mapping[str, Any] | None, parse: Callable[[], R]

@@ -8,6 +8,10 @@ forgotten there fails type-checking instead of falling through at run time.
 A position this plan opens has no id while planning: its later intents carry
 `position_id=None` (`NEW_POSITION`), which apply fills in from the account (`with_position`)
 just before the call, and which a saved plan shows as the venue's placeholder.
+
+Whether a call lowers risk is not an intent's property: it depends on the account
+(cancelling a reduce-only order takes protection away), so the planner judges it, with the
+account in view, as `Action.risk`.
 """
 
 from __future__ import annotations
@@ -78,11 +82,6 @@ class _Intent(BaseModel):
         return False
 
     @property
-    def reduces_risk(self) -> bool:
-        """Whether this call, whatever else happens, can only lower the account's exposure."""
-        return False
-
-    @property
     def on_new_position(self) -> bool:
         """Whether it names the position this plan opens, whose id apply must fill in."""
         return False
@@ -102,10 +101,6 @@ class PlaceOrder(_Intent):
     @property
     def is_market(self) -> bool:
         return self.order_type == "market"
-
-    @property
-    def reduces_risk(self) -> bool:
-        return self.reduce_only
 
 
 class CancelOrder(_Intent):
@@ -137,10 +132,6 @@ class AdjustMargin(_OnPosition):
     amount: Decimal
 
     @property
-    def reduces_risk(self) -> bool:
-        return self.mode == "add"  # more margin, a liquidation price further away
-
-    @property
     def signed_amount(self) -> Decimal:
         """The change of the position's margin: positive when added."""
         return self.amount if self.mode == "add" else -self.amount
@@ -156,10 +147,6 @@ class SetTpSl(_OnPosition):
 
 class ClosePosition(_OnPosition):
     kind: Literal["close_position"] = "close_position"
-
-    @property
-    def reduces_risk(self) -> bool:
-        return True
 
 
 PositionIntent = SetLeverage | AdjustMargin | SetTpSl | ClosePosition

@@ -14,8 +14,6 @@ from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
-from pydantic import TypeAdapter
-
 from reconciler.jsonnum import decimal_text, dumps, loads
 from reconciler.model.intents import Intent
 from reconciler.model.plan import Action, CallOf, Plan, PositionView, Request, SymbolChange
@@ -381,45 +379,47 @@ def load_plan(text: str | bytes, *, calls_for: Callable[[str], CallOf]) -> Plan:
         )
     policy = data.pop("policy", None) or {}
     data["violations"] = tuple(policy.get("violations", ()))
-    call_of = calls_for(str(data.get("user_id")))
     actions = data.get("actions")
+    saved_calls: list[tuple[Any, list[Any]]] = []
     if isinstance(actions, list):
-        data["actions"] = [
-            _action_from(number, item, call_of) for number, item in enumerate(actions, 1)
-        ]
-    return Plan.model_validate(data)
+        data["actions"] = [_without_calls(item, saved_calls) for item in actions]
+    plan = Plan.model_validate(data)
+    call_of = calls_for(plan.user_id)
+    for number, (action, (call, undo_calls)) in enumerate(
+        zip(plan.actions, saved_calls, strict=True), 1
+    ):
+        _check_call(number, action.intent, call, call_of)
+        if len(undo_calls) != len(action.on_failure):
+            raise PlanFormatError(f"action {number}: an undo without its call")
+        for undo, undo_call in zip(action.on_failure, undo_calls, strict=True):
+            _check_call(number, undo, undo_call, call_of)
+    return plan
 
 
-def _action_from(number: int, item: Any, call_of: CallOf) -> Any:
+def _without_calls(item: Any, saved_calls: list[tuple[Any, list[Any]]]) -> Any:
+    """The action as `Plan` reads it (intents only); its calls are kept aside to be checked."""
     if not isinstance(item, dict):
+        saved_calls.append((None, []))
         return item
-    item = dict(item)
-    item.pop("kind", None)
-    item.pop("symbol", None)
-    _check_call(number, item, call_of)
     undo = item.get("on_failure")
+    entries = undo if isinstance(undo, list) else []
+    saved_calls.append(
+        (item.get("call"), [e.get("call") if isinstance(e, dict) else None for e in entries])
+    )
+    action = {key: value for key, value in item.items() if key not in ("kind", "symbol", "call")}
     if isinstance(undo, list):
-        item["on_failure"] = [_undo_from(number, entry, call_of) for entry in undo]
-    return item
+        action["on_failure"] = [e.get("intent") if isinstance(e, dict) else e for e in undo]
+    return action
 
 
-def _undo_from(number: int, entry: Any, call_of: CallOf) -> Any:
-    if not isinstance(entry, dict):
-        return entry
-    entry = dict(entry)
-    _check_call(number, entry, call_of)
-    return entry.get("intent")
-
-
-def _check_call(number: int, item: dict[str, Any], call_of: CallOf) -> None:
-    """Pop the saved call and refuse it unless the venue makes exactly it of the intent."""
-    saved = item.pop("call", None)
+def _check_call(number: int, intent: Intent, saved: Any, call_of: CallOf) -> None:
+    """Refuse a saved call unless the venue makes exactly it of the intent."""
     if saved is None:
         raise PlanFormatError(f"action {number}: no call beside its intent")
-    intent = TypeAdapter(Intent).validate_python(item.get("intent"))
+    shown = Request.model_validate(saved)
     made = call_of(intent)
-    if Request.model_validate(saved) != made:
+    if shown != made:
         raise PlanFormatError(
-            f"action {number}: the saved call {_call_text(Request.model_validate(saved))} is "
+            f"action {number}: the saved call {_call_text(shown)} is "
             f"not the call of its intent ({_call_text(made)}): the plan was edited"
         )

@@ -14,19 +14,19 @@ from typing import Any
 import pytest
 from conftest import RunningSandbox, SandboxFactory
 
-from reconciler import plan as planner
-from reconciler.apply.engine import run_apply
 from reconciler.apply.journal import read_journal
 from reconciler.apply.report import ApplyReport
 from reconciler.apply.settle import SettleConfig
+from reconciler.defaults import DEFAULT_PARALLELISM
 from reconciler.errors import LockHeld, PreconditionFailed
 from reconciler.levret.client import LevretClient
-from reconciler.levret.reader import read_snapshot
 from reconciler.levret.settings import ClientSettings
 from reconciler.model.account import Position
 from reconciler.model.desired import DesiredState
 from reconciler.model.plan import Plan
 from reconciler.run.lock import account_lock
+from tests.reliability.reliability_support import apply as apply_as_tested
+from tests.reliability.reliability_support import fresh_plan
 
 FAST_SETTLE = SettleConfig(
     visibility_window_s=0.02, max_reads=3, clock_skew_ms=2_000, visibility_timeout_s=0.5
@@ -62,27 +62,12 @@ def desired_state(symbols: dict[str, dict[str, Any]]) -> DesiredState:
     )
 
 
-async def fresh_plan(client: LevretClient, desired: DesiredState) -> Plan:
-    plan = planner.plan(desired, await read_snapshot(client, desired))
-    return plan.model_copy(update={"created_at_ms": now_ms()})
-
-
 async def apply(
     client: LevretClient, desired: DesiredState, state_dir: Path, plan: Plan | None = None
 ) -> ApplyReport:
-    return await run_apply(
-        plan if plan is not None else await fresh_plan(client, desired),
-        client=client,
-        desired=desired,
-        read_snapshot=read_snapshot,
-        lock=account_lock(
-            None,
-            base_url="",
-            user_id=client.user_id,
-        ),
-        state_dir=state_dir,
-        settle_config=FAST_SETTLE,
-        max_passes=3,
+    """Apply as the reliability tests do, with this module's settling and the default width."""
+    return await apply_as_tested(
+        client, desired, state_dir, plan=plan, settle=FAST_SETTLE, parallelism=DEFAULT_PARALLELISM
     )
 
 
