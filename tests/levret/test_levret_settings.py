@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 
 import pytest
 from pydantic import ValidationError
@@ -15,6 +16,7 @@ from reconciler.levret.settings import (
     ENV_USER_ID,
     ClientSettings,
 )
+from reconciler.levret.transport import _tls_verification
 
 SECRET = "zz-settings-secret-zz"
 
@@ -75,6 +77,20 @@ def test_tls_on_is_silent(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="reconciler.levret")
     settings()
     assert not caplog.records
+
+
+def test_a_loopback_http_client_loads_no_certificates_and_trusts_none() -> None:
+    # Plain http never makes a TLS handshake; loading the system's certificates for it is
+    # tens of milliseconds per client. What it gets instead would refuse any server.
+    tls = _tls_verification(settings(base_url="http://127.0.0.1:8000/api/v1"))
+    assert isinstance(tls, ssl.SSLContext)
+    assert tls.verify_mode == ssl.CERT_REQUIRED and tls.check_hostname
+    assert tls.cert_store_stats()["x509_ca"] == 0
+
+
+@pytest.mark.parametrize("verify", [True, False])
+def test_an_https_client_verifies_as_its_settings_say(verify: bool) -> None:
+    assert _tls_verification(settings(verify_tls=verify)) is verify
 
 
 def test_from_env_reads_the_documented_variables() -> None:

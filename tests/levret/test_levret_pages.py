@@ -1,0 +1,176 @@
+"""Walking a paged listing: page 1 says how many pages there are, the rest go at once.
+
+A mock transport with an async handler stands in for the exchange, so the tests can see how
+many page reads are out together. Concurrency is proved with a barrier that only a walk with
+every later page in flight can pass (a walk one page at a time would wait there until the
+guard's timeout, and fail).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from reconciler.levret.client import PAGES_AT_ONCE, LevretClient
+from reconciler.levret.errors import AuthError, UnstableListing
+from reconciler.levret.settings import ClientSettings
+
+ORDER = {
+    "userId": "u1",
+    "symbol": "BTC_USDT",
+    "side": "buy",
+    "orderType": "limit",
+    "size": 0.01,
+    "price": 45000,
+    "leverage": 10,
+    "reduce_only": False,
+    "status": "open",
+    "filledSize": 0,
+    "createdAt": 1,
+    "updatedAt": 1,
+}
+# Long enough for any honest walk on a loaded machine; only a walk that never sends the
+# pages the barrier waits for reaches it.
+GUARD_S = 10.0
+
+Handler = Callable[[httpx.Request], Awaitable[httpx.Response]]
+
+
+def orders(count: int) -> list[dict[str, Any]]:
+    return [{**ORDER, "id": str(i)} for i in range(count)]
+
+
+def page_of(
+    items: list[dict[str, Any]], request: httpx.Request, total: int | None = None
+) -> httpx.Response:
+    number = int(request.url.params["page"])
+    size = int(request.url.params["pageSize"])
+    data = {
+        "items": items[(number - 1) * size : number * size],
+        "page": number,
+        "pageSize": size,
+        "total": len(items) if total is None else total,
+    }
+    return httpx.Response(200, json={"success": True, "data": data})
+
+
+def page_number(request: httpx.Request) -> int:
+    return int(request.url.params["page"])
+
+
+def client_for(handler: Handler) -> LevretClient:
+    settings = ClientSettings(api_key_id="k1", api_key_secret="unit-secret", user_id="u1")
+    return LevretClient(settings, transport=httpx.MockTransport(handler))
+
+
+async def ids(client: LevretClient, page_size: int) -> list[str]:
+    return [order.id async for order in client.iter_open_orders(page_size=page_size)]
+
+
+@pytest.mark.anyio
+async def test_the_pages_after_the_first_are_read_together() -> None:
+    items = orders(10)  # five pages of two
+    later_pages = asyncio.Barrier(4)
+    seen: list[int] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(page_number(request))
+        if page_number(request) > 1:
+            await asyncio.wait_for(later_pages.wait(), GUARD_S)
+        return page_of(items, request)
+
+    async with client_for(handler) as client:
+        got = await ids(client, page_size=2)
+    assert got == [str(i) for i in range(10)]  # in the listing's order, each once
+    assert seen[0] == 1 and sorted(seen[1:]) == [2, 3, 4, 5]
+
+
+@pytest.mark.anyio
+async def test_no_more_than_a_batch_of_pages_is_out_at_once() -> None:
+    items = orders(PAGES_AT_ONCE * 2 + 3)  # page size 1: two full batches after page 1 and more
+    out = 0
+    most_out = 0
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal out, most_out
+        out += 1
+        most_out = max(most_out, out)
+        await asyncio.sleep(0)  # let the other sends of the batch start (a yield, not a wait)
+        out -= 1
+        return page_of(items, request)
+
+    async with client_for(handler) as client:
+        got = await ids(client, page_size=1)
+    assert got == [str(i) for i in range(len(items))]
+    assert 1 < most_out <= PAGES_AT_ONCE
+
+
+@pytest.mark.anyio
+async def test_a_total_that_changes_during_the_walk_starts_it_again() -> None:
+    items = orders(6)
+    walks = 0
+    requests: list[int] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal walks
+        number = page_number(request)
+        requests.append(number)
+        if number == 1:
+            walks += 1
+        if walks == 1 and number == 3:
+            # An order filled mid-walk: this page already counts one fewer.
+            return page_of(items[1:], request)
+        return page_of(items, request)
+
+    async with client_for(handler) as client:
+        got = await ids(client, page_size=2)
+    assert got == [str(i) for i in range(6)]
+    assert walks == 2 and len(requests) == 6
+
+
+@pytest.mark.anyio
+async def test_a_total_that_keeps_changing_is_refused() -> None:
+    count = 0
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal count
+        count += 1
+        return page_of(orders(4), request, total=4 + count)  # every answer another total
+
+    async with client_for(handler) as client:
+        with pytest.raises(UnstableListing, match="changed between page reads 4 times"):
+            await ids(client, page_size=2)
+
+
+@pytest.mark.anyio
+async def test_a_total_larger_than_the_items_costs_at_most_one_batch() -> None:
+    items = orders(3)
+    requests: list[int] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        requests.append(page_number(request))
+        return page_of(items, request, total=1_000_000)  # says a million, holds three
+
+    async with client_for(handler) as client:
+        got = await ids(client, page_size=1)
+    assert got == ["0", "1", "2"]
+    assert len(requests) == 1 + PAGES_AT_ONCE  # page 1, then one batch with empty pages
+
+
+@pytest.mark.anyio
+async def test_a_failed_page_read_fails_the_walk_with_its_own_error() -> None:
+    items = orders(8)
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if page_number(request) == 3:
+            body = {"success": False, "error": {"code": "INVALID_API_KEY", "message": "no"}}
+            return httpx.Response(401, json=body)
+        return page_of(items, request)
+
+    async with client_for(handler) as client:
+        with pytest.raises(AuthError):  # not an ExceptionGroup of page reads
+            await ids(client, page_size=2)
