@@ -9,7 +9,7 @@ guard's timeout, and fail).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import httpx
@@ -37,7 +37,7 @@ ORDER = {
 # pages the barrier waits for reaches it.
 GUARD_S = 10.0
 
-Handler = Callable[[httpx.Request], Awaitable[httpx.Response]]
+Handler = Callable[[httpx.Request], Coroutine[None, None, httpx.Response]]
 
 
 def orders(count: int) -> list[dict[str, Any]]:
