@@ -9,6 +9,7 @@ The engine (`reconciler.apply.engine`) decides which action runs when.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -39,6 +40,8 @@ from reconciler.model.plan import Action
 from reconciler.model.snapshot import Snapshot
 
 __all__ = ["Calls"]
+
+log = logging.getLogger("reconciler.apply")
 
 C = TypeVar("C", bound=Venue)
 
@@ -193,17 +196,34 @@ class Calls(Generic[C]):
                 return cached
             old, position = cached.old_order_ids, cached.position
         else:
-            async with self._recent_fills_lock:
-                if self._recent_fills is None:
-                    self._recent_fills = await recent_fill_order_ids(
-                        self.client, now_ms=self.now_ms(), config=self.settle_config
-                    )
+            recent_fills = await self.recent_fills()
             old = frozenset(order.id for order in snapshot.orders(action.symbol))
-            old |= self._recent_fills.get(action.symbol, frozenset())
+            old |= recent_fills.get(action.symbol, frozenset())
             position = snapshot.positions.get(action.symbol)
         if action.intent.is_market:
             position = await self._fresh_position(action.symbol)
         return Baseline(position=position, old_order_ids=old)
+
+    async def recent_fills(self) -> dict[str, frozenset[str]]:
+        """The pass's one read of the account's recent fills, made by whoever asks first."""
+        async with self._recent_fills_lock:
+            if self._recent_fills is None:
+                self._recent_fills = await recent_fill_order_ids(
+                    self.client, now_ms=self.now_ms(), config=self.settle_config
+                )
+            return self._recent_fills
+
+    async def prefetch_recent_fills(self) -> None:
+        """Make the pass's read of recent fills while its first phases run, so that its first
+        order does not wait a round trip for it. Read earlier, it misses only fills made
+        between the read and that order, of orders the pass's snapshot did not show open; such
+        a fill can only add a candidate to an unknown order's settlement, never make an
+        executed call look absent (see `baseline`). A failed read is left to the first order,
+        whose baseline reads again and is not sent if that fails too."""
+        try:
+            await self.recent_fills()
+        except VenueError as exc:
+            log.debug("reading recent fills ahead of the first order failed: %s", exc)
 
     async def _fresh_position(self, symbol: str) -> Position | None:
         """The symbol's position once the read shows this run's accepted writes on it."""

@@ -388,10 +388,13 @@ class _Engine(Calls[C]):
             self.journal.write("plan", pass_number=number, plan=plan.model_dump(mode="python"))
         symbols = tuple(sorted({action.symbol for action in plan.actions}))
         self.progress(PassStarted(number, len(plan.actions), symbols))
-        for _group, chains in _by_phase(plan.actions):
-            async with anyio.create_task_group() as group:
-                for chain in self._longest_first(chains):
-                    group.start_soon(self._run_chain, chain)
+        async with anyio.create_task_group() as ahead:
+            if snapshot is not None and any(a.kind == "place_order" for a in plan.actions):
+                ahead.start_soon(self.prefetch_recent_fills)
+            for _group, chains in _by_phase(plan.actions):
+                async with anyio.create_task_group() as group:
+                    for chain in self._longest_first(chains):
+                        group.start_soon(self._run_chain, chain)
         self._close_pass(interrupted=False)
 
     def _longest_first(self, chains: list[_Chain]) -> list[_Chain]:
