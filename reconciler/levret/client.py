@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine, Hashable, Mapping
 from decimal import Decimal
 from enum import Enum
 from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
+import httpx
 from pydantic import BaseModel
 
 from reconciler.levret.endpoints import answer_for, endpoint_label
@@ -26,7 +28,9 @@ from reconciler.levret.errors import (
 )
 from reconciler.levret.fields import Entity, WireFormatError
 from reconciler.levret.parse import PARSERS, read_list, read_one, read_page
+from reconciler.levret.ratelimit import Sleep
 from reconciler.levret.requests import request_for
+from reconciler.levret.settings import ClientSettings
 from reconciler.levret.transport import SignedTransport
 from reconciler.model.account import (
     AccountOverview,
@@ -106,6 +110,18 @@ def _parsed(parse: Callable[[], R]) -> R:
 
 class LevretClient(SignedTransport):
     """Async client for the Levret REST API; use as `async with LevretClient(settings) as c`."""
+
+    def __init__(
+        self,
+        settings: ClientSettings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Sleep = asyncio.sleep,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(settings, transport=transport, sleep=sleep, wall=wall)
+        # How many pages each listing had when it was last walked (see `_walk`).
+        self._pages_seen: dict[Hashable, int] = {}
 
     # ------------------------------------------------------------------ generic sending
 
@@ -208,14 +224,20 @@ class LevretClient(SignedTransport):
         return _parsed(lambda: read_page(label, data, _reader(model))).value
 
     async def _walk(
-        self, fetch: Callable[[int], Coroutine[Any, Any, Page[M]]], id_of: Callable[[M], str]
+        self,
+        fetch: Callable[[int], Coroutine[Any, Any, Page[M]]],
+        id_of: Callable[[M], str],
+        listing: Hashable | None = None,
     ) -> AsyncIterator[M]:
         """Yield every item of every page, each once.
 
         The first page tells how many pages there are; the others are then read concurrently,
         `PAGES_AT_ONCE` at a time, so 1,100 open orders take two round trips, not eleven one
-        after another. A batch with an empty page ends the walk, so a wrong `total` cannot
-        send more than one batch beyond the items.
+        after another. A `listing` walked before (apply reads the open orders before its
+        first call and again after its last) reads as many pages as it had last time together
+        with the first: one round trip, where the second walk finds about as many; a page
+        past the end costs one empty read. A batch with an empty page ends the walk, so a
+        wrong `total` cannot send more than one batch beyond the items.
 
         Items are sorted oldest first, so new ones append to the last page; but an item that
         leaves the set (an order filled mid-walk) shifts the later ones back by one and one
@@ -223,14 +245,18 @@ class LevretClient(SignedTransport):
         one does not, the walk starts again, and if the total keeps changing
         `UnstableListing` is raised rather than a list that may lack an item.
         """
+        expected = self._pages_seen.get(listing, 1) if listing is not None else 1
         for _attempt in range(_MAX_PAGE_RESTARTS + 1):
-            pages = await _all_pages(fetch)
+            pages = await _all_pages(fetch, expected)
             if all(page.total == pages[0].total for page in pages):
                 break
         else:
             raise UnstableListing(
                 f"the listing changed between page reads {_MAX_PAGE_RESTARTS + 1} times"
             )
+        first = pages[0]
+        if listing is not None and first.page_size > 0:
+            self._pages_seen[listing] = math.ceil(first.total / first.page_size)
         seen: set[str] = set()
         for page in pages:
             for item in page.items:
@@ -333,7 +359,8 @@ class LevretClient(SignedTransport):
                 symbol, page=page, page_size=page_size, start_time=start_time, end_time=end_time
             )
 
-        async for order in self._walk(fetch, lambda o: o.id):
+        listing = ("open orders", symbol, page_size) if start_time is end_time is None else None
+        async for order in self._walk(fetch, lambda o: o.id, listing):
             yield order
 
     async def get_order(self, order_id: str) -> Order:
@@ -470,23 +497,32 @@ class LevretClient(SignedTransport):
             yield trade
 
 
-async def _all_pages(fetch: Callable[[int], Coroutine[Any, Any, Page[M]]]) -> list[Page[M]]:
-    """Page 1, then the pages its `total` announces, a batch of `PAGES_AT_ONCE` at a time."""
-    first = await fetch(1)
-    pages = [first]
+async def _all_pages(
+    fetch: Callable[[int], Coroutine[Any, Any, Page[M]]], expected_pages: int
+) -> list[Page[M]]:
+    """Page 1 (with the pages after it the listing had last time), then the rest its `total`
+    announces, a batch of `PAGES_AT_ONCE` at a time; a batch with an empty page ends it."""
+    pages = await _batch(fetch, range(1, min(max(expected_pages, 1), PAGES_AT_ONCE) + 1))
+    first = pages[0]
     last = math.ceil(first.total / first.page_size) if first.page_size > 0 else 1
-    number = 2
-    while number <= last and pages[-1].items:
+    number = len(pages) + 1
+    while number <= last and all(page.items for page in pages):
         batch = range(number, min(last, number + PAGES_AT_ONCE - 1) + 1)
-        try:
-            async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(fetch(n)) for n in batch]
-        except ExceptionGroup as failed:
-            # One failed read fails the walk with its own error, not a group of them.
-            raise failed.exceptions[0] from None
-        got = [task.result() for task in tasks]
-        pages.extend(got)
-        if not all(page.items for page in got):
-            break
+        pages.extend(await _batch(fetch, batch))
         number = batch.stop
     return pages
+
+
+async def _batch(
+    fetch: Callable[[int], Coroutine[Any, Any, Page[M]]], numbers: range
+) -> list[Page[M]]:
+    """The pages `numbers`, read together, in order."""
+    if len(numbers) == 1:
+        return [await fetch(numbers[0])]
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(fetch(number)) for number in numbers]
+    except ExceptionGroup as failed:
+        # One failed read fails the walk with its own error, not a group of them.
+        raise failed.exceptions[0] from None
+    return [task.result() for task in tasks]
