@@ -174,3 +174,42 @@ async def test_a_failed_page_read_fails_the_walk_with_its_own_error() -> None:
     async with client_for(handler) as client:
         with pytest.raises(AuthError):  # not an ExceptionGroup of page reads
             await ids(client, page_size=2)
+
+
+@pytest.mark.anyio
+async def test_a_listing_walked_again_reads_its_pages_with_the_first() -> None:
+    items = orders(8)  # four pages of two
+    second_walk = False
+    every_page = asyncio.Barrier(4)
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if second_walk:  # page 1 too waits for the others: all four are out together
+            await asyncio.wait_for(every_page.wait(), GUARD_S)
+        return page_of(items, request)
+
+    async with client_for(handler) as client:
+        first = await ids(client, page_size=2)
+        second_walk = True
+        again = await ids(client, page_size=2)
+    assert first == again == [str(i) for i in range(8)]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("before", "after", "reads"), [(8, 5, 4), (8, 8, 4), (4, 9, 5)])
+async def test_a_listing_that_changed_since_is_still_read_whole(
+    before: int, after: int, reads: int
+) -> None:
+    items = orders(before)
+    requests: list[int] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        requests.append(page_number(request))
+        return page_of(items, request)
+
+    async with client_for(handler) as client:
+        await ids(client, page_size=2)
+        items = orders(after)
+        requests.clear()
+        got = await ids(client, page_size=2)
+    assert got == [str(i) for i in range(after)]
+    assert len(requests) == reads  # shrunk: one empty page too many; grown: the rest after
