@@ -264,72 +264,55 @@ class _Engine(Calls[C]):
     ) -> ApplyReport:
         """The passes; `snapshot` is the account as read just before pass 1, if it was."""
         with _heap_frozen():
-            return await self._run(
-                plan,
-                desired=desired,
-                read_snapshot=read_snapshot,
-                planner=planner,
-                max_passes=max_passes,
-                snapshot=snapshot,
-            )
-
-    async def _run(
-        self,
-        plan: Plan,
-        *,
-        desired: D,
-        read_snapshot: SnapshotReader[C, D],
-        planner: Planner[D] | None,
-        max_passes: int,
-        snapshot: Snapshot | None,
-    ) -> ApplyReport:
-        # The default planner takes the spec's `DesiredState`; tests inject their own.
-        plan_of = planner if planner is not None else cast(Planner[D], planner_module.plan)
-        self.user_id = plan.user_id
-        current = plan
-        remaining: tuple[Action, ...] = plan.actions
-        converged = False
-        problems: list[str] = []
-        try:
-            for number in range(1, max_passes + 2):
-                # The read this pass's plan was made from: run_apply's, then verification's.
-                await self.run_pass(current, number, snapshot)
-                try:
-                    snapshot = await self.await_visible(
-                        await read_snapshot(self.client, desired),
-                        lambda: read_snapshot(self.client, desired),
+            # The default planner takes the spec's `DesiredState`; tests inject their own.
+            plan_of = planner if planner is not None else cast(Planner[D], planner_module.plan)
+            self.user_id = plan.user_id
+            current = plan
+            remaining: tuple[Action, ...] = plan.actions
+            converged = False
+            problems: list[str] = []
+            try:
+                for number in range(1, max_passes + 2):
+                    # The read this pass's plan was made from: run_apply's, then verification's.
+                    await self.run_pass(current, number, snapshot)
+                    try:
+                        snapshot = await self.await_visible(
+                            await read_snapshot(self.client, desired),
+                            lambda: read_snapshot(self.client, desired),
+                        )
+                        fresh = plan_of(desired, snapshot)
+                    except ReconcilerError as exc:
+                        problems.append(f"verification after pass {number} failed: {exc}")
+                        self.journal.write(
+                            "verification", pass_number=number, ok=False, error=str(exc)
+                        )
+                        break
+                    remaining = fresh.actions
+                    converged = fresh.is_empty and not self.unseen
+                    actionable = tuple(a for a in fresh.actions if a.symbol not in self.excluded)
+                    self.journal.write(
+                        "verification",
+                        pass_number=number,
+                        ok=True,
+                        converged=converged,
+                        fingerprint=fresh.fingerprint,
+                        remaining=[_action_brief(action) for action in fresh.actions],
+                        excluded=dict(self.excluded),
+                        violations=list(fresh.violations),
                     )
-                    fresh = plan_of(desired, snapshot)
-                except ReconcilerError as exc:
-                    problems.append(f"verification after pass {number} failed: {exc}")
-                    self.journal.write("verification", pass_number=number, ok=False, error=str(exc))
-                    break
-                remaining = fresh.actions
-                converged = fresh.is_empty and not self.unseen
-                actionable = tuple(a for a in fresh.actions if a.symbol not in self.excluded)
-                self.journal.write(
-                    "verification",
-                    pass_number=number,
-                    ok=True,
-                    converged=converged,
-                    fingerprint=fresh.fingerprint,
-                    remaining=[_action_brief(action) for action in fresh.actions],
-                    excluded=dict(self.excluded),
-                    violations=list(fresh.violations),
-                )
-                self.progress(Verified(number, len(fresh.actions), converged))
-                if converged:
-                    break
-                if fresh.violations:
-                    problems.extend(f"re-plan breaks policy: {v}" for v in fresh.violations)
-                    break
-                if not actionable or number > max_passes:
-                    break
-                current = fresh.model_copy(update={"actions": actionable})
-        except (anyio.get_cancelled_exc_class(), KeyboardInterrupt):
-            report = self._finish(False, remaining, problems, interrupted=True)
-            raise ApplyInterrupted(report) from None
-        return self._finish(converged, remaining, problems, interrupted=False)
+                    self.progress(Verified(number, len(fresh.actions), converged))
+                    if converged:
+                        break
+                    if fresh.violations:
+                        problems.extend(f"re-plan breaks policy: {v}" for v in fresh.violations)
+                        break
+                    if not actionable or number > max_passes:
+                        break
+                    current = fresh.model_copy(update={"actions": actionable})
+            except (anyio.get_cancelled_exc_class(), KeyboardInterrupt):
+                report = self._finish(False, remaining, problems, interrupted=True)
+                raise ApplyInterrupted(report) from None
+            return self._finish(converged, remaining, problems, interrupted=False)
 
     async def await_visible(
         self, snapshot: Snapshot, reread: Callable[[], Awaitable[Snapshot]]

@@ -18,21 +18,8 @@ import pytest
 from reconciler.levret.client import PAGES_AT_ONCE, LevretClient
 from reconciler.levret.errors import AuthError, UnstableListing
 from reconciler.levret.settings import ClientSettings
+from tests.levret.test_levret_client_retries import ORDER
 
-ORDER = {
-    "userId": "u1",
-    "symbol": "BTC_USDT",
-    "side": "buy",
-    "orderType": "limit",
-    "size": 0.01,
-    "price": 45000,
-    "leverage": 10,
-    "reduce_only": False,
-    "status": "open",
-    "filledSize": 0,
-    "createdAt": 1,
-    "updatedAt": 1,
-}
 # Long enough for any honest walk on a loaded machine; only a walk that never sends the
 # pages the barrier waits for reaches it.
 GUARD_S = 10.0
