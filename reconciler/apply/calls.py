@@ -88,7 +88,7 @@ class Calls(Generic[C]):
     def _record_result(self, result: ActionResult, *, final: bool = True) -> ActionResult:
         """Journal a call's result; `final=False` when settlement will decide it."""
         self._results[result.index] = result
-        self.journal.write(
+        self.journal.append(
             "result",
             pass_number=result.pass_number,
             index=result.index,
@@ -249,7 +249,7 @@ class Calls(Generic[C]):
     ) -> ActionResult:
         number = self._pass_number
         request = self.client.request_for(intent)
-        self.journal.write(
+        self.journal.append(
             "intent",
             pass_number=number,
             index=index,
@@ -265,6 +265,9 @@ class Calls(Generic[C]):
             request={"method": request.method, "path": request.path, "body": request.body},
             baseline=None if baseline is None else baseline.to_record(),
         )
+        # Write-ahead: the intent is on disk before the call is sent, and with it every record
+        # appended before it, so also the result of the symbol's call before this one.
+        await self.journal.sync()
         self.progress(ActionStarted(number, index, action, request.path))
         sent_at_ms = self.now_ms()
         started = time.perf_counter()
@@ -369,7 +372,7 @@ class Calls(Generic[C]):
                     seen_before=True,
                 )
             )
-        self.journal.write(
+        self.journal.append(
             "settlement",
             pass_number=unknown.pass_number,
             index=unknown.index,

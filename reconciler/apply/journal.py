@@ -2,8 +2,14 @@
 
 Apply moves money, so after any run (finished, failed, interrupted or killed) someone must be
 able to answer "what was sent, and what did the exchange do with it?" from a file alone. Each
-record is written, flushed and fsync'd before apply moves on, so the file is truthful up to
-the last call that returned, even if the process dies a moment later.
+record is written and flushed at once and fsync'd before it matters, so the file is truthful
+even if the process dies a moment later. While calls are in flight the rule is write-ahead: a
+call's intent record is on disk before the call is sent, and with it every record appended
+before it (so the result of the symbol's previous call). Those records are made durable
+together, in a worker thread (`Journal.sync`), so that one call's `fsync` never holds up
+another call's reply. A result appended after the last such `fsync` is on disk with the next
+intent or the run's next own record (`write` fsyncs at once); a crash in between leaves an
+intent without a result, which reads as what it is: sent, outcome not recorded.
 
 The one exception is a rehearsal (`reconciler.run.rehearse`): its journal lives in a scratch
 directory deleted when it ends and records calls to an in-process copy, so nothing survives
@@ -24,6 +30,9 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Literal
+
+import anyio
+import anyio.to_thread
 
 from reconciler import jsonnum
 
@@ -76,7 +85,8 @@ def journal_file_name(user_id: str, started_ms: int, pid: int) -> str:
 
 
 class Journal:
-    """One apply's JSONL file. Every `write` is durable before it returns (unless `durable=False`).
+    """One apply's JSONL file. Every `write` is durable before it returns, every `append` once
+    `sync` returns (unless `durable=False`).
 
     Records carry `seq` (1, 2, …, no gaps), `type` and `time_ms`, then the record's own
     fields. Numbers are written from `Decimal` exactly, as on the wire.
@@ -89,6 +99,8 @@ class Journal:
         self.durable = durable
         self._clock = clock
         self._seq = 0
+        self._synced_seq = 0  # every record up to this one is on disk
+        self._sync_lock = anyio.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
         # O_EXCL: a journal is never appended to by a second run, nor silently overwritten.
         # 0600 like a saved plan: it holds the account's positions, orders and amounts.
@@ -115,20 +127,51 @@ class Journal:
         return self._file is None
 
     def write(self, type: RecordType, **fields: Any) -> dict[str, Any]:
-        """Append one record and make it durable (flushed only, if not `durable`)."""
+        """Append one record and make it durable (flushed only, if not `durable`).
+
+        This blocks on `fsync`: for the run's own records (start, plans, end), written when
+        no call is in flight. Records written while calls are in flight use `append` and
+        `sync`, so that one call's `fsync` does not stall the others' replies."""
+        record = self.append(type, **fields)
+        if self.durable and self._file is not None:
+            os.fsync(self._file.fileno())
+            self._synced_seq = self._seq
+        return record
+
+    def append(self, type: RecordType, **fields: Any) -> dict[str, Any]:
+        """Append one record, flushed (readable by another handle at once) but not yet
+        durable: `await sync()` makes it so, and so does `close`."""
         if self._file is None:
             raise ValueError(f"journal {self.path} is closed")
         self._seq += 1
         record: dict[str, Any] = {"seq": self._seq, "type": type, "time_ms": self._clock()}
         record.update(fields)
         self._file.write(jsonnum.dumps(record) + b"\n")
-        self._file.flush()  # readable by another handle at once, durable or not
-        if self.durable:
-            os.fsync(self._file.fileno())
+        self._file.flush()
         return record
+
+    async def sync(self) -> None:
+        """Return once every record appended before this call is durable.
+
+        The `fsync` runs in a worker thread, so the event loop goes on serving other calls'
+        replies meanwhile, and callers that arrive while one runs share the next one (a group
+        commit): with 16 calls in flight, one `fsync` makes several of their records durable.
+        It cannot be cancelled half-way: a caller that was waiting for it still returns only
+        once its records are on disk."""
+        target = self._seq
+        if not self.durable or self._synced_seq >= target:
+            return
+        async with self._sync_lock:
+            if self._synced_seq >= target or self._file is None:
+                return
+            covered = self._seq  # written and flushed before this fsync starts
+            await anyio.to_thread.run_sync(os.fsync, self._file.fileno())
+            self._synced_seq = max(self._synced_seq, covered)
 
     def close(self) -> None:
         if self._file is not None:
+            if self.durable and self._synced_seq < self._seq:
+                os.fsync(self._file.fileno())
             self._file.close()
             self._file = None
 

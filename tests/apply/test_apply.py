@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import os
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from decimal import Decimal
@@ -22,6 +23,7 @@ import anyio.lowlevel
 import pytest
 from wire import intent_of, wire_call
 
+from reconciler import jsonnum
 from reconciler.apply.engine import apply_plan, run_apply
 from reconciler.apply.events import ApplyEvent
 from reconciler.apply.freshness import check_fresh
@@ -764,6 +766,61 @@ async def test_journal_records_every_step_in_order(tmp_path: Path) -> None:
     assert settlement["evidence"]["matching_orders"][0]["size"] == Decimal(2)
     assert records[-2]["converged"] is True
     assert records[-1]["exit_code"] == 0
+
+
+class DurabilityCheckingExchange(FakeExchange):
+    """Checks, at each send, what of the journal is on disk (up to the end of the last
+    finished `fsync`): this call's intent, and the result of each earlier call of its symbol."""
+
+    def __init__(self, journal_path: Path, durable_bytes: list[int]) -> None:
+        super().__init__()
+        self.journal_path = journal_path
+        self.durable_bytes = durable_bytes
+        self.checked = 0
+
+    async def send(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
+        written = self.journal_path.read_bytes()
+        on_disk = written[: max(self.durable_bytes, default=0)]
+        symbol = self._symbol_of(path, body or {})
+
+        def of_symbol(data: bytes, kind: str) -> list[dict[str, Any]]:
+            records = [jsonnum.loads(line) for line in data.splitlines()]
+            return [r for r in records if r["type"] == kind and r["symbol"] == symbol]
+
+        this_call = of_symbol(written, "intent")[-1]
+        assert this_call["request"]["body"] == body
+        assert this_call in of_symbol(on_disk, "intent")  # written ahead, durably
+        earlier = {r["index"] for r in of_symbol(on_disk, "intent")} - {this_call["index"]}
+        assert earlier <= {r["index"] for r in of_symbol(on_disk, "result")}
+        self.checked += 1
+        return await super().send(method, path, body)
+
+
+@pytest.mark.anyio
+async def test_each_call_is_on_disk_before_it_is_sent_and_its_result_before_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    durable_bytes: list[int] = []
+    real_fsync = os.fsync
+
+    def tracking_fsync(descriptor: int) -> None:
+        size = os.fstat(descriptor).st_size
+        real_fsync(descriptor)
+        durable_bytes.append(size)
+
+    monkeypatch.setattr(os, "fsync", tracking_fsync)
+    exchange = DurabilityCheckingExchange(tmp_path / "journal.jsonl", durable_bytes)
+    actions = [
+        order_action(symbol, "buy", Decimal(1), Phase.INCREASE)
+        for symbol in SYMBOLS[:4]
+        for _ in range(3)
+    ]
+    desired = {symbol: Decimal(3) for symbol in SYMBOLS[:4]}
+    report = await run(exchange, make_plan(actions), desired, tmp_path, parallelism=4)
+    assert report.converged
+    assert exchange.checked == 12
+    assert exchange.max_in_flight == 4
+    assert len(durable_bytes) < 2 * 12 + 3  # concurrent records shared fsyncs
 
 
 @pytest.mark.anyio

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import threading
 from decimal import Decimal
 from pathlib import Path
 
+import anyio
+import anyio.to_thread
 import pytest
 
 from reconciler.apply.journal import Journal, journal_file_name, read_journal
@@ -96,4 +99,80 @@ def test_a_scratch_journal_skips_the_fsyncs_but_is_still_readable_at_once(
     journal.write("plan", plan={"size": Decimal("0.1")})
     assert [r["seq"] for r in read_journal(journal.path)] == [1]  # flushed, not buffered
     journal.close()
+    assert calls == []
+
+
+def _line_ends(path: Path) -> list[int]:
+    """The byte offset just past each record of the file."""
+    ends, total = [], 0
+    for line in path.read_bytes().splitlines(keepends=True):
+        total += len(line)
+        ends.append(total)
+    return ends
+
+
+@pytest.mark.anyio
+async def test_sync_returns_only_once_its_records_are_on_disk_and_waiters_share_one_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three calls append and sync while the first `fsync` is held: the two that arrive
+    during it share the next one, and none returns before an `fsync` that began after its
+    record was written has finished."""
+    journal = Journal(tmp_path / "j.jsonl")
+    real = os.fsync
+    first_started, release_first = threading.Event(), threading.Event()
+    synced_bytes: list[int] = []  # bytes in the file as each finished fsync began
+
+    def held_fsync(descriptor: int) -> None:
+        size = os.fstat(descriptor).st_size
+        if not first_started.is_set():
+            first_started.set()
+            release_first.wait()
+        real(descriptor)
+        synced_bytes.append(size)
+
+    monkeypatch.setattr(os, "fsync", held_fsync)
+    returned: dict[str, int] = {}  # who returned, and how many fsyncs had finished then
+
+    async def append_and_sync(name: str) -> None:
+        journal.append("intent", name=name)
+        await journal.sync()
+        returned[name] = len(synced_bytes)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(append_and_sync, "a")
+        await anyio.to_thread.run_sync(first_started.wait)
+        group.start_soon(append_and_sync, "b")
+        group.start_soon(append_and_sync, "c")
+        await anyio.wait_all_tasks_blocked()
+        assert returned == {}  # all three wait while the first fsync is held
+        release_first.set()
+    ends = _line_ends(journal.path)
+    assert synced_bytes == [ends[0], ends[2]]  # "a" alone, then "b" and "c" together
+    assert returned == {"a": 1, "b": 2, "c": 2}
+    journal.close()
+    assert len(synced_bytes) == 2  # close had nothing left to sync
+
+
+def test_close_makes_appended_records_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = Journal(tmp_path / "j.jsonl")
+    calls = _count_fsyncs(monkeypatch)
+    journal.append("result", index=0)
+    journal.append("result", index=1)
+    assert calls == []  # appended, flushed, not yet synced
+    assert len(read_journal(journal.path)) == 2
+    journal.close()
+    assert len(calls) == 1
+
+
+@pytest.mark.anyio
+async def test_a_scratch_journal_syncs_without_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _count_fsyncs(monkeypatch)
+    with Journal(tmp_path / "j.jsonl", durable=False) as journal:
+        journal.append("intent", index=0)
+        await journal.sync()
     assert calls == []
