@@ -22,6 +22,7 @@ from reconciler.apply.events import ActionFinished, ActionStarted, ProgressSink,
 from reconciler.apply.journal import Journal, Outcome
 from reconciler.apply.outcome import Outcome as CallOutcome
 from reconciler.apply.outcome import classify
+from reconciler.apply.readahead import PositionReadAhead
 from reconciler.apply.report import ActionResult
 from reconciler.apply.settle import (
     Baseline,
@@ -84,6 +85,8 @@ class Calls(Generic[C]):
         self._recent_fills: dict[str, frozenset[str]] | None = None
         self._recent_fills_lock = anyio.Lock()
         self._baselines: dict[str, Baseline] = {}
+        # Positions read one round trip before the phase whose first call needs them.
+        self.read_ahead = PositionReadAhead(self._read_fresh_position)
 
     def _record_result(self, result: ActionResult, *, final: bool = True) -> ActionResult:
         """Journal a call's result; `final=False` when settlement will decide it."""
@@ -168,6 +171,14 @@ class Calls(Generic[C]):
             result = await self._send(index, action, intent, baseline)
         return result
 
+    def reads_position_first(self, action: Action) -> bool:
+        """Whether `execute` starts `action` with a fresh read of its position (`_resolve`,
+        `baseline`): a position id to fill in, a margin move, a market order of a pass
+        with a snapshot (without one, `take_baseline` reads the symbol whole)."""
+        if action.on_new_position or action.kind == "adjust_margin":
+            return True
+        return action.intent.is_market and self._pass_snapshot is not None
+
     async def baseline(self, action: Action) -> Baseline:
         """What settlement of `action` compares against, read as seldom as is safe.
 
@@ -226,11 +237,18 @@ class Calls(Generic[C]):
             log.debug("reading recent fills ahead of the first order failed: %s", exc)
 
     async def _fresh_position(self, symbol: str) -> Position | None:
-        """The symbol's position once the read shows this run's accepted writes on it."""
+        """The symbol's position once the read shows this run's accepted writes on it: read
+        ahead of the phase (`reconciler.apply.readahead`) if it was, else now."""
+        usable, position = await self.read_ahead.take(symbol)
+        if usable:
+            return position
         try:
-            return await self.visibility.fresh_position(self.client, symbol)
+            return await self._read_fresh_position(symbol)
         except TimeoutError as exc:
             raise _CannotSend(str(exc)) from None
+
+    async def _read_fresh_position(self, symbol: str) -> Position | None:
+        return await self.visibility.fresh_position(self.client, symbol)
 
     async def _resolve(self, action: Action) -> Intent:
         """The intent to carry out: the planned one, with the new position's id filled in."""

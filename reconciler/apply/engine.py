@@ -392,14 +392,36 @@ class _Engine(Calls[C]):
             self.journal.write("plan", pass_number=number, plan=plan.model_dump(mode="python"))
         symbols = tuple(sorted({action.symbol for action in plan.actions}))
         self.progress(PassStarted(number, len(plan.actions), symbols))
+        groups = [self._longest_first(chains) for _key, chains in _by_phase(plan.actions)]
         async with anyio.create_task_group() as ahead:
             if snapshot is not None and any(a.kind == "place_order" for a in plan.actions):
                 ahead.start_soon(self.prefetch_recent_fills)
-            for _group, chains in _by_phase(plan.actions):
+            read_for_this: list[str] = []
+            for number_in_pass, chains in enumerate(groups):
+                following = groups[number_in_pass + 1] if number_in_pass + 1 < len(groups) else []
+                read_for_next = self._to_read_ahead(following)
+
+                def read_ahead(symbol: str) -> None:
+                    ahead.start_soon(self.read_ahead.read, symbol)
+
+                phase_end = _PhaseEnd(chains, read_for_next, read_ahead)
                 async with anyio.create_task_group() as group:
-                    for chain in self._longest_first(chains):
-                        group.start_soon(self._run_chain, chain)
+                    for chain in chains:
+                        group.start_soon(self._run_chain, chain, phase_end)
+                self.read_ahead.forget(read_for_this)
+                read_for_this = read_for_next
+            self.read_ahead.forget(read_for_this)
         self._close_pass(interrupted=False)
+
+    def _to_read_ahead(self, following: list[_Chain]) -> list[str]:
+        """The symbols whose position the next phase's first slots read first
+        (`reconciler.apply.readahead`). Chains beyond the slots wait for one, so their reads
+        would be older: they read for themselves."""
+        return [
+            action.symbol
+            for _index, action in (chain[0] for chain in following[: self.parallelism])
+            if self.reads_position_first(action)
+        ]
 
     def _longest_first(self, chains: list[_Chain]) -> list[_Chain]:
         """The order the symbols of a phase take their slots in (the limiter is first come,
@@ -422,39 +444,47 @@ class _Engine(Calls[C]):
         results = tuple(self._results[index] for index in sorted(self._results))
         self.passes.append(PassReport(self._pass_number, plan, results))
 
-    async def _run_chain(self, chain: _Chain) -> None:
-        """One symbol's calls of one phase, strictly in order, stopping at the first failure."""
+    async def _run_chain(self, chain: _Chain, phase_end: _PhaseEnd) -> None:
+        """One symbol's calls of one phase, strictly in order, stopping at the first failure.
+
+        `phase_end` is told when the chain comes to its last call, and when it has ended."""
         async with self.limiter:
-            previous_accepted = False
-            for index, action in chain:
-                halted = self._halted.get(action.symbol)
-                if halted is None and action.symbol in self.unseen:
-                    # An earlier run's accepted write is still not in the reads: the plan
-                    # was made without it, so sending would do it twice.
-                    halted = self.excluded[action.symbol]
-                if halted is None and self._gate is not None and action.risk == "increase":
-                    # Held back, and so is the rest of the symbol's pass: a later call of it
-                    # (a top-up, a TP/SL) was planned on the state this one would have made.
-                    halted = self._halted[action.symbol] = self._gate
-                if halted is not None:
-                    self._not_sent(index, action, halted)
-                    previous_accepted = False
-                    continue
-                result = await self.execute(index, action)
-                if result.outcome == "accepted":
-                    previous_accepted = True
-                    continue
-                self._halted[action.symbol] = (
-                    f"stopped: earlier {action.kind} on {action.symbol} was {result.outcome}"
-                )
-                if action.risk == "reduce" and action.phase <= Phase.REDUCE and not self._gate:
-                    self._gate = (
-                        f"held back: {action.kind} on {action.symbol} was {result.outcome}, "
-                        "so nothing in this pass adds risk"
-                    )
-                if action.on_failure and previous_accepted:
-                    await self._undo(action, result)
+            await self._run_chain_calls(chain, phase_end)
+        phase_end.chain_ended(chain[0][1].symbol)
+
+    async def _run_chain_calls(self, chain: _Chain, phase_end: _PhaseEnd) -> None:
+        previous_accepted = False
+        for position_in_chain, (index, action) in enumerate(chain):
+            if position_in_chain == len(chain) - 1:
+                phase_end.on_last_call()
+            halted = self._halted.get(action.symbol)
+            if halted is None and action.symbol in self.unseen:
+                # An earlier run's accepted write is still not in the reads: the plan
+                # was made without it, so sending would do it twice.
+                halted = self.excluded[action.symbol]
+            if halted is None and self._gate is not None and action.risk == "increase":
+                # Held back, and so is the rest of the symbol's pass: a later call of it
+                # (a top-up, a TP/SL) was planned on the state this one would have made.
+                halted = self._halted[action.symbol] = self._gate
+            if halted is not None:
+                self._not_sent(index, action, halted)
                 previous_accepted = False
+                continue
+            result = await self.execute(index, action)
+            if result.outcome == "accepted":
+                previous_accepted = True
+                continue
+            self._halted[action.symbol] = (
+                f"stopped: earlier {action.kind} on {action.symbol} was {result.outcome}"
+            )
+            if action.risk == "reduce" and action.phase <= Phase.REDUCE and not self._gate:
+                self._gate = (
+                    f"held back: {action.kind} on {action.symbol} was {result.outcome}, "
+                    "so nothing in this pass adds risk"
+                )
+            if action.on_failure and previous_accepted:
+                await self._undo(action, result)
+            previous_accepted = False
 
 
 @contextmanager
@@ -471,6 +501,32 @@ def _heap_frozen() -> Iterator[None]:
 
 
 _Chain = list[tuple[int, Action]]  # one symbol's calls of a phase: (index in the plan, action)
+
+
+class _PhaseEnd:
+    """Starts the next phase's position reads ahead (`reconciler.apply.readahead`) as this
+    phase comes to its end: once every chain of the phase is on its last call, for each
+    symbol the phase does not touch; for one it touches, once its own chain has ended too
+    (no write of ours lands on it after that read)."""
+
+    def __init__(self, chains: list[_Chain], wanted: list[str], start: Callable[[str], None]):
+        self._left = len(chains)
+        self._touched = {chain[0][1].symbol for chain in chains}
+        self._ended: set[str] = set()
+        self._wanted = wanted
+        self._start = start
+
+    def on_last_call(self) -> None:
+        self._left -= 1
+        if self._left == 0:
+            for symbol in self._wanted:
+                if symbol not in self._touched or symbol in self._ended:
+                    self._start(symbol)
+
+    def chain_ended(self, symbol: str) -> None:
+        self._ended.add(symbol)
+        if self._left == 0 and symbol in self._wanted:
+            self._start(symbol)
 
 
 def _by_phase(actions: Iterable[Action]) -> list[tuple[tuple[Phase, int], list[_Chain]]]:
