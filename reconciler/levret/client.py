@@ -234,9 +234,10 @@ class LevretClient(SignedTransport):
         The first page tells how many pages there are; the others are then read concurrently,
         `PAGES_AT_ONCE` at a time, so 1,100 open orders take two round trips, not eleven one
         after another. A `listing` walked before (apply reads the open orders before its
-        first call and again after its last) reads as many pages as it had last time together
-        with the first: one round trip, where the second walk finds about as many; a page
-        past the end costs one empty read. A batch with an empty page ends the walk, so a
+        first call and again after its last) reads as many pages as it had last time, and
+        one more, together with the first: one round trip where the second walk finds up to
+        a page more (apply's placements grow the listing); a page past the end costs one
+        empty read. A batch with an empty page ends the walk, so a
         wrong `total` cannot send more than one batch beyond the items.
 
         Items are sorted oldest first, so new ones append to the last page; but an item that
@@ -245,7 +246,8 @@ class LevretClient(SignedTransport):
         one does not, the walk starts again, and if the total keeps changing
         `UnstableListing` is raised rather than a list that may lack an item.
         """
-        expected = self._pages_seen.get(listing, 1) if listing is not None else 1
+        seen_before = self._pages_seen.get(listing) if listing is not None else None
+        expected = 1 if seen_before is None else seen_before + 1
         for _attempt in range(_MAX_PAGE_RESTARTS + 1):
             pages = await _all_pages(fetch, expected)
             if all(page.total == pages[0].total for page in pages):
