@@ -255,6 +255,8 @@ async def apply_as_cli(
 ) -> bool:
     """`workflow.apply_account` with its defaults (and no progress output)."""
     async with LevretClient(settings) as client:
+        if plan.open_orders_read is not None:
+            client.expect_open_orders(plan.open_orders_read)
         report = await run_apply(
             plan,
             client=client,

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Hashable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Hashable, Mapping, Sequence
 from decimal import Decimal
 from enum import Enum
 from typing import Any, Literal, TypeVar
@@ -63,6 +63,9 @@ R = TypeVar("R")
 _MAX_PAGE_RESTARTS = 3
 # Pages of one listing read at once, after the first (which tells how many there are).
 PAGES_AT_ONCE = 16
+OPEN_ORDERS_PAGE_SIZE = 100
+# The listing key (see `_walk`) of the account's whole list of open orders.
+_ALL_OPEN_ORDERS = ("open orders", None, OPEN_ORDERS_PAGE_SIZE)
 
 
 class Unchanged(Enum):
@@ -122,6 +125,15 @@ class LevretClient(SignedTransport):
         super().__init__(settings, transport=transport, sleep=sleep, wall=wall)
         # How many pages each listing had when it was last walked (see `_walk`).
         self._pages_seen: dict[Hashable, int] = {}
+
+    def expect_open_orders(self, count: int) -> None:
+        """Say how many open orders the account held when last read elsewhere (a plan's
+        read), so that the first walk of them here reads their pages together with page 1,
+        as a second walk would (`_walk`). Only a hint: a wrong count costs a round trip (too
+        few) or one batch of empty pages (too many), never an order missed."""
+        listing = _ALL_OPEN_ORDERS
+        if count > 0 and listing not in self._pages_seen:
+            self._pages_seen[listing] = math.ceil(count / OPEN_ORDERS_PAGE_SIZE)
 
     # ------------------------------------------------------------------ generic sending
 
@@ -242,15 +254,19 @@ class LevretClient(SignedTransport):
 
         Items are sorted oldest first, so new ones append to the last page; but an item that
         leaves the set (an order filled mid-walk) shifts the later ones back by one and one
-        would be skipped. Every page must therefore report the total the first one did; if
-        one does not, the walk starts again, and if the total keeps changing
-        `UnstableListing` is raised rather than a list that may lack an item.
+        would be skipped. Every page the first one's total spans must therefore report that
+        total; if one does not, the walk starts again, and if the total keeps changing
+        `UnstableListing` is raised rather than a list that may lack an item. A page read
+        beyond that span only has to be empty: its own total tells of a change before or
+        after the pages that hold the items, which the walk that never read it would not
+        have seen either (a read ahead must not make a walk fail where one without it would
+        have passed).
         """
         seen_before = self._pages_seen.get(listing) if listing is not None else None
         expected = 1 if seen_before is None else seen_before + 1
         for _attempt in range(_MAX_PAGE_RESTARTS + 1):
             pages = await _all_pages(fetch, expected)
-            if all(page.total == pages[0].total for page in pages):
+            if _consistent(pages):
                 break
         else:
             raise UnstableListing(
@@ -352,7 +368,7 @@ class LevretClient(SignedTransport):
         *,
         start_time: int | None = None,
         end_time: int | None = None,
-        page_size: int = 100,
+        page_size: int = OPEN_ORDERS_PAGE_SIZE,
     ) -> AsyncIterator[Order]:
         """Every open order, walking all pages to the end."""
 
@@ -513,6 +529,17 @@ async def _all_pages(
         pages.extend(await _batch(fetch, batch))
         number = batch.stop
     return pages
+
+
+def _consistent(pages: Sequence[Page[M]]) -> bool:
+    """Whether `pages` (page 1 first) read one listing: every page page 1's total spans
+    reports that total, and every page beyond it is empty."""
+    first = pages[0]
+    span = max(1, math.ceil(first.total / first.page_size)) if first.page_size > 0 else 1
+    spanned, beyond = pages[:span], pages[span:]
+    return all(page.total == first.total for page in spanned) and not any(
+        page.items for page in beyond
+    )
 
 
 async def _batch(

@@ -172,6 +172,9 @@ class Plan(Frozen):
     # file, since the verification passes after it re-plan from that file.
     desired_fingerprint: str | None = None
     marks: dict[str, Decimal]
+    # How many open orders the read held: apply's own read of them asks for that many pages
+    # at once instead of learning the count from page 1 first (None: a plan saved before).
+    open_orders_read: int | None = None
     actions: tuple[Action, ...]
     violations: tuple[str, ...] = ()
     # Symbols whose change cannot be made exactly (below the minimum size, off the step): reported

@@ -108,6 +108,7 @@ def _plan(desired: DesiredState, snapshot: Snapshot, allow_flatten: bool) -> Pla
             for symbol in fingerprinted(context, actions)
         },
         marks=marks_used(context, symbol_plans),
+        open_orders_read=sum(len(orders) for orders in snapshot.open_orders.values()),
         actions=tuple(actions),
         violations=tuple(violations),
         infeasible=tuple(problem for sp in symbol_plans for problem in sp.infeasible),

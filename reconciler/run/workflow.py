@@ -172,6 +172,8 @@ async def apply_account(
             desired.lock, options.lock, base_url=settings.base_url, user_id=planned.user_id
         )
     async with LevretClient(settings) as client:
+        if planned.open_orders_read is not None:
+            client.expect_open_orders(planned.open_orders_read)
         if saved:
             planned = await _confirm_saved(client, desired, planned, options.allow_flatten)
         return await run_apply(

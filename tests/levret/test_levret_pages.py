@@ -206,3 +206,79 @@ async def test_a_listing_that_changed_since_is_still_read_whole(
     # Last time's pages and one more at once: shrunk or unchanged, empty pages too many;
     # grown by more than a page, the rest after.
     assert len(requests) == reads
+
+
+@pytest.mark.anyio
+async def test_a_count_known_from_the_plan_reads_every_page_with_the_first() -> None:
+    items = orders(250)  # three pages of 100
+    every_page = asyncio.Barrier(4)  # the three and one more, all out together
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        await asyncio.wait_for(every_page.wait(), GUARD_S)
+        return page_of(items, request)
+
+    async with client_for(handler) as client:
+        client.expect_open_orders(250)
+        got = [order.id async for order in client.iter_open_orders()]
+    assert got == [str(i) for i in range(250)]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("hint", "reads"), [(0, 3), (50, 3), (250, 4), (1_000, 11)])
+async def test_a_wrong_count_from_the_plan_still_reads_the_listing_whole(
+    hint: int, reads: int
+) -> None:
+    """Too few: the rest after page 1's total; too many: empty pages, all in one batch."""
+    items = orders(250)
+    requests: list[int] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        requests.append(page_number(request))
+        return page_of(items, request)
+
+    async with client_for(handler) as client:
+        client.expect_open_orders(hint)
+        got = [order.id async for order in client.iter_open_orders()]
+    assert got == [str(i) for i in range(250)]
+    assert sorted(requests) == list(range(1, reads + 1))
+
+
+@pytest.mark.anyio
+async def test_a_page_read_beyond_the_listing_only_has_to_be_empty() -> None:
+    """The extra page a second walk reads may count another total (an order left after the
+    pages that hold the items were read): not a reason to walk again."""
+    items = orders(4)  # two pages of two
+    requests: list[int] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        requests.append(page_number(request))
+        if page_number(request) == 3:
+            return page_of(items[1:], request)  # empty, and one fewer in its total
+        return page_of(items, request)
+
+    async with client_for(handler) as client:
+        await ids(client, page_size=2)
+        requests.clear()
+        got = await ids(client, page_size=2)
+    assert got == [str(i) for i in range(4)]
+    assert sorted(requests) == [1, 2, 3]  # one walk, not two
+
+
+@pytest.mark.anyio
+async def test_items_on_a_page_beyond_the_first_pages_total_start_the_walk_again() -> None:
+    items = orders(4)
+    walks = 0
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal walks
+        if page_number(request) == 1:
+            walks += 1
+        if page_number(request) == 1 and walks == 2:
+            return page_of(items, request, total=2)  # counted before two more arrived
+        return page_of(items, request)
+
+    async with client_for(handler) as client:
+        await ids(client, page_size=2)
+        got = await ids(client, page_size=2)
+    assert got == [str(i) for i in range(4)]
+    assert walks == 3  # the walk that saw page 2 full past a one-page total was redone

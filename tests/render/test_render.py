@@ -95,7 +95,7 @@ def test_json_has_the_documented_top_level_fields() -> None:
     import json
 
     data = json.loads(render_json(_sample(), call_of=calls_for(USER)))
-    assert list(data)[:8] == [
+    assert list(data)[:9] == [
         "format_version",
         "user_id",
         "created_at_ms",
@@ -103,6 +103,7 @@ def test_json_has_the_documented_top_level_fields() -> None:
         "symbol_fingerprints",
         "desired_fingerprint",
         "marks",
+        "open_orders_read",
         "actions",
     ]
     assert data["policy"]["ok"] is False and data["policy"]["violations"]
