@@ -25,6 +25,11 @@ exchange says is left and paces only at the reserve line:
   counts its own requests in the window against the documented limit less the reserve.
 - **Refusals.** An answer with nothing left, or a 429's `Retry-After`, holds every request of
   this client until the time it names. The client never sends a request it expects to be refused.
+- **Waking.** A sender held back by the first burst goes as soon as the first request ends
+  (its answer tells the window); one at the reserve line looks again when a known departure
+  or the reset is due, or shortly while an answer is out. (Waking at every answer there would
+  send each request as soon as another's answer came, while the rest are out: every answer
+  would then be discounted for requests out, and the client would spend half its window.)
 
 Public market reads carry no key and are not counted against it; they do not pass through here.
 The clock and `sleep` are injectable, so tests check the pacing against a fake clock.
@@ -141,6 +146,8 @@ class RateBudget:
         self._answer: _Answer | None = None
         self._probe_for: tuple[int, int] | None = None  # (answer sequence, reset) probed once
         self._blocked_until_ms = 0  # server clock
+        # Set when the first request ends: the senders held back by the first burst go.
+        self._first_done = asyncio.Event()
 
     # -- the budget ----------------------------------------------------------------------------
 
@@ -200,7 +207,7 @@ class RateBudget:
                 log.debug("rate limit: at the reserve line, waiting for the window to open")
                 self.waits += 1
                 waited = True
-            await self._sleep(self._wait_s())
+            await self._wait(self._wait_s())
         if probe and self._answer is not None:
             self._probe_for = (self._answer.sequence, self._answer.reset_ms or 0)
         ticket = Ticket(self._sequence + 1, self._in_flight, self._clock.local_ms())
@@ -241,6 +248,7 @@ class RateBudget:
         """
         self._in_flight -= 1
         self._done.append((ticket.sent_ms, self._clock.local_ms()))
+        self._first_done.set()
 
     def refused(self, retry_after_s: float) -> None:
         """A 429: hold every request of this client for `retry_after_s`."""
@@ -248,6 +256,19 @@ class RateBudget:
         self._block_until(self._clock.now_ms() + int(retry_after_s * 1000))
 
     # -- waiting -------------------------------------------------------------------------------
+
+    async def _wait(self, seconds: float) -> None:
+        """Sleep `seconds`; held back by the first burst, only until the first request ends."""
+        if self._first_done.is_set():
+            await self._sleep(seconds)
+            return
+        ended = asyncio.ensure_future(self._first_done.wait())
+        slept = asyncio.ensure_future(self._sleep(seconds))
+        try:
+            await asyncio.wait((ended, slept), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in (ended, slept):
+                waiter.cancel()
 
     def _probe_due(self, answer: _Answer) -> bool:
         """Past the reset the exchange named, one request may go to learn what opened."""

@@ -25,7 +25,7 @@ from reconciler.levret.settings import ClientSettings
 
 START = 1_750_000_000.0
 LATENCY_S = 0.03  # of each answer, on the fake clock
-IDLE_YIELDS = 20  # loop turns after which no task but the sleepers has work left
+IDLE_YIELDS = 20
 OVERVIEW: list[Any] = []  # no positions: the smallest keyed answer
 
 
@@ -56,9 +56,10 @@ class FakeTime:
             for _ in range(IDLE_YIELDS):  # let every runnable task run to its next wait
                 await asyncio.sleep(0)
             wake, _, future = heapq.heappop(self._sleepers)
+            if future.done():  # a sleep cancelled (its sender woke sooner) moves no time
+                continue
             self.now = max(self.now, wake)
-            if not future.done():
-                future.set_result(None)
+            future.set_result(None)
 
 
 class WindowedExchange:
@@ -193,6 +194,19 @@ async def test_before_the_first_answer_only_a_small_burst_goes_out() -> None:
     ) as c:
         await asyncio.gather(reads(c, 40), first_answers_after_everyone_queued())
     assert arrived == 40 and exchange.refused == 0
+
+
+@pytest.mark.anyio
+async def test_the_senders_held_back_by_the_first_burst_go_when_its_first_answer_comes() -> None:
+    time = FakeTime()
+    exchange = WindowedExchange(time, limit=1200)
+    async with client(exchange, time) as c:
+        await reads(c, 20)
+    arrivals = [round(ms / 1000 - START, 3) for ms in exchange.ours]
+    # The burst arrives after one latency; the rest leave the moment its answers come back
+    # (not at the next look of a timer) and arrive one latency after that.
+    assert arrivals == [LATENCY_S] * FIRST_BURST + [2 * LATENCY_S] * (20 - FIRST_BURST)
+    assert exchange.refused == 0
 
 
 @pytest.mark.anyio
