@@ -26,7 +26,7 @@ from bench.portfolio import KEY_ID, KEY_SECRET, USER_ID, Portfolio
 from reconciler import jsonnum
 from reconciler.apply.engine import run_apply
 from reconciler.levret.client import LevretClient
-from reconciler.levret.reader import read_snapshot
+from reconciler.levret.reader import read_ahead, read_snapshot
 from reconciler.levret.settings import ClientSettings
 from reconciler.model.plan import Plan
 from reconciler.run.lock import account_lock
@@ -255,8 +255,7 @@ async def apply_as_cli(
 ) -> bool:
     """`workflow.apply_account` with its defaults (and no progress output)."""
     async with LevretClient(settings) as client:
-        if plan.open_orders_read is not None:
-            client.expect_open_orders(plan.open_orders_read)
+        read_ahead(client, plan)
         report = await run_apply(
             plan,
             client=client,

@@ -11,7 +11,15 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Hashable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Hashable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from decimal import Decimal
 from enum import Enum
 from typing import Any, Literal, TypeVar
@@ -20,6 +28,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel
 
+from reconciler.levret.ahead import ReadsAhead
 from reconciler.levret.endpoints import answer_for, endpoint_label
 from reconciler.levret.errors import (
     InvalidRequest,
@@ -125,6 +134,11 @@ class LevretClient(SignedTransport):
         super().__init__(settings, transport=transport, sleep=sleep, wall=wall)
         # How many pages each listing had when it was last walked (see `_walk`).
         self._pages_seen: dict[Hashable, int] = {}
+        self._market_ahead = ReadsAhead()
+
+    async def aclose(self) -> None:
+        self._market_ahead.close()
+        await super().aclose()
 
     def expect_open_orders(self, count: int) -> None:
         """Say how many open orders the account held when last read elsewhere (a plan's
@@ -134,6 +148,18 @@ class LevretClient(SignedTransport):
         listing = _ALL_OPEN_ORDERS
         if count > 0 and listing not in self._pages_seen:
             self._pages_seen[listing] = math.ceil(count / OPEN_ORDERS_PAGE_SIZE)
+
+    def read_market_ahead(
+        self, *, stats: Iterable[str] = (), books: Iterable[str] = (), book_depth: int = 1
+    ) -> None:
+        """Start the public reads of `stats` and of `books` (at `book_depth`) now, for a
+        reader that will ask for them shortly (`reconciler.levret.ahead`): its call then
+        takes the answer, if it is still fresh, instead of waiting a round trip for it."""
+        for symbol in stats:
+            self._market_ahead.start(("stats", symbol), self._read_market_stats(symbol))
+        for symbol in books:
+            read = self._read_orderbook(symbol, book_depth)
+            self._market_ahead.start(("book", symbol, book_depth), read)
 
     # ------------------------------------------------------------------ generic sending
 
@@ -289,6 +315,10 @@ class LevretClient(SignedTransport):
         return await self._models(SymbolSpec, "/market/supported-symbols")
 
     async def market_stats(self, symbol: str) -> MarketStats:
+        key = ("stats", symbol)
+        return await self._market_ahead.take(key, lambda: self._read_market_stats(symbol))
+
+    async def _read_market_stats(self, symbol: str) -> MarketStats:
         return await self._model(
             MarketStats, "GET", "/market/market-stats", query={"symbol": symbol}
         )
@@ -297,6 +327,10 @@ class LevretClient(SignedTransport):
         return await self._models(MarketStats, "/market/market-stats")
 
     async def orderbook(self, symbol: str, depth: int = 50) -> OrderBook:
+        key = ("book", symbol, depth)
+        return await self._market_ahead.take(key, lambda: self._read_orderbook(symbol, depth))
+
+    async def _read_orderbook(self, symbol: str, depth: int) -> OrderBook:
         return await self._model(
             OrderBook, "GET", "/market/orderbook", query={"symbol": symbol, "depth": depth}
         )

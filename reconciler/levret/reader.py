@@ -6,7 +6,8 @@ every page of open orders and (for weights) the account overview first, then mar
 for the symbols that need a price and hold no position (a position carries its own mark),
 and the top of the book where the plan will place a resting order (known once the open
 orders are read). An exchange that offers no book (a refusal of the read) leaves the mark
-as the only reference; any other failure fails the read.
+as the only reference; any other failure fails the read. Apply, which holds the plan made
+from an earlier read, can start the second round's reads beside the first (`read_ahead`).
 """
 
 from __future__ import annotations
@@ -19,10 +20,34 @@ from reconciler.levret.client import LevretClient
 from reconciler.levret.errors import InvalidRequest, Rejected
 from reconciler.model.account import Order, Position, SymbolSpec
 from reconciler.model.desired import DesiredState
+from reconciler.model.plan import Plan
 from reconciler.model.snapshot import BookTop, Snapshot, needs
 from reconciler.plan import symbols_placing_orders
 
-__all__ = ["read_snapshot"]
+__all__ = ["BOOK_DEPTH", "read_ahead", "read_snapshot"]
+
+# The book levels a plan looks at: the best bid and ask.
+BOOK_DEPTH = 1
+
+
+def read_ahead(client: LevretClient, plan: Plan) -> None:
+    """Tell `client` what the read `plan` was made from held (`ReadHint`), before apply's
+    first read: that read then asks for every page of open orders with page 1, and finds the
+    marks and book tops it needs already on their way.
+
+    Only the symbols the plan acts on are read ahead, as apply's read is narrowed to them; a
+    saved plan is the user's file, so its hint is bounded by the plan itself (and the pages
+    read with page 1 by `client.PAGES_AT_ONCE`)."""
+    hint = plan.read_hint
+    if hint is None:
+        return
+    touched = {action.symbol for action in plan.actions}
+    client.expect_open_orders(hint.open_orders)
+    client.read_market_ahead(
+        stats=[symbol for symbol in hint.market_stats if symbol in touched],
+        books=[symbol for symbol in hint.books if symbol in touched],
+        book_depth=BOOK_DEPTH,
+    )
 
 
 async def _open_orders(client: LevretClient, symbols: frozenset[str] | None) -> list[Order]:
@@ -98,7 +123,7 @@ async def read_snapshot(
 async def _book_top(client: LevretClient, symbol: str) -> BookTop | None:
     """The best bid and ask, or None where the exchange refuses to show a book."""
     try:
-        book = await client.orderbook(symbol, depth=1)
+        book = await client.orderbook(symbol, depth=BOOK_DEPTH)
     except (Rejected, InvalidRequest):
         return None
     return BookTop(

@@ -26,6 +26,7 @@ __all__ = [
     "Plan",
     "PlanSummary",
     "PositionView",
+    "ReadHint",
     "Request",
     "Risk",
     "SymbolChange",
@@ -161,6 +162,18 @@ class SymbolChange(Frozen):
     orders_placed: int = 0
 
 
+class ReadHint(Frozen):
+    """What the read a plan was made from held, so that apply's first read asks for all of it
+    in one round trip instead of learning it step by step (the count of open orders tells how
+    many pages to read with page 1; the symbols, which marks and book tops to read beside the
+    account). A hint for speed only: apply reads for itself everything it relies on, and a
+    wrong hint costs a round trip or a wasted public read, never a check."""
+
+    open_orders: int = Field(default=0, ge=0)
+    market_stats: tuple[str, ...] = ()
+    books: tuple[str, ...] = ()
+
+
 class Plan(Frozen):
     # 2: actions carry typed intents (1 carried the exchange's requests; refused on load).
     format_version: Literal[2] = 2
@@ -172,9 +185,7 @@ class Plan(Frozen):
     # file, since the verification passes after it re-plan from that file.
     desired_fingerprint: str | None = None
     marks: dict[str, Decimal]
-    # How many open orders the read held: apply's own read of them asks for that many pages
-    # at once instead of learning the count from page 1 first (None: a plan saved before).
-    open_orders_read: int | None = None
+    read_hint: ReadHint | None = None  # None: a plan saved before plans carried one
     actions: tuple[Action, ...]
     violations: tuple[str, ...] = ()
     # Symbols whose change cannot be made exactly (below the minimum size, off the step): reported

@@ -32,10 +32,7 @@ from reconciler.model.desired import (
 )
 from reconciler.model.desired import fingerprint as desired_fingerprint
 from reconciler.model.intents import PlaceOrder
-from reconciler.model.plan import (
-    Phase,
-    Plan,
-)
+from reconciler.model.plan import Phase, Plan, ReadHint
 from reconciler.model.snapshot import Snapshot
 from reconciler.plan.crossing import crossing_violations
 from reconciler.plan.exposure import Resting
@@ -108,13 +105,22 @@ def _plan(desired: DesiredState, snapshot: Snapshot, allow_flatten: bool) -> Pla
             for symbol in fingerprinted(context, actions)
         },
         marks=marks_used(context, symbol_plans),
-        open_orders_read=sum(len(orders) for orders in snapshot.open_orders.values()),
+        read_hint=_read_hint(snapshot),
         actions=tuple(actions),
         violations=tuple(violations),
         infeasible=tuple(problem for sp in symbol_plans for problem in sp.infeasible),
         summary=summarize(context, actions, after),
         empty_reason=empty_reason(context) if not actions else None,
         changes=tuple(symbol_change(context, sp) for sp in symbol_plans if sp.actions),
+    )
+
+
+def _read_hint(snapshot: Snapshot) -> ReadHint:
+    """What the read held, for apply's first read to ask for at once (`ReadHint`)."""
+    return ReadHint(
+        open_orders=sum(len(orders) for orders in snapshot.open_orders.values()),
+        market_stats=tuple(sorted(snapshot.marks)),
+        books=tuple(sorted(snapshot.books)),
     )
 
 

@@ -25,7 +25,7 @@ from reconciler.defaults import (
 )
 from reconciler.errors import PolicyViolation, PreconditionFailed, SpecError
 from reconciler.levret.client import LevretClient
-from reconciler.levret.reader import read_snapshot
+from reconciler.levret.reader import read_ahead, read_snapshot
 from reconciler.levret.settings import ClientSettings
 from reconciler.model.desired import DesiredState, chosen_parallelism
 from reconciler.model.desired import fingerprint as desired_fingerprint
@@ -172,8 +172,7 @@ async def apply_account(
             desired.lock, options.lock, base_url=settings.base_url, user_id=planned.user_id
         )
     async with LevretClient(settings) as client:
-        if planned.open_orders_read is not None:
-            client.expect_open_orders(planned.open_orders_read)
+        read_ahead(client, planned)
         if saved:
             planned = await _confirm_saved(client, desired, planned, options.allow_flatten)
         return await run_apply(

@@ -103,7 +103,7 @@ def test_json_has_the_documented_top_level_fields() -> None:
         "symbol_fingerprints",
         "desired_fingerprint",
         "marks",
-        "open_orders_read",
+        "read_hint",
         "actions",
     ]
     assert data["policy"]["ok"] is False and data["policy"]["violations"]
