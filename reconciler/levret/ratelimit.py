@@ -67,8 +67,10 @@ HEADER_RESET = "X-RateLimit-Reset"
 HEADER_RETRY_AFTER = "Retry-After"
 
 DEFAULT_RESERVE = 0.10
-# Requests in flight before the exchange has said anything about the window.
-FIRST_BURST = 8
+# Requests in flight before the exchange has said anything about the window: enough for an
+# account read of a hundred symbols at once (positions and a dozen pages of open orders),
+# a seventy-fifth of the documented 1,200 a minute and well inside the reserve.
+FIRST_BURST = 16
 # How often a waiting sender looks again: an answer may have opened the window meanwhile.
 _RECHECK_S = 0.02
 
