@@ -15,7 +15,7 @@ Target: apply within 1.5x of the larger bound, zero 429s; the same under a sandb
 300/min, where the window bound dominates, within 1.1x; at least 8x less wall time than the
 doc-style sequential script on the 40-symbol rebalance.
 
-    python -m bench.speed [--sizes 40 100 500] [--limits 1200 300] [--latency-ms 30]
+    python -m bench.speed [--sizes 40 100 500] [--limits 1200 300] [--latency-ms 30] [--repeat 1]
 """
 
 from __future__ import annotations
@@ -158,6 +158,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--latency-ms", type=int, default=30)
     parser.add_argument("--seed", type=int, default=8)
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="applies per portfolio and limit (one row each)"
+    )
     args = parser.parse_args(argv)
     print(
         "| symbols | limit/min | plan calls | apply calls | apply s | 429s | critical path s "
@@ -171,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             portfolio = generate(size, seed=args.seed, change_share=share)
             template = work / f"template-{size}.db"
             build_template(portfolio, template)
-            for limit in args.limits:
+            for limit in [limit for limit in args.limits for _ in range(args.repeat)]:
                 result = measure(portfolio, template, work, limit=limit, latency_ms=args.latency_ms)
                 window_dominant = result.window_bound_s > result.critical_path_s
                 target = 1.1 if limit != 1200 and window_dominant else 1.5
