@@ -55,7 +55,11 @@ class ReadsAhead:
         if entry is not None:
             sent_at, task = entry
             if self._clock() - sent_at <= MAX_AGE_S:
-                await asyncio.wait((task,))  # a cancellation of the taker still reaches it
+                try:
+                    await asyncio.wait((task,))  # a cancellation of the taker still reaches it
+                except asyncio.CancelledError:
+                    task.cancel()  # taken off the list: nobody else would cancel it
+                    raise
                 if not task.cancelled() and task.exception() is None:
                     answer: T = task.result()
                     return answer
