@@ -45,6 +45,7 @@ import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from reconciler import jsonnum
+from reconciler.levret.connections import http_transport
 from reconciler.levret.errors import (
     AuthError,
     InvalidRequest,
@@ -211,9 +212,10 @@ class SignedTransport:
             exp_ms=settings.exp_ms,
             send_secret=settings.send_secret_header,
         )
+        verify = _tls_verification(settings)
         self._http = httpx.AsyncClient(
-            transport=transport,
-            verify=_tls_verification(settings),
+            transport=transport if transport is not None else http_transport(verify),
+            verify=verify,
             timeout=httpx.Timeout(
                 connect=settings.connect_timeout,
                 read=settings.read_timeout,

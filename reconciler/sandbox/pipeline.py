@@ -13,9 +13,9 @@ as the rate limit's). In order:
 5. `authenticate`: signature, scope, `userId` ownership (signed requests);
 6. `parse_request_body`: a POST's JSON object;
 7. `fail_before`, `drop_before`, `hold_before`, `hold_delay` (faults, signed writes only);
-8. `execute`: the handler in the thread pool (it validates the query and calls the engine,
-   which is synchronous and serialises its own transactions), with the engine-side faults
-   around it, then the engine's events on the stream;
+8. `execute`: the handler, on the event loop itself (it validates the query and calls the
+   engine, which is synchronous and serialises its own transactions under one lock), with
+   the engine-side faults around it, then the engine's events on the stream;
 9. `hold_after`, `after_commit` (faults, signed writes only): the answer delayed, lost or
    garbled after the commit.
 
@@ -31,7 +31,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Scope
@@ -201,22 +200,27 @@ async def hold_delay(parts: Parts, passage: Passage) -> None:
 
 
 async def execute(parts: Parts, passage: Passage) -> None:
-    """The handler in the thread pool; its answer (or refusal); the engine's events published."""
+    """The handler; its answer (or refusal); the engine's events published.
+
+    The handler runs on the event loop, not in a worker thread: the engine serialises every
+    call under the store's lock anyway, so a thread bought no parallelism, only a hop there
+    and back and hand-offs of the interpreter lock with the loop for every request (a
+    quarter of the sandbox's CPU in a 100-symbol apply). An engine call takes a millisecond
+    or so; the control API's long calls (copying the database, adding symbols) still run in
+    the thread pool, and an API call that meets one waits for the store's lock there.
+    """
     exchange = parts.exchange
     call = Call(
         exchange, passage.user_id, dict(passage.request.path_params), passage.query, passage.body
     )
     events: list[tuple[str, str | None, Any]] = []
 
-    def run() -> Any:
-        """The engine call, then its events (and any a concurrent call left), in one hop."""
-        try:
-            return run_handler(parts, passage.endpoint, call, passage.private_write)
-        finally:
-            events.extend(exchange.drain_events())
-
     try:
-        data = await run_in_threadpool(run)
+        try:
+            data = run_handler(parts, passage.endpoint, call, passage.private_write)
+        finally:
+            # The engine's events, and any a concurrent call left.
+            events.extend(exchange.drain_events())
         passage.outcome = parts.envelopes.answer(data, headers=passage.headers)
     except Rejection as rejection:
         passage.outcome = parts.envelopes.rejection(passage.scope, rejection, passage.headers)
