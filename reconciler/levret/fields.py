@@ -77,6 +77,23 @@ def _snake(name: str) -> str:
     return _SNAKE_BREAK.sub(r"_\1", name).lower()
 
 
+@functools.lru_cache(maxsize=_NAME_CACHE_SIZE)
+def _normals(field: str, aliases: tuple[str, ...]) -> tuple[str, ...]:
+    """The keys a reading looks under, in order: the field's, then its aliases'."""
+    return tuple(normal_name(name) for name in (field, *aliases))
+
+
+# One answer's entities share their keys (a page of orders has one shape), so the map from
+# each key's normal form to the key is made once per shape, not once per entity. The map is
+# shared: nothing writes to it.
+_SHAPE_CACHE_SIZE = 256
+
+
+@functools.lru_cache(maxsize=_SHAPE_CACHE_SIZE)
+def _names_by_normal(keys: tuple[Any, ...]) -> Mapping[str, str]:
+    return {normal_name(str(key)): str(key) for key in keys}
+
+
 def _text(formats: str | Callable[[], str]) -> str:
     return formats if isinstance(formats, str) else formats()
 
@@ -173,7 +190,7 @@ class Entity:
                 shape=masked_shape(raw),
             )
         self.raw: Mapping[str, Any] = raw
-        self._by_name = {normal_name(str(key)): str(key) for key in raw}
+        self._by_name = _names_by_normal(tuple(raw))
 
     # ----------------------------------------------------------------- bookkeeping
 
@@ -208,8 +225,7 @@ class Entity:
     def _lookup(self, field: str, aliases: tuple[str, ...]) -> tuple[str, Any] | None:
         # The hot path of every answer read (a few thousand entities, ~18 fields each).
         looked, by_name, raw = self.looked, self._by_name, self.raw
-        for name in (field, *aliases):
-            normal = normal_name(name)
+        for normal in _normals(field, aliases):
             looked.add(normal)
             key = by_name.get(normal)
             if key is not None:
@@ -256,56 +272,27 @@ class Entity:
         return value
 
     def text(self, field: str, *aliases: str, required: bool = True) -> Any:
-        def convert(value: Any) -> tuple[str, str] | None:
-            if isinstance(value, str) and value:
-                return value, "string"
-            if isinstance(value, int) and not isinstance(value, bool):
-                return str(value), "number"
-            return None
-
-        return self._read(field, aliases, "non-empty string", convert, required)
+        return self._read(field, aliases, "non-empty string", _as_text, required)
 
     def decimal(self, field: str, *aliases: str, required: bool = True) -> Any:
         return self._read(field, aliases, "number or decimal string", read_decimal, required)
 
     def integer(self, field: str, *aliases: str, required: bool = True) -> Any:
-        def convert(value: Any) -> tuple[int, str] | None:
-            number = read_decimal(value)
-            if number is None or number[0] != number[0].to_integral_value():
-                return None
-            return int(number[0]), number[1]
-
-        return self._read(field, aliases, "integer or integer string", convert, required)
+        return self._read(field, aliases, "integer or integer string", _as_integer, required)
 
     def time_ms(self, field: str, *aliases: str, required: bool = True) -> Any:
         formats = "epoch ms, epoch seconds or ISO-8601"
         return self._read(field, aliases, formats, read_time_ms, required)
 
     def boolean(self, field: str, *aliases: str, required: bool = True) -> Any:
-        def convert(value: Any) -> tuple[bool, str] | None:
-            if isinstance(value, bool):
-                return value, "boolean"
-            if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-                return value.strip().lower() == "true", "boolean string"
-            return None
-
-        return self._read(field, aliases, "boolean or true/false", convert, required)
+        return self._read(field, aliases, "boolean or true/false", _as_boolean, required)
 
     def choice(
         self, field: str, spellings: Mapping[str, str], *aliases: str, required: bool = True
     ) -> Any:
         """One of an enum's values; `spellings` maps normalised spellings to the value."""
-
-        def convert(value: Any) -> tuple[str, str] | None:
-            if not isinstance(value, str):
-                return None
-            meaning = spellings.get(normal_name(value.strip().replace(" ", "")))
-            return None if meaning is None else (meaning, f"enum {value!r}")
-
-        def formats() -> str:  # only an error names them
-            return f"one of {'/'.join(sorted(set(spellings.values())))}"
-
-        return self._read(field, aliases, formats, convert, required, reveal=True)
+        reading = _choice_reading(spellings)
+        return self._read(field, aliases, reading.formats, reading, required, reveal=True)
 
     def nested(self, field: str, *aliases: str) -> Any:
         """A raw sub-value (a list, an object), or None when absent."""
@@ -314,3 +301,62 @@ class Entity:
             return None
         self.found[field] = (hit[0], type(hit[1]).__name__)
         return hit[1]
+
+
+# ----------------------------------------------------------------- conversions
+# Module-level, not made afresh for each field of each entity: a page of orders reads
+# seventeen fields of a hundred entities.
+
+
+def _as_text(value: Any) -> tuple[str, str] | None:
+    if isinstance(value, str) and value:
+        return value, "string"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value), "number"
+    return None
+
+
+def _as_integer(value: Any) -> tuple[int, str] | None:
+    number = read_decimal(value)
+    if number is None or number[0] != number[0].to_integral_value():
+        return None
+    return int(number[0]), number[1]
+
+
+def _as_boolean(value: Any) -> tuple[bool, str] | None:
+    if isinstance(value, bool):
+        return value, "boolean"
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true", "boolean string"
+    return None
+
+
+class _ChoiceReading:
+    """The conversion of one enum's field: a spelling to its meaning."""
+
+    def __init__(self, spellings: Mapping[str, str]) -> None:
+        self.spellings = spellings
+
+    def __call__(self, value: Any) -> tuple[str, str] | None:
+        if not isinstance(value, str):
+            return None
+        meaning = self.spellings.get(normal_name(value.strip().replace(" ", "")))
+        return None if meaning is None else (meaning, f"enum {value!r}")
+
+    def formats(self) -> str:  # only an error names them
+        return f"one of {'/'.join(sorted(set(self.spellings.values())))}"
+
+
+# The enums' spellings are module constants, one reading each; keyed by identity, so a
+# mapping made per call (never, in this package) would only miss the cache, not be confused.
+_CHOICE_READINGS: dict[int, tuple[Mapping[str, str], _ChoiceReading]] = {}
+
+
+def _choice_reading(spellings: Mapping[str, str]) -> _ChoiceReading:
+    known = _CHOICE_READINGS.get(id(spellings))
+    if known is not None and known[0] is spellings:
+        return known[1]
+    reading = _ChoiceReading(spellings)
+    if len(_CHOICE_READINGS) < _SHAPE_CACHE_SIZE:
+        _CHOICE_READINGS[id(spellings)] = (spellings, reading)
+    return reading

@@ -92,6 +92,7 @@ class Sandbox:
         self.auth = Authenticator(self._lookup, self.clock)
         self.log = RequestLog(settings.request_log_size)
         self.stream = Stream(self._lookup)
+        exchange.listening = self.stream.has_listeners
         self.control = ControlApi(
             exchange=exchange,
             limiter=self.limiter,

@@ -433,9 +433,12 @@ class Session:
 
     # commit
 
-    def closing_events(self) -> list[Event]:
-        """All events of this unit of work, with one account and market snapshot each."""
+    def closing_events(self, *, snapshots: bool = True) -> list[Event]:
+        """All events of this unit of work, with one account and market snapshot each
+        (`snapshots`; they are worth their reads only to someone listening)."""
         events = list(self.events)
+        if not snapshots:
+            return events
         for user_id in self.touched_users:
             if self.account(user_id) is not None:
                 events.append(("accountData", user_id, self.overview(user_id)))

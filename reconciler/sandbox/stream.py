@@ -54,6 +54,12 @@ class Stream:
             async_mode="asgi", json=DecimalJson, logger=False, engineio_logger=False
         )
         self.sio.on("connect", self._connect, namespace=NAMESPACE)
+        self.sio.on("disconnect", self._disconnect, namespace=NAMESPACE)
+        self._listeners: set[str] = set()
+
+    def has_listeners(self) -> bool:
+        """Whether any connection is subscribed (the engine skips snapshots nobody gets)."""
+        return bool(self._listeners)
 
     def asgi(self, other: Any) -> Any:
         """The combined ASGI app: Socket.IO on `/socket.io/`, everything else to `other`."""
@@ -72,6 +78,10 @@ class Stream:
         if "read" not in key.scopes:
             raise socketio.exceptions.ConnectionRefusedError("FORBIDDEN_SCOPE")
         await self.sio.enter_room(sid, user_room(key.user_id), namespace=NAMESPACE)
+        self._listeners.add(sid)
+
+    async def _disconnect(self, sid: str, *_reason: Any) -> None:
+        self._listeners.discard(sid)
 
     async def publish(self, events: Iterable[Event]) -> None:
         """Send each event, in order, to its user's room or (no user) to every connection."""

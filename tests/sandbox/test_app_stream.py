@@ -150,3 +150,26 @@ def test_bad_keys_are_refused(sandbox: RunningSandbox, auth: Any) -> None:
         await client.disconnect()
 
     asyncio.run(scenario())
+
+
+def test_the_engine_reads_snapshots_only_while_someone_listens(sandbox: RunningSandbox) -> None:
+    exchange = sandbox.server.exchange
+
+    async def scenario() -> None:
+        assert exchange.listening() is False
+        listener = Listener()
+        await listener.connect(sandbox.base_url, "demo-key", "demo-secret")
+        try:
+            assert exchange.listening() is True
+            await post_signed(
+                sandbox.base_url,
+                "/order",
+                {"userId": "demo", "symbol": "BTC_USDT", "side": "buy", "orderType": "limit",
+                 "size": Decimal("0.01"), "price": 45000},
+            )  # fmt: skip
+            account = await listener.next("accountData")
+            assert account["userId"] == "demo"
+        finally:
+            await listener.client.disconnect()
+
+    asyncio.run(scenario())

@@ -337,3 +337,16 @@ def test_rejection_status_follows_its_code() -> None:
     assert Rejection("INSUFFICIENT_MARGIN", "x").status == 400
     assert Rejection("VALIDATION_ERROR", "x", status=422).status == 422
     assert Rejection("NOT_FOUND", "gone").message == "gone"
+
+
+def test_a_commit_s_snapshots_are_read_only_for_someone_listening(exchange: Exchange) -> None:
+    """The account and market snapshots of a commit cost a read of every position: an engine
+    told nobody listens queues only the commit's own updates."""
+    exchange.listening = lambda: False
+    order(exchange, orderType="limit", price=D(40000))
+    quiet = [name for name, _user, _payload in exchange.drain_events()]
+    assert quiet == ["orderUpdate"]
+    exchange.listening = lambda: True
+    order(exchange, orderType="limit", price=D(40000))
+    heard = [name for name, _user, _payload in exchange.drain_events()]
+    assert heard == ["orderUpdate", "accountData"]
