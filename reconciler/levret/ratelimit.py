@@ -61,10 +61,11 @@ log = logging.getLogger("reconciler.levret")
 
 Sleep = Callable[[float], Awaitable[None]]
 
-HEADER_LIMIT = "X-RateLimit-Limit"
-HEADER_REMAINING = "X-RateLimit-Remaining"
-HEADER_RESET = "X-RateLimit-Reset"
-HEADER_RETRY_AFTER = "Retry-After"
+# Lower case: the names as HTTP compares them, and the keys of the headers `observe` reads.
+HEADER_LIMIT = "x-ratelimit-limit"
+HEADER_REMAINING = "x-ratelimit-remaining"
+HEADER_RESET = "x-ratelimit-reset"
+HEADER_RETRY_AFTER = "retry-after"
 
 DEFAULT_RESERVE = 0.10
 # Requests in flight before the exchange has said anything about the window: enough for an
@@ -186,7 +187,17 @@ class RateBudget:
         so it is not given back again; one is given back a window after it ended, never early.
         """
         since, until = answer.received_ms - self.window_ms, now_ms - self.window_ms
-        return sum(1 for sent, ended in self._done if sent > since and ended <= until)
+        given_back = 0
+        # `_done` is in the order the requests ended: only its head has ended by `until`,
+        # so the look stops there instead of walking the whole window on every request.
+        # (Were the local clock stepped back, a later entry might have ended earlier: it
+        # is then given back later than it could be, never early.)
+        for sent, ended in self._done:
+            if ended > until:
+                break
+            if sent > since:
+                given_back += 1
+        return given_back
 
     async def hold(self) -> None:
         """Wait out a hold (a 429, an exhausted window); for requests the key does not count."""
@@ -218,7 +229,8 @@ class RateBudget:
         return ticket
 
     def observe(self, ticket: Ticket, headers: Mapping[str, str]) -> None:
-        """Learn from the answer to `ticket`'s request (any status, 429 included)."""
+        """Learn from the answer to `ticket`'s request (any status, 429 included); `headers`
+        are its headers by lower-case name (an `httpx.Headers` will do)."""
         limit = _integer(headers.get(HEADER_LIMIT))
         remaining = _integer(headers.get(HEADER_REMAINING))
         reset = headers.get(HEADER_RESET)

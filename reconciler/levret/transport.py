@@ -153,13 +153,25 @@ class LastAnswer:
     received_ms: int
 
 
-_KEPT_HEADERS = (
-    "date",
-    "retry-after",
-    "x-ratelimit-limit",
-    "x-ratelimit-remaining",
-    "x-ratelimit-reset",
+_KEPT_HEADERS = frozenset(
+    {
+        "date",
+        "retry-after",
+        "x-ratelimit-limit",
+        "x-ratelimit-remaining",
+        "x-ratelimit-reset",
+    }
 )
+
+
+def _kept_headers(headers: httpx.Headers) -> dict[str, str]:
+    """The answer's headers the client reads, by lower-case name; a repeated one joined with
+    ", ", as `httpx.Headers` itself answers for it."""
+    kept: dict[str, str] = {}
+    for name, value in headers.multi_items():  # names come lower-cased
+        if name in _KEPT_HEADERS:
+            kept[name] = f"{kept[name]}, {value}" if name in kept else value
+    return kept
 
 
 @dataclass
@@ -424,18 +436,21 @@ class SignedTransport:
             code or "-",
             latency,
         )
+        # The few headers read below, in one pass: each look-up of an `httpx.Headers` walks
+        # and decodes all of them, and these were a dozen per call.
+        kept = _kept_headers(response.headers)
         self.clock.observe(
             sent_ms=sent_ms,
             received_ms=received_ms,
-            date_header=response.headers.get("Date"),
+            date_header=kept.get("date"),
             server_ms=_envelope_ms(envelope.get("timestamp")),
             force=code in _RESYNC_CODES,
         )
         if ticket is not None:
-            self.budget.observe(ticket, response.headers)
+            self.budget.observe(ticket, kept)
         self.last_answer = LastAnswer(
             status=response.status_code,
-            headers={k: v for k in _KEPT_HEADERS if (v := response.headers.get(k)) is not None},
+            headers=kept,
             envelope_timestamp=envelope.get("timestamp"),
             sent_ms=sent_ms,
             received_ms=received_ms,
@@ -443,7 +458,7 @@ class SignedTransport:
         status = response.status_code
         if 200 <= status < 300 and envelope.get("success") is True:
             return envelope.get("data")
-        retry_after = parse_retry_after(response.headers.get(HEADER_RETRY_AFTER))
+        retry_after = parse_retry_after(kept.get(HEADER_RETRY_AFTER))
         if status == 429:
             self.budget.refused(retry_after if retry_after is not None else 1.0)
         if isinstance(error, dict):

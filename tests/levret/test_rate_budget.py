@@ -20,8 +20,9 @@ import pytest
 
 from reconciler.levret.client import LevretClient
 from reconciler.levret.errors import RateLimited
-from reconciler.levret.ratelimit import FIRST_BURST
+from reconciler.levret.ratelimit import FIRST_BURST, RateBudget, _Answer
 from reconciler.levret.settings import ClientSettings
+from reconciler.levret.transport import _kept_headers
 
 START = 1_750_000_000.0
 LATENCY_S = 0.03  # of each answer, on the fake clock
@@ -324,3 +325,69 @@ async def test_without_the_headers_it_keeps_to_the_documented_limit_by_its_own_c
     assert exchange.refused == 0
     assert exchange.busiest_window() <= 90
     assert time.now - START >= 120  # 250 at 90 a window: two windows of waiting
+
+
+# -- the given-back count and the headers it learns from --------------------------------------
+
+
+class _Clock:
+    """A server clock whose local time the test sets."""
+
+    def __init__(self) -> None:
+        self.ms = 0
+
+    def local_ms(self) -> int:
+        return self.ms
+
+    def now_ms(self) -> int:
+        return self.ms
+
+
+def _budget_with_done(ends: list[tuple[int, int]], window_s: float = 1.0) -> RateBudget:
+    clock = _Clock()
+    budget = RateBudget(100, window_s, clock=clock, reserve=0.0)  # type: ignore[arg-type]
+    for sent, ended in ends:
+        clock.ms = sent
+        ticket = asyncio.run(budget.acquire())
+        clock.ms = ended
+        budget.done(ticket)
+    return budget
+
+
+def test_only_requests_a_window_past_their_end_and_sent_after_the_count_are_given_back() -> None:
+    # Ended at 100..900 ms, one sent before the answer's window: the window is 1 s.
+    budget = _budget_with_done([(50, 100), (200, 300), (400, 500), (700, 900)])
+    answer = _Answer(sequence=4, remaining=10, received_ms=1_100, reset_ms=None)
+    # At 1 450 ms, those that ended by 450 ms: the one sent at 50 ms is before the answer's
+    # window (100 ms) and may have left before it was counted, so only the second counts.
+    assert budget._given_back(answer, 1_450) == 1
+    assert budget._given_back(answer, 1_900) == 3
+    assert budget._given_back(answer, 1_099) == 0
+
+
+def test_a_clock_stepped_back_gives_back_late_never_early() -> None:
+    # The third request "ended" before the second (the local clock was stepped back).
+    budget = _budget_with_done([(200, 300), (600, 800), (650, 400)])
+    answer = _Answer(sequence=3, remaining=10, received_ms=900, reset_ms=None)
+    # By 1 450 ms (ended by 450), a full scan would give back 2; the scan stops at the
+    # entry that ended at 800, so the stepped-back one waits: fewer, never more.
+    assert budget._given_back(answer, 1_450) == 1
+    assert budget._given_back(answer, 1_800) == 3
+
+
+def test_the_client_reads_each_header_it_needs_once_in_any_letter_case() -> None:
+    headers = httpx.Headers(
+        [
+            ("X-RateLimit-Remaining", "7"),
+            ("date", "Thu, 01 Jan 2026 00:00:00 GMT"),
+            ("RETRY-AFTER", "1"),
+            ("Retry-After", "2"),
+            ("Set-Cookie", "nobody=reads"),
+        ]
+    )
+    assert _kept_headers(headers) == {
+        "x-ratelimit-remaining": "7",
+        "date": "Thu, 01 Jan 2026 00:00:00 GMT",
+        "retry-after": "1, 2",  # as `httpx.Headers` itself joins a repeated header
+    }
+    assert _kept_headers(headers)["retry-after"] == headers["retry-after"]
