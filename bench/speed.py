@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -174,28 +175,57 @@ def main(argv: Sequence[str] | None = None) -> None:
             portfolio = generate(size, seed=args.seed, change_share=share)
             template = work / f"template-{size}.db"
             build_template(portfolio, template)
-            for limit in [limit for limit in args.limits for _ in range(args.repeat)]:
-                result = measure(portfolio, template, work, limit=limit, latency_ms=args.latency_ms)
-                window_dominant = result.window_bound_s > result.critical_path_s
-                target = 1.1 if limit != 1200 and window_dominant else 1.5
-                met = result.ratio <= target and result.rate_limited == 0 and result.converged
-                print(
-                    f"| {size} | {limit} | {result.plan_calls} | {result.apply_calls} "
-                    f"| {result.apply_s:.2f} | {result.rate_limited} "
-                    f"| {result.critical_path_s:.2f} | {result.window_bound_s:.2f} "
-                    f"| {result.ratio:.2f} | <= {target} ({'met' if met else 'MISSED'}) "
-                    f"| {'yes' if result.converged else 'no'} |",
-                    flush=True,
-                )
-                if size == 40 and limit == 1200 and not args.no_baseline:
-                    base = baseline_s(portfolio, template, work, latency_ms=args.latency_ms)
-                    ours = result.plan_s + result.apply_s
-                    speedup = base / ours
+            for limit in args.limits:
+                ratios: list[float] = []
+                speedups: list[float] = []
+                for _ in range(args.repeat):
+                    result = measure(
+                        portfolio, template, work, limit=limit, latency_ms=args.latency_ms
+                    )
+                    target = _target(result)
+                    met = result.ratio <= target and result.rate_limited == 0 and result.converged
+                    ratios.append(result.ratio if met or result.ratio > target else math.inf)
                     print(
-                        f"|  | baseline script: {base:.2f} s against plan + apply {ours:.2f} s: "
-                        f"{speedup:.1f}x (target >= 8x: {'met' if speedup >= 8 else 'MISSED'}) |",
+                        f"| {size} | {limit} | {result.plan_calls} | {result.apply_calls} "
+                        f"| {result.apply_s:.2f} | {result.rate_limited} "
+                        f"| {result.critical_path_s:.2f} | {result.window_bound_s:.2f} "
+                        f"| {result.ratio:.2f} | <= {target} ({'met' if met else 'MISSED'}) "
+                        f"| {'yes' if result.converged else 'no'} |",
                         flush=True,
                     )
+                    if size == 40 and limit == 1200 and not args.no_baseline:
+                        base = baseline_s(portfolio, template, work, latency_ms=args.latency_ms)
+                        ours = result.plan_s + result.apply_s
+                        speedups.append(base / ours)
+                        print(
+                            f"|  | baseline script: {base:.2f} s against plan + apply "
+                            f"{ours:.2f} s: {base / ours:.2f}x (target >= 8x: "
+                            f"{'met' if base / ours >= 8 else 'MISSED'}) |",
+                            flush=True,
+                        )
+                if args.repeat > 1:
+                    _print_medians(size, limit, target, ratios, speedups)
+
+
+def _target(result: SpeedResult) -> float:
+    """1.1 where a sandbox limit below 1,200 makes the window bound dominant, else 1.5."""
+    window_dominant = result.window_bound_s > result.critical_path_s
+    return 1.1 if result.limit != 1200 and window_dominant else 1.5
+
+
+def _print_medians(
+    size: int, limit: int, target: float, ratios: list[float], speedups: list[float]
+) -> None:
+    """The medians of the repeated runs: the machine's noise moves single runs by 10 %."""
+    ratio = statistics.median(ratios)  # a run with a 429 or not converged counts as infinite
+    line = (
+        f"|  | median of {len(ratios)}: ratio {ratio:.2f} (<= {target}: "
+        f"{'met' if ratio <= target else 'MISSED'})"
+    )
+    if speedups:
+        speedup = statistics.median(speedups)
+        line += f"; baseline speed-up {speedup:.2f}x (>= 8x: {'met' if speedup >= 8 else 'MISSED'})"
+    print(line + " |", flush=True)
 
 
 if __name__ == "__main__":
