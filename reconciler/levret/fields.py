@@ -85,13 +85,23 @@ def _normals(field: str, aliases: tuple[str, ...]) -> tuple[str, ...]:
 
 # One answer's entities share their keys (a page of orders has one shape), so the map from
 # each key's normal form to the key is made once per shape, not once per entity. The map is
-# shared: nothing writes to it.
+# shared: nothing writes to it. Only shapes of the size the exchange's entities have are
+# kept, so an answer of huge objects cannot fill the cache with them.
 _SHAPE_CACHE_SIZE = 256
+_CACHED_SHAPE_KEYS = 64
 
 
-@functools.lru_cache(maxsize=_SHAPE_CACHE_SIZE)
 def _names_by_normal(keys: tuple[Any, ...]) -> Mapping[str, str]:
+    if len(keys) > _CACHED_SHAPE_KEYS:
+        return _name_map(keys)
+    return _cached_name_map(keys)
+
+
+def _name_map(keys: tuple[Any, ...]) -> Mapping[str, str]:
     return {normal_name(str(key)): str(key) for key in keys}
+
+
+_cached_name_map = functools.lru_cache(maxsize=_SHAPE_CACHE_SIZE)(_name_map)
 
 
 def _text(formats: str | Callable[[], str]) -> str:
@@ -291,7 +301,7 @@ class Entity:
         self, field: str, spellings: Mapping[str, str], *aliases: str, required: bool = True
     ) -> Any:
         """One of an enum's values; `spellings` maps normalised spellings to the value."""
-        reading = _choice_reading(spellings)
+        reading = _ChoiceReading(spellings)
         return self._read(field, aliases, reading.formats, reading, required, reveal=True)
 
     def nested(self, field: str, *aliases: str) -> Any:
@@ -345,18 +355,3 @@ class _ChoiceReading:
 
     def formats(self) -> str:  # only an error names them
         return f"one of {'/'.join(sorted(set(self.spellings.values())))}"
-
-
-# The enums' spellings are module constants, one reading each; keyed by identity, so a
-# mapping made per call (never, in this package) would only miss the cache, not be confused.
-_CHOICE_READINGS: dict[int, tuple[Mapping[str, str], _ChoiceReading]] = {}
-
-
-def _choice_reading(spellings: Mapping[str, str]) -> _ChoiceReading:
-    known = _CHOICE_READINGS.get(id(spellings))
-    if known is not None and known[0] is spellings:
-        return known[1]
-    reading = _ChoiceReading(spellings)
-    if len(_CHOICE_READINGS) < _SHAPE_CACHE_SIZE:
-        _CHOICE_READINGS[id(spellings)] = (spellings, reading)
-    return reading

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from reconciler import jsonnum
+from reconciler.levret import fields
 from reconciler.levret.fields import (
     Entity,
     WireFormatError,
@@ -171,3 +172,21 @@ def test_extras_are_the_names_no_reading_used() -> None:
     found.text("symbol")
     found.decimal("size")
     assert found.extras() == ["venue"]
+
+
+def test_entities_of_one_shape_share_their_name_map_and_still_read_their_own_values() -> None:
+    first = Entity("GET /x", {"tickSize": "0.1", "Symbol": "A"}, kind="spec")
+    second = Entity("GET /x", {"tickSize": "0.5", "Symbol": "B"}, kind="spec")
+    assert first._by_name is second._by_name
+    assert (first.decimal("tickSize"), second.decimal("tickSize")) == (
+        Decimal("0.1"),
+        Decimal("0.5"),
+    )
+    assert (first.text("symbol"), second.text("symbol")) == ("A", "B")
+    other_case = Entity("GET /x", {"TICK_SIZE": "2", "symbol": "C"}, kind="spec")
+    assert other_case._by_name is not first._by_name and other_case.decimal("tickSize") == 2
+    # A huge object is mapped for itself and never kept.
+    huge = {f"k{i}": i for i in range(fields._CACHED_SHAPE_KEYS + 1)}
+    before = fields._cached_name_map.cache_info().currsize
+    assert Entity("GET /x", huge, kind="big").integer("k3") == 3
+    assert fields._cached_name_map.cache_info().currsize == before
