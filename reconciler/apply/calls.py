@@ -86,7 +86,7 @@ class Calls(Generic[C]):
         self._recent_fills_lock = anyio.Lock()
         self._baselines: dict[str, Baseline] = {}
         # Positions read one round trip before the phase whose first call needs them.
-        self.read_ahead = PositionReadAhead(self._read_fresh_position)
+        self.read_ahead = PositionReadAhead(self._read_fresh_position, self._read_fresh_positions)
 
     def _record_result(self, result: ActionResult, *, final: bool = True) -> ActionResult:
         """Journal a call's result; `final=False` when settlement will decide it."""
@@ -249,6 +249,9 @@ class Calls(Generic[C]):
 
     async def _read_fresh_position(self, symbol: str) -> Position | None:
         return await self.visibility.fresh_position(self.client, symbol)
+
+    async def _read_fresh_positions(self, symbols: list[str]) -> dict[str, Position | None]:
+        return await self.visibility.fresh_positions(self.client, symbols)
 
     async def _resolve(self, action: Action) -> Intent:
         """The intent to carry out: the planned one, with the new position's id filled in."""

@@ -401,8 +401,8 @@ class _Engine(Calls[C]):
                 following = groups[number_in_pass + 1] if number_in_pass + 1 < len(groups) else []
                 read_for_next = self._to_read_ahead(following)
 
-                def read_ahead(symbol: str) -> None:
-                    ahead.start_soon(self.read_ahead.read, symbol)
+                def read_ahead(symbols: list[str]) -> None:
+                    ahead.start_soon(self.read_ahead.read_many, symbols)
 
                 phase_end = _PhaseEnd(chains, read_for_next, read_ahead)
                 async with anyio.create_task_group() as group:
@@ -509,24 +509,24 @@ class _PhaseEnd:
     symbol the phase does not touch; for one it touches, once its own chain has ended too
     (no write of ours lands on it after that read)."""
 
-    def __init__(self, chains: list[_Chain], wanted: list[str], start: Callable[[str], None]):
+    def __init__(self, chains: list[_Chain], wanted: list[str], start: Callable[[list[str]], None]):
         self._left = len(chains)
         self._touched = {chain[0][1].symbol for chain in chains}
         self._ended: set[str] = set()
         self._wanted = wanted
-        self._start = start
+        self._start = start  # the symbols that go at once share one read
 
     def on_last_call(self) -> None:
         self._left -= 1
         if self._left == 0:
-            for symbol in self._wanted:
-                if symbol not in self._touched or symbol in self._ended:
-                    self._start(symbol)
+            ready = [s for s in self._wanted if s not in self._touched or s in self._ended]
+            if ready:
+                self._start(ready)
 
     def chain_ended(self, symbol: str) -> None:
         self._ended.add(symbol)
         if self._left == 0 and symbol in self._wanted:
-            self._start(symbol)
+            self._start([symbol])
 
 
 def _by_phase(actions: Iterable[Action]) -> list[tuple[tuple[Phase, int], list[_Chain]]]:

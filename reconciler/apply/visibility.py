@@ -390,6 +390,32 @@ class VisibilityTracker:
 
     # ---- one symbol, inside a pass
 
+    async def fresh_positions(
+        self, client: VisibilityClient, symbols: Iterable[str]
+    ) -> dict[str, Position | None]:
+        """The positions of `symbols` from one read of every position, for each symbol the
+        read shows every accepted write on; a symbol it does not is left out (its caller
+        reads it alone, `fresh_position`, which waits for it)."""
+        wanted = list(dict.fromkeys(symbols))
+        read: dict[str, Position] = {}
+        for listed in await client.positions():
+            read.setdefault(listed.symbol, listed)  # the first, as `fresh_position` takes
+        now = self.clock()
+        shown: dict[str, Position | None] = {}
+        for symbol in wanted:
+            position = read.get(symbol)
+            self.note_positions([] if position is None else [position])
+            watermarks = [e for e in self.pending if e.symbol == symbol and e.moves_position]
+            seen = {
+                id(e): self._shows(position, e, e.updated_at or 0, flat_ok=e.flat_is_visible)
+                for e in watermarks
+            }
+            for expectation in watermarks:
+                self._observe(expectation, seen[id(expectation)], now)
+            if all(seen.values()):
+                shown[symbol] = position
+        return shown
+
     async def fresh_position(self, client: VisibilityClient, symbol: str) -> Position | None:
         """The symbol's position as read once it shows every accepted write on the symbol.
 

@@ -271,3 +271,61 @@ async def test_a_forgotten_read_is_not_taken() -> None:
     await ahead.read("AAA_USDT")
     ahead.forget(["AAA_USDT", "ZZZ_USDT"])
     assert await ahead.take("AAA_USDT") == (False, None)
+
+
+@pytest.mark.anyio
+async def test_symbols_read_at_once_share_one_read_and_one_left_out_reads_for_itself() -> None:
+    asked: list[list[str]] = []
+    alone: list[str] = []
+
+    async def read_one(symbol: str) -> Position | None:
+        alone.append(symbol)
+        return position(symbol)
+
+    async def read_many(symbols: list[str]) -> dict[str, Position | None]:
+        asked.append(symbols)
+        return {"AAA_USDT": position("AAA_USDT"), "BBB_USDT": None}  # CCC not shown yet
+
+    ahead = PositionReadAhead(read_one, read_many, clock=Clock())
+    await ahead.read_many(["AAA_USDT", "BBB_USDT", "CCC_USDT"])
+    assert asked == [["AAA_USDT", "BBB_USDT", "CCC_USDT"]] and alone == []
+    assert await ahead.take("AAA_USDT") == (True, position("AAA_USDT"))
+    assert await ahead.take("BBB_USDT") == (True, None)  # shown flat
+    assert await ahead.take("CCC_USDT") == (False, None)  # its call reads, and waits
+    await ahead.read_many(["DDD_USDT"])  # one symbol: its own read, as before
+    assert alone == ["DDD_USDT"] and await ahead.take("DDD_USDT") == (True, position("DDD_USDT"))
+
+
+@pytest.mark.anyio
+async def test_a_failed_shared_read_leaves_every_symbol_to_read_for_itself() -> None:
+    async def read_one(symbol: str) -> Position | None:
+        raise AssertionError("not asked")
+
+    async def read_many(symbols: list[str]) -> dict[str, Position | None]:
+        raise TimeoutError("no answer")
+
+    ahead = PositionReadAhead(read_one, read_many, clock=Clock())
+    await ahead.read_many(["AAA_USDT", "BBB_USDT"])
+    assert [await ahead.take(s) for s in ("AAA_USDT", "BBB_USDT")] == [(False, None)] * 2
+
+
+@pytest.mark.anyio
+async def test_two_symbols_the_phase_does_not_touch_share_one_read_while_it_ends(
+    tmp_path: Path,
+) -> None:
+    exchange = TimelineExchange()
+    exchange.move("BBB_USDT", Decimal(2))
+    exchange.move("DDD_USDT", Decimal(2))
+    actions = [
+        cancel("CCC_USDT", exchange.rest("CCC_USDT")),
+        sell_one_of_two("BBB_USDT"),
+        sell_one_of_two("DDD_USDT"),
+    ]
+    report = await apply_holding_ccc(exchange, actions, tmp_path, exchange.read_seen("*").wait)
+    assert [r.outcome for r in report.passes[0].results] == ["accepted"] * 3
+    timeline = pass_one(exchange)
+    reads = [event for event in timeline if event[0] == "read"]
+    assert reads == [("read", "*")]  # one read of all positions, for both orders
+    assert timeline.index(("read", "*")) < timeline.index(("done", "CCC_USDT"))
+    assert exchange.positions_by_symbol["BBB_USDT"].size == Decimal(1)
+    assert exchange.positions_by_symbol["DDD_USDT"].size == Decimal(1)
