@@ -23,13 +23,21 @@ class JSONNumberError(ValueError):
 _MAX_EXPONENT = 64
 
 
+# `str` of a decimal is already its plain text when it has no exponent, no trailing zero
+# after the point and fewer digits than the context's precision (which `normalize` rounds
+# to): most prices and sizes, at about half the cost of normalising them.
+_PLAIN_TEXT_MAX = 27
+
+
 def decimal_text(value: Decimal) -> str:
     """Plain positional text of a finite decimal, without a needless exponent or zeros."""
     if not value.is_finite():
         raise JSONNumberError(f"not a finite number: {value}")
     if value == 0:
         return "0"
-    text = format(value.normalize(), "f")
+    text = str(value)
+    if "E" in text or (text[-1] == "0" and "." in text) or len(text) > _PLAIN_TEXT_MAX:
+        text = format(value.normalize(), "f")
     return text
 
 
@@ -41,6 +49,26 @@ _LITERALS = {None: "null", True: "true", False: "false"}
 
 
 def _encode(value: Any, out: list[str]) -> None:
+    # The exact types of the answers' values first (one look-up each), then their kin.
+    kind = type(value)
+    if kind is str:
+        out.append(_quote(value))
+        return
+    if kind is Decimal:
+        out.append(decimal_text(value))
+        return
+    if kind is dict:
+        out.append("{")
+        first = True
+        for key, item in value.items():
+            if not first:
+                out.append(",")
+            first = False
+            out.append(_quote(key if type(key) is str else str(key)))
+            out.append(":")
+            _encode(item, out)
+        out.append("}")
+        return
     if isinstance(value, str):
         out.append(_quote(value))
     elif isinstance(value, bool) or value is None:

@@ -1,19 +1,28 @@
-"""The client's HTTP connections: httpx's own transport, with a cheaper look at idle sockets.
+"""The client's HTTP connections: httpx's own transport, with a pool that does less per call.
 
-httpcore's connection pool, on every request that starts and every answer that ends, asks
-each idle connection whether the server has closed it (`has_expired`, a readability poll of
-its socket). Over anyio each ask first rebuilds the stream's whole table of typed attributes
-(peer address, local address, family, ...) with a `getpeername` system call, only to take the
-raw socket from it: with the 16 to 30 connections an apply keeps open, that was a sixth of
-the client's CPU per call. `ReusedSocketBackend` is httpcore's own anyio backend whose
-streams remember their raw socket, so the ask is one poll of it, as httpcore means it to be.
+httpcore's connection pool runs one pass over its connections whenever a request starts or an
+answer ends. Three things in that pass cost an apply a sixth of its client CPU:
+
+- it asks each idle connection whether the server closed it (`has_expired`, a readability
+  poll of its socket); over anyio each ask first rebuilt the stream's whole table of typed
+  attributes with a `getpeername` call, only to take the raw socket from it;
+- it counts the idle connections once per idle connection (quadratic);
+- it hands the *same* idle connection to every request queued at that moment: all but one
+  then fail to start on it (`ConnectionNotAvailable`) and go round the pass again; with
+  16 requests going out together that was one extra pass per request on average. (Upstream:
+  encode/httpcore#1035 and #1110, open.)
+
+`ReusedSocketBackend` is httpcore's own anyio backend whose streams remember their raw
+socket, so the ask is one poll, as httpcore means it to be. `DistinctAssignmentPool` is
+httpcore's pool with that one pass done in one sweep: each queued request gets a connection
+no other request holds, and a connection a request holds is never closed as surplus.
 
 Everything else (connecting, reading, writing, timeouts, TLS, and the mapping of failures to
 `httpx.ConnectError`, `httpx.ReadTimeout`, ... on which the client's never-twice rule
-depends) stays httpcore's and httpx's: the streams hand every call to the stream they wrap.
-httpx's transport has no parameter for a network backend, so `http_transport` puts it on the
-pool httpx built; if a later httpx builds its pool otherwise, the transport is left as it is
-(correct, only without the saving), and a test says so.
+depends) stays httpcore's and httpx's. httpx's transport takes no pool or network backend,
+so `http_transport` puts both on the pool httpx built; if a later httpx or httpcore builds
+it otherwise, the transport is left as it is (correct, only without the saving), and a test
+says so.
 """
 
 # httpcore's stream and backend interface passes `timeout` to each call.
@@ -31,7 +40,7 @@ import anyio
 import httpcore
 import httpx
 
-__all__ = ["ReusedSocketBackend", "http_transport"]
+__all__ = ["DistinctAssignmentPool", "ReusedSocketBackend", "http_transport"]
 
 log = logging.getLogger("reconciler.levret")
 
@@ -114,12 +123,66 @@ class ReusedSocketBackend(httpcore.AsyncNetworkBackend):
         await anyio.sleep(seconds)
 
 
+class DistinctAssignmentPool(httpcore.AsyncConnectionPool):
+    """httpcore's pool (HTTP/1.1, as this client speaks it), its assignment pass in one sweep.
+
+    What the pass does is httpcore's: drop closed connections, close expired ones, keep at
+    most `max_keepalive_connections` idle, then give each queued request, in order, an
+    available connection to its origin, or a new one below `max_connections`, or a new one
+    in place of an idle connection to another origin. What differs: the idle ones are
+    counted once; a connection a request already holds (queued on it, or running) is neither
+    handed to a second request nor closed to make room.
+    """
+
+    def _assign_requests_to_connections(self) -> list[httpcore.AsyncConnectionInterface]:
+        held = {id(r.connection) for r in self._requests if r.connection is not None}
+        closing: list[httpcore.AsyncConnectionInterface] = []
+        kept: list[httpcore.AsyncConnectionInterface] = []
+        for existing in self._connections:
+            if existing.is_closed():
+                continue
+            if existing.has_expired():
+                closing.append(existing)
+                continue
+            kept.append(existing)
+        idle = [c for c in kept if c.is_idle() and id(c) not in held]
+        surplus = sum(1 for c in kept if c.is_idle()) - self._max_keepalive_connections
+        for surplus_idle in idle[: max(surplus, 0)]:
+            kept.remove(surplus_idle)
+            closing.append(surplus_idle)
+        free = [c for c in kept if c.is_available() and id(c) not in held]
+        for pool_request in [r for r in self._requests if r.is_queued()]:
+            origin = pool_request.request.url.origin
+            connection = next((c for c in free if c.can_handle_request(origin)), None)
+            if connection is not None:
+                free.remove(connection)
+            elif len(kept) < self._max_connections:
+                connection = self.create_connection(origin)
+                kept.append(connection)
+            else:
+                spare = next((c for c in free if c.is_idle()), None)
+                if spare is None:
+                    continue  # stays queued until a connection is released
+                free.remove(spare)
+                kept.remove(spare)
+                closing.append(spare)
+                connection = self.create_connection(origin)
+                kept.append(connection)
+            pool_request.assign_to_connection(connection)
+            held.add(id(connection))
+        self._connections[:] = kept
+        return closing
+
+
 def http_transport(verify: ssl.SSLContext | str | bool) -> httpx.AsyncHTTPTransport:
-    """httpx's transport with its defaults, its pool on `ReusedSocketBackend` where it can be."""
+    """httpx's transport with its defaults, its pool a `DistinctAssignmentPool` on
+    `ReusedSocketBackend`, where httpx's pool is the plain httpcore one it is made from."""
     transport = httpx.AsyncHTTPTransport(verify=verify)
     pool = getattr(transport, "_pool", None)
-    if isinstance(pool, httpcore.AsyncConnectionPool) and hasattr(pool, "_network_backend"):
+    if type(pool) is httpcore.AsyncConnectionPool and hasattr(pool, "_network_backend"):
+        # The same object and settings, with the pass above; a subclass adds no state.
+        pool.__class__ = DistinctAssignmentPool
         pool._network_backend = ReusedSocketBackend()
-    else:  # pragma: no cover - only a future httpx
-        log.debug("httpx builds its pool otherwise: idle sockets are polled the slower way")
+    else:  # pragma: no cover - only a future httpx or httpcore
+        log.debug("httpx builds its pool otherwise: httpcore's own pool pass is used")
     return transport
