@@ -15,7 +15,11 @@ import httpcore
 import pytest
 
 from reconciler.levret.client import LevretClient
-from reconciler.levret.connections import ReusedSocketBackend, http_transport
+from reconciler.levret.connections import (
+    DistinctAssignmentPool,
+    ReusedSocketBackend,
+    http_transport,
+)
 from reconciler.levret.settings import ClientSettings
 
 
@@ -94,10 +98,10 @@ async def test_other_questions_go_to_httpcore_s_own_stream(peer: tuple[_Peer, in
 
 
 def test_the_transport_s_pool_connects_through_the_reused_socket_backend() -> None:
-    """If a later httpx builds its pool otherwise, this fails: the saving would be gone."""
+    """If a later httpx builds its pool otherwise, this fails: the savings would be gone."""
     transport = http_transport(True)
     pool: Any = transport._pool
-    assert isinstance(pool, httpcore.AsyncConnectionPool)
+    assert type(pool) is DistinctAssignmentPool
     assert isinstance(pool._network_backend, ReusedSocketBackend)
 
 
@@ -106,4 +110,101 @@ def test_the_client_uses_it_unless_a_test_hands_it_a_transport() -> None:
         api_key_id="key", api_key_secret="secret", user_id="u", base_url="http://127.0.0.1:9"
     )
     client: Any = LevretClient(settings)
-    assert isinstance(client._http._transport._pool._network_backend, ReusedSocketBackend)
+    pool = client._http._transport._pool
+    assert type(pool) is DistinctAssignmentPool
+    assert isinstance(pool._network_backend, ReusedSocketBackend)
+
+
+# -- the pool's assignment pass, on stand-in connections ---------------------------------------
+
+
+class _Connection:
+    """The connection interface the pass asks, as plain state."""
+
+    def __init__(self, origin: str = "a", state: str = "idle", expired: bool = False) -> None:
+        self.origin, self.state, self.expired = origin, state, expired
+
+    def can_handle_request(self, origin: Any) -> bool:
+        return origin == self.origin
+
+    def is_available(self) -> bool:
+        return self.state == "idle"
+
+    def is_idle(self) -> bool:
+        return self.state == "idle"
+
+    def is_closed(self) -> bool:
+        return self.state == "closed"
+
+    def has_expired(self) -> bool:
+        return self.expired
+
+
+class _Request:
+    def __init__(self, origin: str = "a", connection: Any = None) -> None:
+        self.request = type("R", (), {"url": type("U", (), {"origin": origin})()})()
+        self.connection = connection
+
+    def is_queued(self) -> bool:
+        return self.connection is None
+
+    def assign_to_connection(self, connection: Any) -> None:
+        self.connection = connection
+
+
+class _Pool(DistinctAssignmentPool):
+    def __init__(self, max_connections: int, max_keepalive: int) -> None:
+        super().__init__(max_connections=max_connections, max_keepalive_connections=max_keepalive)
+        self.created: list[_Connection] = []
+
+    def create_connection(self, origin: Any) -> Any:
+        self.created.append(_Connection(origin, state="new"))
+        return self.created[-1]
+
+
+def _pool(connections: list[_Connection], requests: list[_Request], **limits: int) -> _Pool:
+    pool = _Pool(limits.get("max_connections", 10), limits.get("max_keepalive", 10))
+    pool._connections = connections  # type: ignore[assignment]
+    pool._requests = requests  # type: ignore[assignment]
+    return pool
+
+
+def test_requests_queued_together_get_a_connection_each() -> None:
+    idle = _Connection()
+    queued = [_Request(), _Request(), _Request()]
+    pool = _pool([idle], queued)
+    assert pool._assign_requests_to_connections() == []
+    assigned = [request.connection for request in queued]
+    # httpcore's own pass hands the one idle connection to all three; here it serves one.
+    assert assigned[0] is idle and len({id(c) for c in assigned}) == 3
+    assert assigned[1:] == pool.created
+
+
+def test_a_connection_a_queued_request_holds_is_not_closed_as_surplus() -> None:
+    held, spare_1, spare_2 = _Connection(), _Connection(), _Connection()
+    waiting = _Request(connection=held)  # assigned, not started: the connection is still idle
+    pool = _pool([held, spare_1, spare_2], [waiting], max_keepalive=1)
+    closing = pool._assign_requests_to_connections()
+    assert closing == [spare_1, spare_2] and pool._connections == [held]
+
+
+def test_closed_are_dropped_expired_closed_and_idle_beyond_the_keep_alive_count_closed() -> None:
+    gone, stale, busy = _Connection(state="closed"), _Connection(expired=True), _Connection()
+    busy.state = "active"
+    idle = [_Connection() for _ in range(4)]
+    pool = _pool([gone, stale, busy, *idle], [_Request(connection=busy)], max_keepalive=2)
+    closing = pool._assign_requests_to_connections()
+    assert closing == [stale, *idle[:2]]
+    assert pool._connections == [busy, *idle[2:]]
+
+
+def test_at_the_connection_limit_an_idle_one_to_another_origin_makes_room() -> None:
+    other, busy = _Connection(origin="b"), _Connection(state="active")
+    request = _Request(origin="a")
+    pool = _pool([busy, other], [_Request(connection=busy), request], max_connections=2)
+    assert pool._assign_requests_to_connections() == [other]
+    assert request.connection is pool.created[0] and pool._connections == [busy, *pool.created]
+    # With nothing to give, a request stays queued until a connection is released.
+    late = _Request(origin="a")
+    pool._requests.append(late)  # type: ignore[arg-type]
+    assert pool._assign_requests_to_connections() == [] and late.is_queued()
