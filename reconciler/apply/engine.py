@@ -119,11 +119,13 @@ async def run_apply(
             )
             engine.record_start(plan, max_passes=max_passes)
             touched = sorted({action.symbol for action in plan.actions})
-            snapshot = await read_snapshot(client, desired, symbols=touched)
+            # The read the plan is checked against (`check_fresh`: positions, orders, marks)
+            # and pass 1 runs on; nothing is planned from it, so it needs no book tops.
+            snapshot = await read_snapshot(client, desired, symbols=touched, books=False)
             # Writes an earlier run (a watch cycle) had accepted and not yet seen: the read
             # must show them before it can vouch for the plan, else they hold their symbols.
             snapshot = await engine.await_visible(
-                snapshot, lambda: read_snapshot(client, desired, symbols=touched)
+                snapshot, lambda: read_snapshot(client, desired, symbols=touched, books=False)
             )
             try:
                 check_fresh(

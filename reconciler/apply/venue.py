@@ -37,10 +37,17 @@ class Venue(SettleClient, Protocol):
 
 
 class SnapshotReader(Protocol[C_contra, D_contra]):
-    """`reconciler.levret.reader.read_snapshot`: read the account (optionally only some symbols)."""
+    """`reconciler.levret.reader.read_snapshot`: read the account (optionally only some
+    symbols; `books=False` without the book tops, which only planning reads)."""
 
     def __call__(
-        self, client: C_contra, desired: D_contra, /, *, symbols: Iterable[str] | None = None
+        self,
+        client: C_contra,
+        desired: D_contra,
+        /,
+        *,
+        symbols: Iterable[str] | None = None,
+        books: bool = True,
     ) -> Awaitable[Snapshot]: ...
 
 

@@ -33,7 +33,7 @@ BOOK_DEPTH = 1
 def read_ahead(client: LevretClient, plan: Plan) -> None:
     """Tell `client` what the read `plan` was made from held (`ReadHint`), before apply's
     first read: that read then asks for every page of open orders with page 1, and finds the
-    marks and book tops it needs already on their way.
+    marks it needs already on their way. (It reads no book tops: see `read_snapshot`.)
 
     Only the symbols the plan acts on are read ahead, as apply's read is narrowed to them; a
     saved plan is the user's file, so its hint is bounded by the plan itself (and the pages
@@ -43,11 +43,7 @@ def read_ahead(client: LevretClient, plan: Plan) -> None:
         return
     touched = {action.symbol for action in plan.actions}
     client.expect_open_orders(hint.open_orders)
-    client.read_market_ahead(
-        stats=[symbol for symbol in hint.market_stats if symbol in touched],
-        books=[symbol for symbol in hint.books if symbol in touched],
-        book_depth=BOOK_DEPTH,
-    )
+    client.read_market_ahead(stats=[symbol for symbol in hint.market_stats if symbol in touched])
 
 
 async def _open_orders(client: LevretClient, symbols: frozenset[str] | None) -> list[Order]:
@@ -73,8 +69,14 @@ async def read_snapshot(
     desired: DesiredState,
     *,
     symbols: Iterable[str] | None = None,
+    books: bool = True,
 ) -> Snapshot:
-    """The account as the plan for `desired` needs it; `symbols` narrows every read."""
+    """The account as the plan for `desired` needs it; `symbols` narrows every read.
+
+    `books=False` leaves out the book tops: only the planner's crossing check reads them, so
+    a read that is not planned from (apply's freshness read before its first call, which
+    compares positions, orders and marks with the plan's) skips a request per symbol that
+    places an order."""
     wanted = frozenset(symbols) if symbols is not None else None
     reads = needs(desired)
     try:
@@ -112,12 +114,13 @@ async def read_snapshot(
         price_symbols, placing = price_symbols & wanted, placing & wanted
     price_symbols = frozenset(symbol for symbol in price_symbols if symbol in specs)
     placing = frozenset(symbol for symbol in placing if symbol in specs)
-    books_task = asyncio.gather(*(_book_top(client, symbol) for symbol in sorted(placing)))
+    book_symbols = sorted(placing) if books else []
+    books_task = asyncio.gather(*(_book_top(client, symbol) for symbol in book_symbols))
     stats_task = asyncio.gather(*(client.market_stats(s) for s in sorted(price_symbols)))
     stats, tops = await asyncio.gather(stats_task, books_task)
     marks: dict[str, Decimal] = {stat.symbol: stat.mark_price for stat in stats}
-    books = {symbol: top for symbol, top in zip(sorted(placing), tops, strict=True) if top}
-    return read.model_copy(update={"marks": marks, "books": books})
+    tops_by_symbol = {symbol: top for symbol, top in zip(book_symbols, tops, strict=True) if top}
+    return read.model_copy(update={"marks": marks, "books": tops_by_symbol})
 
 
 async def _book_top(client: LevretClient, symbol: str) -> BookTop | None:

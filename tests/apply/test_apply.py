@@ -304,7 +304,11 @@ def spec(symbol: str) -> SymbolSpec:
 
 
 async def read_fake(
-    client: FakeExchange, desired: Desired, *, symbols: Iterable[str] | None = None
+    client: FakeExchange,
+    desired: Desired,
+    *,
+    symbols: Iterable[str] | None = None,
+    books: bool = True,
 ) -> Snapshot:
     wanted = set(symbols) if symbols is not None else set(SYMBOLS)
     orders: dict[str, list[Order]] = {}
