@@ -36,7 +36,7 @@ from reconciler.levret.errors import (
     UnstableListing,
 )
 from reconciler.levret.fields import Entity, WireFormatError
-from reconciler.levret.parse import PARSERS, read_list, read_one, read_page
+from reconciler.levret.parse import PARSERS, ReadItems, read_list, read_one, read_page
 from reconciler.levret.ratelimit import Sleep
 from reconciler.levret.requests import request_for
 from reconciler.levret.settings import ClientSettings
@@ -135,6 +135,9 @@ class LevretClient(SignedTransport):
         # How many pages each listing had when it was last walked (see `_walk`).
         self._pages_seen: dict[Hashable, int] = {}
         self._market_ahead = ReadsAhead()
+        # Listed items already read, by raw form (`parse.ReadItems`): a second walk of the
+        # open orders reads only those that changed.
+        self._read_items = ReadItems()
 
     async def aclose(self) -> None:
         self._market_ahead.close()
@@ -259,7 +262,8 @@ class LevretClient(SignedTransport):
     async def _page(self, model: type[M], path: str, query: Mapping[str, object]) -> Page[M]:
         data = await self._call("GET", path, query=query)
         label = endpoint_label("GET", path)
-        return _parsed(lambda: read_page(label, data, _reader(model))).value
+        reader = _reader(model)
+        return _parsed(lambda: read_page(label, data, reader, read_before=self._read_items)).value
 
     async def _walk(
         self,

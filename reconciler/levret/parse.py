@@ -36,6 +36,7 @@ from reconciler.model.snapshot import BookTop, Snapshot
 __all__ = [
     "PARSERS",
     "Parsed",
+    "ReadItems",
     "account_overview",
     "balance_entry",
     "cancel_all_result",
@@ -333,12 +334,44 @@ def read_list(endpoint: str, data: Any, reader: Reader[T]) -> Parsed[list[T]]:
     return Parsed([reader(entity) for entity in entities], entities, container)
 
 
-def read_page(endpoint: str, data: Any, reader: Reader[T]) -> Parsed[Page[T]]:
-    """One page: numbers at the top, in a pagination object, or none (a complete list)."""
+class ReadItems:
+    """Items already read, by their exact raw form: a second walk of a listing (apply reads
+    the open orders before its first call and again after its last) finds most of them
+    unchanged, and reading one is a pure function of its raw object, so the same object is
+    handed back instead of read again. The raw form is the keys and the `repr` of each
+    value, so `1`, `1.0`, `"1"` and `true` are four forms, as they are to the readers.
+    Bounded: the oldest go first."""
+
+    def __init__(self, size: int = 16_384) -> None:
+        self._size = size
+        self._read: dict[tuple[Any, ...], Any] = {}
+
+    def item(self, reader: Reader[T], entity: Entity) -> T:
+        raw = entity.raw
+        key = (reader, tuple(raw), tuple(map(repr, raw.values())))
+        known = self._read.get(key)
+        if known is None:
+            known = self._read[key] = reader(entity)
+            if len(self._read) > self._size:
+                del self._read[next(iter(self._read))]
+        item: T = known
+        return item
+
+
+def read_page(
+    endpoint: str, data: Any, reader: Reader[T], *, read_before: ReadItems | None = None
+) -> Parsed[Page[T]]:
+    """One page: numbers at the top, in a pagination object, or none (a complete list).
+
+    With `read_before`, an item whose raw object was read before is taken from there (its
+    entity is still made and listed, but none of its fields is read again)."""
     kind = _kind_of(reader)
     raw, container, around = _items(endpoint, data, kind)
     entities = [Entity(endpoint, item, kind=kind, index=index) for index, item in enumerate(raw)]
-    items = [reader(entity) for entity in entities]
+    if read_before is None:
+        items = [reader(entity) for entity in entities]
+    else:
+        items = [read_before.item(reader, entity) for entity in entities]
     holder: Mapping[str, Any] = around
     where = "at the top"
     for name in PAGINATION_OBJECTS:

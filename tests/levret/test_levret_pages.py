@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -17,6 +18,8 @@ import pytest
 
 from reconciler.levret.client import PAGES_AT_ONCE, LevretClient
 from reconciler.levret.errors import AuthError, UnstableListing
+from reconciler.levret.fields import Entity, WireFormatError
+from reconciler.levret.parse import ReadItems
 from reconciler.levret.settings import ClientSettings
 from tests.levret.test_levret_client_retries import ORDER
 
@@ -282,3 +285,44 @@ async def test_items_on_a_page_beyond_the_first_pages_total_start_the_walk_again
         got = await ids(client, page_size=2)
     assert got == [str(i) for i in range(4)]
     assert walks == 3  # the walk that saw page 2 full past a one-page total was redone
+
+
+@pytest.mark.anyio
+async def test_a_second_walk_reads_again_only_the_orders_that_changed() -> None:
+    items = orders(6)
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        return page_of(items, request)
+
+    async with client_for(handler) as client:
+        first = [order async for order in client.iter_open_orders(page_size=4)]
+        items[2] = {**items[2], "filledSize": 0.005, "status": "partially_filled"}
+        as_listed = items[4]
+        items[4] = {**as_listed, "reduceOnly": 1}  # no boolean: unreadable, never taken as true
+        with pytest.raises(WireFormatError, match="reduceOnly"):
+            [order async for order in client.iter_open_orders(page_size=4)]
+        items[4] = as_listed
+        second = [order async for order in client.iter_open_orders(page_size=4)]
+    assert [order.id for order in second] == [order.id for order in first]
+    # Unchanged orders are the very objects read before; the changed one is read afresh.
+    assert [a is b for a, b in zip(first, second, strict=True)] == [
+        True, True, False, True, True, True
+    ]  # fmt: skip
+    assert second[2].status == "partially_filled" and second[2].filled_size == Decimal("0.005")
+
+
+def test_read_items_tells_apart_every_form_a_reader_tells_apart() -> None:
+    read_before = ReadItems(size=3)
+    calls: list[Any] = []
+
+    def reader(entity: Entity) -> Any:
+        calls.append(entity.raw["v"])
+        return object()
+
+    forms: list[Any] = [1, True, "1", Decimal("1.0"), Decimal("1")]
+    first = [read_before.item(reader, Entity("GET /x", {"v": v}, kind="x")) for v in forms]
+    assert calls == forms and len({id(item) for item in first}) == 5
+    again = read_before.item(reader, Entity("GET /x", {"v": Decimal("1")}, kind="x"))
+    assert again is first[-1] and len(calls) == 5  # the latest three are kept
+    read_before.item(reader, Entity("GET /x", {"v": 1}, kind="x"))  # the oldest went first
+    assert len(calls) == 6
