@@ -184,7 +184,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                     )
                     target = _target(result)
                     met = result.ratio <= target and result.rate_limited == 0 and result.converged
-                    ratios.append(result.ratio if met or result.ratio > target else math.inf)
+                    clean = result.rate_limited == 0 and result.converged
+                    ratios.append(result.ratio if clean else math.inf)
                     print(
                         f"| {size} | {limit} | {result.plan_calls} | {result.apply_calls} "
                         f"| {result.apply_s:.2f} | {result.rate_limited} "

@@ -404,37 +404,41 @@ class VisibilityTracker:
         shown: dict[str, Position | None] = {}
         for symbol in wanted:
             position = read.get(symbol)
-            self.note_positions([] if position is None else [position])
-            watermarks = [e for e in self.pending if e.symbol == symbol and e.moves_position]
-            seen = {
-                id(e): self._shows(position, e, e.updated_at or 0, flat_ok=e.flat_is_visible)
-                for e in watermarks
-            }
-            for expectation in watermarks:
-                self._observe(expectation, seen[id(expectation)], now)
-            if all(seen.values()):
+            if not self._unseen_in(position, self._watermarks(symbol), now):
                 shown[symbol] = position
         return shown
+
+    def _watermarks(self, symbol: str) -> list[Expectation]:
+        """The accepted writes a read of `symbol`'s position must show."""
+        return [e for e in self.pending if e.symbol == symbol and e.moves_position]
+
+    def _unseen_in(
+        self, position: Position | None, watermarks: list[Expectation], now: float
+    ) -> list[Expectation]:
+        """The `watermarks` a read of the position (or of none) does not show yet; the read
+        is noted, and each check folded into the lag bounds."""
+        self.note_positions([] if position is None else [position])
+        unseen = [
+            e
+            for e in watermarks
+            if not self._shows(position, e, e.updated_at or 0, flat_ok=e.flat_is_visible)
+        ]
+        for expectation in watermarks:
+            self._observe(expectation, expectation not in unseen, now)
+        return unseen
 
     async def fresh_position(self, client: VisibilityClient, symbol: str) -> Position | None:
         """The symbol's position as read once it shows every accepted write on the symbol.
 
         Raises `TimeoutError` naming the unseen writes when the timeout passes first.
         """
-        watermarks = [e for e in self.pending if e.symbol == symbol and e.moves_position]
+        watermarks = self._watermarks(symbol)
         deadline = self.clock() + self.timeout_s
         wait = _FIRST_POLL_S
         while True:
             position = next((p for p in await client.positions(symbol) if p.symbol == symbol), None)
             now = self.clock()
-            self.note_positions([] if position is None else [position])
-            unseen = [
-                e
-                for e in watermarks
-                if not self._shows(position, e, e.updated_at or 0, flat_ok=e.flat_is_visible)
-            ]
-            for expectation in watermarks:
-                self._observe(expectation, expectation not in unseen, now)
+            unseen = self._unseen_in(position, watermarks, now)
             if not unseen:
                 return position
             if now >= deadline or all(e in self._given_up for e in unseen):

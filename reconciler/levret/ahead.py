@@ -1,13 +1,13 @@
 """Public market reads started before anyone asks for them, each taken at most once.
 
-Apply's first read of the account learns which symbols need a mark and a book top only once
-the positions and open orders are in: one round trip after them. The plan it applies was made
+Apply's first read of the account learns which symbols need a mark only once the positions
+and open orders are in: one round trip after them. The plan it applies was made
 from a read that needed the same, so the client can start those market reads at once, beside
 the account's (`LevretClient.read_market_ahead`); the reader's own call then takes the answer
 instead of sending again.
 
 What keeps it honest:
-- only public market data (a mark, a book top) is read this way: nothing the exchange counts
+- only public market data (a mark) is read this way: nothing the exchange counts
   against the key, and nothing the money-safety checks take on trust from the plan;
 - a read older than `MAX_AGE_S` (from its send) when its reader comes is dropped and made
   again, so a mark is never staler than that plus one round trip against one round trip;

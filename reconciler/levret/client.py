@@ -152,17 +152,12 @@ class LevretClient(SignedTransport):
         if count > 0 and listing not in self._pages_seen:
             self._pages_seen[listing] = math.ceil(count / OPEN_ORDERS_PAGE_SIZE)
 
-    def read_market_ahead(
-        self, *, stats: Iterable[str] = (), books: Iterable[str] = (), book_depth: int = 1
-    ) -> None:
-        """Start the public reads of `stats` and of `books` (at `book_depth`) now, for a
-        reader that will ask for them shortly (`reconciler.levret.ahead`): its call then
-        takes the answer, if it is still fresh, instead of waiting a round trip for it."""
+    def read_market_ahead(self, *, stats: Iterable[str] = ()) -> None:
+        """Start the public reads of the marks of `stats` now, for a reader that will ask for
+        them shortly (`reconciler.levret.ahead`): its call then takes the answer, if it is
+        still fresh, instead of waiting a round trip for it."""
         for symbol in stats:
             self._market_ahead.start(("stats", symbol), self._read_market_stats(symbol))
-        for symbol in books:
-            read = self._read_orderbook(symbol, book_depth)
-            self._market_ahead.start(("book", symbol, book_depth), read)
 
     # ------------------------------------------------------------------ generic sending
 
@@ -331,10 +326,6 @@ class LevretClient(SignedTransport):
         return await self._models(MarketStats, "/market/market-stats")
 
     async def orderbook(self, symbol: str, depth: int = 50) -> OrderBook:
-        key = ("book", symbol, depth)
-        return await self._market_ahead.take(key, lambda: self._read_orderbook(symbol, depth))
-
-    async def _read_orderbook(self, symbol: str, depth: int) -> OrderBook:
         return await self._model(
             OrderBook, "GET", "/market/orderbook", query={"symbol": symbol, "depth": depth}
         )

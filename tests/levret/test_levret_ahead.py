@@ -149,10 +149,10 @@ def _market_client(asked: list[str]) -> LevretClient:
 async def test_the_client_sends_a_market_read_started_ahead_once() -> None:
     asked: list[str] = []
     async with _market_client(asked) as client:
-        client.read_market_ahead(stats=["A_USDT"], books=["B_USDT"], book_depth=1)
+        client.read_market_ahead(stats=["A_USDT"])
         stats = await client.market_stats("A_USDT")
         book = await client.orderbook("B_USDT", depth=1)
-        deeper = await client.orderbook("B_USDT", depth=5)  # another read: sent itself
+        deeper = await client.orderbook("B_USDT", depth=5)  # book tops are never read ahead
     assert stats.mark_price == 100 and book.bids == deeper.bids
     assert sorted(asked) == [
         "market-stats symbol=A_USDT",
