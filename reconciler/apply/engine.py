@@ -107,7 +107,7 @@ async def run_apply(
                 state_dir / "journal", user_id=plan.user_id, clock=now_ms, durable=durable_journal
             )
         )
-        with journal:
+        with _heap_frozen(), journal:
             engine = _Engine(
                 client=client,
                 journal=journal,
@@ -489,17 +489,25 @@ class _Engine(Calls[C]):
             previous_accepted = False
 
 
+_frozen_depth = 0
+
+
 @contextmanager
 def _heap_frozen() -> Iterator[None]:
-    """Keep what the process holds before the passes (its modules, the plan, the snapshot)
-    out of the cycle collector's full collections while they run: one walks every object and
-    stalls every call in flight by tens of milliseconds. Objects made during the passes are
-    collected as ever; the frozen ones are handed back at the end."""
+    """Keep what the process holds (its modules, the plan, the snapshot) out of the cycle
+    collector's full collections while apply runs: one walks every object and stalls every
+    call in flight, or the read before the first call, by 30 ms or more. Objects made
+    meanwhile are collected as ever. Nested (`run_apply`, then the passes, which freeze what
+    the first read made too), the frozen ones are handed back at the outermost end."""
+    global _frozen_depth
     gc.freeze()
+    _frozen_depth += 1
     try:
         yield
     finally:
-        gc.unfreeze()
+        _frozen_depth -= 1
+        if _frozen_depth == 0:
+            gc.unfreeze()
 
 
 _Chain = list[tuple[int, Action]]  # one symbol's calls of a phase: (index in the plan, action)

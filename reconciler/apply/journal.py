@@ -6,10 +6,15 @@ record is written and flushed at once and fsync'd before it matters, so the file
 even if the process dies a moment later. While calls are in flight the rule is write-ahead: a
 call's intent record is on disk before the call is sent, and with it every record appended
 before it (so the result of the symbol's previous call). Those records are made durable
-together, in a worker thread (`Journal.sync`), so that one call's `fsync` never holds up
-another call's reply. A result appended after the last such `fsync` is on disk with the next
-intent or the run's next own record (`write` fsyncs at once); a crash in between leaves an
-intent without a result, which reads as what it is: sent, outcome not recorded.
+together (`Journal.sync`, a group commit): the calls whose replies arrived together share one
+`fsync`. On a disk where an `fsync` is quick it runs on the event loop, a fraction of a
+millisecond; handing it to a worker thread cost each call a few milliseconds more, waiting
+for the interpreter lock both ways, on the path every chained call waits on. While they take
+longer than `SLOW_FSYNC_S` on average, the journal hands them to a worker thread instead, so
+that a slow disk never stalls the other calls' replies. A result appended after the last
+such `fsync` is on disk with the next intent or the run's next own record (`write` fsyncs at
+once); a crash in between leaves an intent without a result, which reads as what it is:
+sent, outcome not recorded.
 
 The one exception is a rehearsal (`reconciler.run.rehearse`): its journal lives in a scratch
 directory deleted when it ends and records calls to an in-process copy, so nothing survives
@@ -32,12 +37,14 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 
 from reconciler import jsonnum
 
 __all__ = [
     "JOURNAL_FORMAT",
+    "SLOW_FSYNC_S",
     "Journal",
     "Outcome",
     "RecordType",
@@ -46,6 +53,11 @@ __all__ = [
 ]
 
 JOURNAL_FORMAT = 1
+
+# While `fsync`s take longer than this on average, they run in a worker thread.
+SLOW_FSYNC_S = 0.002
+# The weight of the latest `fsync` in that average: one slow one among quick ones is noise.
+_FSYNC_AVERAGE_WEIGHT = 0.25
 
 # What happened to one planned call. `unknown` is only final when settlement could not tell.
 Outcome = Literal[
@@ -93,13 +105,21 @@ class Journal:
     """
 
     def __init__(
-        self, path: Path, *, clock: Callable[[], int] = _now_ms, durable: bool = True
+        self,
+        path: Path,
+        *,
+        clock: Callable[[], int] = _now_ms,
+        durable: bool = True,
+        fsync_on_loop: bool = True,
     ) -> None:
         self.path = path
         self.durable = durable
         self._clock = clock
         self._seq = 0
         self._synced_seq = 0  # every record up to this one is on disk
+        self._may_fsync_on_loop = fsync_on_loop
+        self._fsync_s = 0.0  # the moving average of this file's fsyncs' durations
+        self._batch: anyio.Event | None = None  # the on-loop `fsync` that callers now join
         self._sync_lock = anyio.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
         # O_EXCL: a journal is never appended to by a second run, nor silently overwritten.
@@ -121,6 +141,11 @@ class Journal:
         """A new journal file in `directory`, named after the user, start time and pid."""
         name = journal_file_name(user_id, clock(), os.getpid())
         return cls(directory / name, clock=clock, durable=durable)
+
+    @property
+    def fsync_on_loop(self) -> bool:
+        """Whether `sync`'s next `fsync` runs on the event loop (quick ones do, see above)."""
+        return self._may_fsync_on_loop and self._fsync_s <= SLOW_FSYNC_S
 
     @property
     def closed(self) -> bool:
@@ -153,25 +178,59 @@ class Journal:
     async def sync(self) -> None:
         """Return once every record appended before this call is durable.
 
-        The `fsync` runs in a worker thread, so the event loop goes on serving other calls'
-        replies meanwhile, and callers that arrive while one runs share the next one (a group
-        commit): with 16 calls in flight, one `fsync` makes several of their records durable.
-        It cannot be cancelled half-way: a caller that was waiting for it still returns only
-        once its records are on disk."""
+        Callers share `fsync`s (a group commit): with 16 calls in flight, one makes several of
+        their records durable. On the loop, the first caller lets the loop finish the replies
+        it has in hand (each appends its record and joins) and then syncs them all; in the
+        worker thread, the callers that arrive while one runs share the next. Either way a
+        caller returns only once an `fsync` that began after its record was written has
+        ended, and one whose `fsync` failed gets the error (`OSError`)."""
         target = self._seq
         if not self.durable or self._synced_seq >= target:
             return
+        if self.fsync_on_loop:
+            await self._sync_on_loop(target)
+        else:
+            await self._sync_in_thread(target)
+
+    async def _sync_on_loop(self, target: int) -> None:
+        batch = self._batch
+        if batch is not None:
+            await batch.wait()
+            if self._synced_seq < target:  # that fsync failed, or moved to the thread
+                await self.sync()
+            return
+        batch = self._batch = anyio.Event()
+        try:
+            # Shielded: the caller's record must be durable before it may go on either way.
+            await anyio.lowlevel.cancel_shielded_checkpoint()
+            self._batch = None  # from here on, a record appended waits for the next fsync
+            if self._file is not None and self._synced_seq < self._seq:
+                covered = self._seq
+                self._timed_fsync(self._file.fileno())
+                self._synced_seq = max(self._synced_seq, covered)
+        finally:
+            self._batch = None
+            batch.set()
+
+    async def _sync_in_thread(self, target: int) -> None:
         async with self._sync_lock:
             if self._synced_seq >= target or self._file is None:
                 return
             covered = self._seq  # written and flushed before this fsync starts
-            await anyio.to_thread.run_sync(os.fsync, self._file.fileno())
+            await anyio.to_thread.run_sync(self._timed_fsync, self._file.fileno())
             self._synced_seq = max(self._synced_seq, covered)
+
+    def _timed_fsync(self, descriptor: int) -> None:
+        started = time.perf_counter()
+        os.fsync(descriptor)
+        elapsed = time.perf_counter() - started
+        self._fsync_s += (elapsed - self._fsync_s) * _FSYNC_AVERAGE_WEIGHT
 
     def close(self) -> None:
         if self._file is not None:
             if self.durable and self._synced_seq < self._seq:
                 os.fsync(self._file.fileno())
+                self._synced_seq = self._seq
             self._file.close()
             self._file = None
 

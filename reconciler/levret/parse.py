@@ -360,19 +360,28 @@ class ReadItems:
 
 
 def read_page(
-    endpoint: str, data: Any, reader: Reader[T], *, read_before: ReadItems | None = None
+    endpoint: str,
+    data: Any,
+    reader: Reader[T],
+    *,
+    read_before: ReadItems | None = None,
+    keep: Callable[[Entity], bool] | None = None,
 ) -> Parsed[Page[T]]:
     """One page: numbers at the top, in a pagination object, or none (a complete list).
 
     With `read_before`, an item whose raw object was read before is taken from there (its
-    entity is still made and listed, but none of its fields is read again)."""
+    entity is still made and listed, but none of its fields is read again). With `keep`, only
+    the items it keeps are read (it looks at a field or two of each entity); the page's
+    `listed` still counts them all."""
     kind = _kind_of(reader)
     raw, container, around = _items(endpoint, data, kind)
     entities = [Entity(endpoint, item, kind=kind, index=index) for index, item in enumerate(raw)]
+    kept = entities if keep is None else [entity for entity in entities if keep(entity)]
     if read_before is None:
-        items = [reader(entity) for entity in entities]
+        items = [reader(entity) for entity in kept]
     else:
-        items = [read_before.item(reader, entity) for entity in entities]
+        items = [read_before.item(reader, entity) for entity in kept]
+    listed = None if keep is None else len(entities)
     holder: Mapping[str, Any] = around
     where = "at the top"
     for name in PAGINATION_OBJECTS:
@@ -385,7 +394,8 @@ def read_page(
     total = numbers.integer("total", "totalCount", "totalItems", "count", required=False)
     if total is None:
         # No pagination: the list is all there is, in one page.
-        page = Page[Any](items=items, page=1, page_size=max(len(items), 1), total=len(items))
+        count = len(entities)
+        page = Page[Any](items=items, page=1, page_size=max(count, 1), total=count, listed=listed)
         return Parsed(page, [*entities, numbers], f"{container}, no pagination")
     page_no = numbers.integer("page", "pageNumber", "currentPage", required=False)
     size = numbers.integer("pageSize", "perPage", "limit")
@@ -393,7 +403,7 @@ def read_page(
         raise numbers.fail(
             "pageSize", ["pageSize", "total"], "positive integers", "is out of range"
         )
-    result = Page[Any](items=items, page=page_no or 1, page_size=size, total=total)
+    result = Page[Any](items=items, page=page_no or 1, page_size=size, total=total, listed=listed)
     return Parsed(result, [*entities, numbers], f"{container}, pagination {where}")
 
 

@@ -47,10 +47,12 @@ def read_ahead(client: LevretClient, plan: Plan) -> None:
 
 
 async def _open_orders(client: LevretClient, symbols: frozenset[str] | None) -> list[Order]:
+    """The open orders of `symbols` (all if None): one symbol's by the exchange's filter, a
+    few symbols' from the whole listing, reading only theirs."""
     if symbols is not None and len(symbols) == 1:
         (symbol,) = symbols
         return [order async for order in client.iter_open_orders(symbol)]
-    return [order async for order in client.iter_open_orders()]
+    return [order async for order in client.iter_open_orders(of_symbols=symbols)]
 
 
 async def _positions(client: LevretClient, symbols: frozenset[str] | None) -> list[Position]:

@@ -171,3 +171,11 @@ class Page(Payload, Generic[T]):
     page: int
     page_size: int
     total: int = Field(ge=0)
+    # How many items the exchange's page held, where a reader kept only some (`items`):
+    # whether a page was empty is the exchange's answer, not the filter's.
+    listed: int | None = Field(default=None, ge=0)
+
+    @property
+    def held(self) -> int:
+        """The items the exchange's page held, kept or not."""
+        return len(self.items) if self.listed is None else self.listed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import anyio
 import anyio.to_thread
 import pytest
 
-from reconciler.apply.journal import Journal, journal_file_name, read_journal
+from reconciler.apply.journal import SLOW_FSYNC_S, Journal, journal_file_name, read_journal
 
 
 def test_records_are_numbered_in_order_with_exact_numbers(tmp_path: Path) -> None:
@@ -112,13 +113,13 @@ def _line_ends(path: Path) -> list[int]:
 
 
 @pytest.mark.anyio
-async def test_sync_returns_only_once_its_records_are_on_disk_and_waiters_share_one_fsync(
+async def test_in_the_thread_sync_returns_once_its_records_are_on_disk_and_waiters_share_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Three calls append and sync while the first `fsync` is held: the two that arrive
-    during it share the next one, and none returns before an `fsync` that began after its
-    record was written has finished."""
-    journal = Journal(tmp_path / "j.jsonl")
+    """Three calls append and sync while the first `fsync` is held in the worker thread: the
+    two that arrive during it share the next one, and none returns before an `fsync` that
+    began after its record was written has finished."""
+    journal = Journal(tmp_path / "j.jsonl", fsync_on_loop=False)
     real = os.fsync
     first_started, release_first = threading.Event(), threading.Event()
     synced_bytes: list[int] = []  # bytes in the file as each finished fsync began
@@ -152,6 +153,109 @@ async def test_sync_returns_only_once_its_records_are_on_disk_and_waiters_share_
     assert returned == {"a": 1, "b": 2, "c": 2}
     journal.close()
     assert len(synced_bytes) == 2  # close had nothing left to sync
+
+
+@pytest.mark.anyio
+async def test_on_the_loop_the_calls_of_one_round_share_one_fsync_that_covers_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replies handled in one pass of the loop each append and sync: the first caller lets
+    the others append first, so one `fsync` covers all of them, and none returns before it.
+    A caller after it needs an `fsync` of its own."""
+    journal = Journal(tmp_path / "j.jsonl")
+    real = os.fsync
+    synced_bytes: list[int] = []
+
+    def recording(descriptor: int) -> None:
+        synced_bytes.append(os.fstat(descriptor).st_size)
+        real(descriptor)
+
+    monkeypatch.setattr(os, "fsync", recording)
+    returned: dict[str, int] = {}
+
+    async def append_and_sync(name: str) -> None:
+        journal.append("intent", name=name)
+        await journal.sync()
+        returned[name] = len(synced_bytes)
+
+    async with anyio.create_task_group() as group:
+        for name in "abc":
+            group.start_soon(append_and_sync, name)
+    assert synced_bytes == [_line_ends(journal.path)[2]]
+    assert returned == {"a": 1, "b": 1, "c": 1}
+    await append_and_sync("d")
+    assert synced_bytes == _line_ends(journal.path)[2:]
+    assert returned["d"] == 2
+    assert journal.fsync_on_loop  # each was quick
+    journal.close()
+
+
+@pytest.mark.anyio
+async def test_while_fsyncs_are_slow_on_average_they_run_in_the_worker_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One slow `fsync` among quick ones stays on the loop; a run of slow ones moves to the
+    worker thread (a slow disk must not stall the loop); quick ones again bring it back."""
+    journal = Journal(tmp_path / "j.jsonl")
+    real = os.fsync
+    loop_thread = threading.get_ident()
+    slow = [False]
+    on_loop: list[bool] = []  # per fsync: did it run on the loop's thread?
+
+    def disk(descriptor: int) -> None:
+        on_loop.append(threading.get_ident() == loop_thread)
+        if slow[0]:
+            time.sleep(SLOW_FSYNC_S * 2)  # the disk's own slowness, not a wait for anything
+        real(descriptor)
+
+    monkeypatch.setattr(os, "fsync", disk)
+
+    async def syncs(count: int) -> None:
+        for index in range(count):
+            journal.append("intent", index=index)
+            await journal.sync()
+
+    slow[0] = True
+    await syncs(1)
+    assert journal.fsync_on_loop  # one slow fsync is noise
+    await syncs(4)
+    assert not journal.fsync_on_loop
+    slow[0] = False
+    await syncs(8)
+    assert journal.fsync_on_loop
+    loop_runs = "".join("L" if here else "T" for here in on_loop)
+    assert loop_runs.startswith("LLL") and "T" in loop_runs and loop_runs.endswith("L")
+    monkeypatch.undo()
+    journal.close()
+
+
+@pytest.mark.anyio
+async def test_a_failed_fsync_on_the_loop_fails_every_caller_it_was_to_cover(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No caller returns as if its record were durable when the `fsync` meant for it failed:
+    the one that ran it gets the error, and so do those that joined it (each trying again)."""
+    journal = Journal(tmp_path / "j.jsonl")
+
+    def failing(descriptor: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", failing)
+    failed: list[str] = []
+
+    async def append_and_sync(name: str) -> None:
+        journal.append("intent", name=name)
+        try:
+            await journal.sync()
+        except OSError:
+            failed.append(name)
+
+    async with anyio.create_task_group() as group:
+        for name in "abc":
+            group.start_soon(append_and_sync, name)
+    assert sorted(failed) == ["a", "b", "c"]
+    monkeypatch.undo()
+    journal.close()
 
 
 def test_close_makes_appended_records_durable(

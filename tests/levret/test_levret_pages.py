@@ -326,3 +326,32 @@ def test_read_items_tells_apart_every_form_a_reader_tells_apart() -> None:
     assert again is first[-1] and len(calls) == 5  # the latest three are kept
     read_before.item(reader, Entity("GET /x", {"v": 1}, kind="x"))  # the oldest went first
     assert len(calls) == 6
+
+
+@pytest.mark.anyio
+async def test_a_walk_of_some_symbols_reads_only_theirs_and_goes_on_past_a_page_of_others() -> None:
+    """A page holding none of the wanted symbols' orders is not the end of the listing: the
+    walk stops at a page the exchange left empty, never at one the filter emptied. The
+    others' orders are never read (one that no reader could read does not fail the walk),
+    but an order without a symbol fails it, as it would unfiltered."""
+    items = [{**ORDER, "id": str(i), "symbol": "ETH_USDT"} for i in range(6)]
+    items[5]["symbol"] = "BTC_USDT"  # on page 3 of 3, past two pages of others
+    items[1]["side"] = "sideways"  # unreadable, and not wanted
+    requests: list[int] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        requests.append(page_number(request))
+        return page_of(items, request)
+
+    async with client_for(handler) as client:
+        got = [
+            order
+            async for order in client.iter_open_orders(
+                page_size=2, of_symbols=frozenset({"BTC_USDT"})
+            )
+        ]
+        assert [order.id for order in got] == ["5"] and got[0].symbol == "BTC_USDT"
+        assert sorted(requests) == [1, 2, 3]
+        del items[5]["symbol"]
+        with pytest.raises(WireFormatError, match="symbol"):
+            [o async for o in client.iter_open_orders(page_size=2, of_symbols=frozenset())]
