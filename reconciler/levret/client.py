@@ -70,6 +70,10 @@ M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R")
 
 _MAX_PAGE_RESTARTS = 3
+# Items a narrowed walk passed over are read in the background this many at a time (about a
+# millisecond of the event loop), with this pause between (see `_read_aside`).
+_ASIDE_BATCH = 25
+_ASIDE_PAUSE_S = 0.002
 # Pages of one listing read at once, after the first (which tells how many there are).
 PAGES_AT_ONCE = 16
 OPEN_ORDERS_PAGE_SIZE = 100
@@ -138,9 +142,12 @@ class LevretClient(SignedTransport):
         # Listed items already read, by raw form (`parse.ReadItems`): a second walk of the
         # open orders reads only those that changed.
         self._read_items = ReadItems()
+        self._reading_aside: asyncio.Task[None] | None = None
 
     async def aclose(self) -> None:
         self._market_ahead.close()
+        if self._reading_aside is not None:
+            self._reading_aside.cancel()
         await super().aclose()
 
     def expect_open_orders(self, count: int) -> None:
@@ -428,6 +435,22 @@ class LevretClient(SignedTransport):
         listing = ("open orders", symbol, page_size) if start_time is end_time is None else None
         async for order in self._walk(fetch, lambda o: o.id, listing):
             yield order
+        if of_symbols is not None and self._reading_aside is None:
+            self._reading_aside = asyncio.create_task(self._read_aside())
+
+    async def _read_aside(self) -> None:
+        """Read the orders a narrowed walk passed over, a few at a time with a pause between,
+        while the event loop has time: apply's first read reads only the symbols it acts on,
+        and its verification walks the whole listing, which then reads only what changed (a
+        quarter of its time at 100 symbols). The pauses keep each batch from holding up a
+        call's answer by more than about a millisecond."""
+        try:
+            while True:
+                if not self._read_items.read_aside(_ASIDE_BATCH):
+                    return
+                await asyncio.sleep(_ASIDE_PAUSE_S)  # pacing, not waiting for anything
+        finally:
+            self._reading_aside = None
 
     async def get_order(self, order_id: str) -> Order:
         return await self._model(Order, "GET", f"/order/{_segment(order_id)}")

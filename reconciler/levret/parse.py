@@ -346,6 +346,7 @@ class ReadItems:
     def __init__(self, size: int = 4_096) -> None:
         self._size = size
         self._read: dict[tuple[Any, ...], Any] = {}
+        self._aside: list[tuple[Reader[Any], Entity]] = []
 
     def item(self, reader: Reader[T], entity: Entity) -> T:
         raw = entity.raw
@@ -357,6 +358,23 @@ class ReadItems:
                 del self._read[next(iter(self._read))]
         item: T = known
         return item
+
+    def put_aside(self, reader: Reader[Any], entities: list[Entity]) -> None:
+        """Items a narrowed walk passed over, to be read when there is time (`read_aside`):
+        the next whole walk of the listing then finds them read."""
+        self._aside.extend((reader, entity) for entity in entities)
+        del self._aside[: max(0, len(self._aside) - self._size)]
+
+    def read_aside(self, count: int) -> bool:
+        """Read up to `count` of the items put aside; whether any are left. One that cannot
+        be read is dropped: the walk that wants it reads it, and fails, itself."""
+        batch, self._aside[:count] = self._aside[:count], []
+        for reader, entity in batch:
+            try:
+                self.item(reader, entity)
+            except WireFormatError:
+                continue
+        return bool(self._aside)
 
 
 def read_page(
@@ -372,11 +390,18 @@ def read_page(
     With `read_before`, an item whose raw object was read before is taken from there (its
     entity is still made and listed, but none of its fields is read again). With `keep`, only
     the items it keeps are read (it looks at a field or two of each entity); the page's
-    `listed` still counts them all."""
+    `listed` still counts them all, and `read_before` is given the others to read later."""
     kind = _kind_of(reader)
     raw, container, around = _items(endpoint, data, kind)
     entities = [Entity(endpoint, item, kind=kind, index=index) for index, item in enumerate(raw)]
-    kept = entities if keep is None else [entity for entity in entities if keep(entity)]
+    kept = entities
+    if keep is not None:
+        kept = []
+        passed_over: list[Entity] = []
+        for entity in entities:
+            (kept if keep(entity) else passed_over).append(entity)
+        if read_before is not None:
+            read_before.put_aside(reader, passed_over)
     if read_before is None:
         items = [reader(entity) for entity in kept]
     else:

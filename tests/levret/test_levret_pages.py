@@ -19,8 +19,9 @@ import pytest
 from reconciler.levret.client import PAGES_AT_ONCE, LevretClient
 from reconciler.levret.errors import AuthError, UnstableListing
 from reconciler.levret.fields import Entity, WireFormatError
-from reconciler.levret.parse import ReadItems
+from reconciler.levret.parse import PARSERS, ReadItems
 from reconciler.levret.settings import ClientSettings
+from reconciler.model.account import Order
 from tests.levret.test_levret_client_retries import ORDER
 
 # Long enough for any honest walk on a loaded machine; only a walk that never sends the
@@ -355,3 +356,55 @@ async def test_a_walk_of_some_symbols_reads_only_theirs_and_goes_on_past_a_page_
         del items[5]["symbol"]
         with pytest.raises(WireFormatError, match="symbol"):
             [o async for o in client.iter_open_orders(page_size=2, of_symbols=frozenset())]
+
+
+@pytest.mark.anyio
+async def test_the_orders_a_narrowed_walk_passed_over_are_read_in_the_background(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Apply's first read keeps only its symbols' orders; the others are read afterwards,
+    while the loop has time, so the whole walk after the last call finds them read."""
+    items = [{**ORDER, "id": str(i), "symbol": "ETH_USDT"} for i in range(60)]
+    items[0]["symbol"] = "BTC_USDT"
+    read: list[str] = []
+    order_reader = PARSERS[Order]
+
+    def counting(entity: Entity) -> Order:
+        read.append(entity.raw["id"])
+        return order_reader(entity)
+
+    monkeypatch.setitem(PARSERS, Order, counting)
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        return page_of(items, request)
+
+    async with client_for(handler) as client:
+        wanted = frozenset({"BTC_USDT"})
+        narrowed = [order async for order in client.iter_open_orders(of_symbols=wanted)]
+        assert [order.id for order in narrowed] == ["0"] and read == ["0"]
+        reading = client._reading_aside
+        assert reading is not None
+        await reading  # 59 orders, in batches with a pause between
+        assert sorted(read, key=int) == [str(i) for i in range(60)]
+        whole = [order async for order in client.iter_open_orders()]
+    assert [order.id for order in whole] == [str(i) for i in range(60)]
+    assert len(read) == 60 and whole[0] is narrowed[0]  # none read twice
+
+
+def test_items_put_aside_are_read_a_batch_at_a_time_and_an_unreadable_one_is_dropped() -> None:
+    read_before = ReadItems()
+    calls: list[Any] = []
+
+    def reader(entity: Entity) -> Any:
+        calls.append(entity.raw["v"])
+        if entity.raw["v"] == "bad":
+            raise WireFormatError("GET /x", "unreadable")
+        return object()
+
+    entities = [Entity("GET /x", {"v": v}, kind="x") for v in ["a", "bad", "c"]]
+    read_before.put_aside(reader, entities)
+    assert read_before.read_aside(2) is True and calls == ["a", "bad"]
+    assert read_before.read_aside(2) is False and calls == ["a", "bad", "c"]
+    assert read_before.read_aside(2) is False and len(calls) == 3
+    kept = read_before.item(reader, Entity("GET /x", {"v": "c"}, kind="x"))
+    assert len(calls) == 3 and kept is read_before.item(reader, entities[2])
