@@ -5,7 +5,8 @@ answer ends. Three things in that pass cost an apply a sixth of its client CPU:
 
 - it asks each idle connection whether the server closed it (`has_expired`, a readability
   poll of its socket); over anyio each ask first rebuilt the stream's whole table of typed
-  attributes with a `getpeername` call, only to take the raw socket from it;
+  attributes with a `getpeername` call, only to take the raw socket from it; and it asks
+  all of them on every pass, though only the one handed out next must be fit to use;
 - it counts the idle connections once per idle connection (quadratic);
 - it hands the *same* idle connection to every request queued at that moment: all but one
   then fail to start on it (`ConnectionNotAvailable`) and go round the pass again; with
@@ -15,7 +16,9 @@ answer ends. Three things in that pass cost an apply a sixth of its client CPU:
 `ReusedSocketBackend` is httpcore's own anyio backend whose streams remember their raw
 socket, so the ask is one poll, as httpcore means it to be. `DistinctAssignmentPool` is
 httpcore's pool with that one pass done in one sweep: each queued request gets a connection
-no other request holds, and a connection a request holds is never closed as surplus.
+no other request holds, a connection a request holds is never closed as surplus, and an idle
+connection is asked only when it is handed out, or in a sweep of them all once a second
+(so one the server closed, or past its keep-alive, is closed then at the latest).
 
 Everything else (connecting, reading, writing, timeouts, TLS, and the mapping of failures to
 `httpx.ConnectError`, `httpx.ReadTimeout`, ... on which the client's never-twice rule
@@ -31,9 +34,11 @@ says so.
 from __future__ import annotations
 
 import logging
+import math
 import select
 import socket
 import ssl
+import time
 import typing
 
 import anyio
@@ -131,17 +136,26 @@ class DistinctAssignmentPool(httpcore.AsyncConnectionPool):
     available connection to its origin, or a new one below `max_connections`, or a new one
     in place of an idle connection to another origin. What differs: the idle ones are
     counted once; a connection a request already holds (queued on it, or running) is neither
-    handed to a second request nor closed to make room.
+    handed to a second request nor closed to make room; an idle connection is asked whether
+    it expired when it is about to be handed out, and all of them only every `SWEEP_S`.
     """
+
+    SWEEP_S = 1.0
+    _clock: typing.Callable[[], float] = staticmethod(time.monotonic)
+    _swept_at = -math.inf  # set on the instance by the first pass (the class adds no more)
 
     def _assign_requests_to_connections(self) -> list[httpcore.AsyncConnectionInterface]:
         held = {id(r.connection) for r in self._requests if r.connection is not None}
         closing: list[httpcore.AsyncConnectionInterface] = []
         kept: list[httpcore.AsyncConnectionInterface] = []
+        now = self._clock()
+        sweep = now - self._swept_at >= self.SWEEP_S
+        if sweep:
+            self._swept_at = now
         for existing in self._connections:
             if existing.is_closed():
                 continue
-            if existing.has_expired():
+            if (sweep or not existing.is_idle()) and existing.has_expired():
                 closing.append(existing)
                 continue
             kept.append(existing)
@@ -153,7 +167,7 @@ class DistinctAssignmentPool(httpcore.AsyncConnectionPool):
         free = [c for c in kept if c.is_available() and id(c) not in held]
         for pool_request in [r for r in self._requests if r.is_queued()]:
             origin = pool_request.request.url.origin
-            connection = next((c for c in free if c.can_handle_request(origin)), None)
+            connection = self._fit_to_use(free, origin, kept, closing, checked=sweep)
             if connection is not None:
                 free.remove(connection)
             elif len(kept) < self._max_connections:
@@ -172,6 +186,28 @@ class DistinctAssignmentPool(httpcore.AsyncConnectionPool):
             held.add(id(connection))
         self._connections[:] = kept
         return closing
+
+    @staticmethod
+    def _fit_to_use(
+        free: list[httpcore.AsyncConnectionInterface],
+        origin: httpcore.Origin,
+        kept: list[httpcore.AsyncConnectionInterface],
+        closing: list[httpcore.AsyncConnectionInterface],
+        *,
+        checked: bool,
+    ) -> httpcore.AsyncConnectionInterface | None:
+        """The first free connection to `origin` that has not expired (unless this pass has
+        `checked` them all already); an expired one found on the way is closed."""
+        for candidate in list(free):
+            if not candidate.can_handle_request(origin):
+                continue
+            if not checked and candidate.has_expired():
+                free.remove(candidate)
+                kept.remove(candidate)
+                closing.append(candidate)
+                continue
+            return candidate
+        return None
 
 
 def http_transport(verify: ssl.SSLContext | str | bool) -> httpx.AsyncHTTPTransport:

@@ -208,3 +208,37 @@ def test_at_the_connection_limit_an_idle_one_to_another_origin_makes_room() -> N
     late = _Request(origin="a")
     pool._requests.append(late)  # type: ignore[arg-type]
     assert pool._assign_requests_to_connections() == [] and late.is_queued()
+
+
+class _Asked(_Connection):
+    """A stand-in that counts how often the pass asks whether it expired."""
+
+    def __init__(self, expired: bool = False) -> None:
+        super().__init__(expired=expired)
+        self.asked = 0
+
+    def has_expired(self) -> bool:
+        self.asked += 1
+        return self.expired
+
+
+def test_between_sweeps_only_the_idle_connection_handed_out_is_asked_if_it_expired() -> None:
+    now = [100.0]
+    stale, fresh, spare = _Asked(expired=True), _Asked(), _Asked()
+    pool = _pool([stale, fresh, spare], [])
+    pool._clock = lambda: now[0]  # type: ignore[method-assign]
+    assert pool._assign_requests_to_connections() == [stale]  # the first pass sweeps them all
+    assert [c.asked for c in (stale, fresh, spare)] == [1, 1, 1]
+    fresh.expired = True  # the server closed it since
+    request = _Request()
+    pool._requests.append(request)  # type: ignore[arg-type]
+    now[0] += pool.SWEEP_S / 2
+    assert pool._assign_requests_to_connections() == [fresh]  # found when handed out
+    assert request.connection is spare and [fresh.asked, spare.asked] == [2, 2]
+    request.connection = None
+    pool._requests.remove(request)  # type: ignore[arg-type]
+    spare.expired = True
+    assert pool._assign_requests_to_connections() == [] and spare.asked == 2  # nobody asks
+    now[0] += pool.SWEEP_S
+    assert pool._assign_requests_to_connections() == [spare]  # the next sweep finds it
+    assert pool._connections == []
