@@ -77,16 +77,30 @@ def _encode(value: Any, out: list[str]) -> None:
 
 
 def _encode_mapping(value: Mapping[Any, Any], out: list[str]) -> None:
-    out.append("{")
-    first = True
+    # The scalars of exact types are written here, not through a call of `_encode` each:
+    # a page of 100 orders holds 1,600 of them. Anything else (subclasses included) goes
+    # through `_encode`.
+    append = out.append
+    separator = "{"
     for key, item in value.items():
-        if not first:
-            out.append(",")
-        first = False
-        out.append(_quote(str(key)))
-        out.append(":")
-        _encode(item, out)
-    out.append("}")
+        append(separator)
+        separator = ","
+        append(_quote(key if type(key) is str else str(key)))
+        append(":")
+        kind = type(item)
+        if kind is str:
+            append(_quote(item))
+        elif kind is Decimal:
+            append(decimal_text(item))
+        elif item is None:
+            append("null")
+        elif kind is int:
+            append(str(item))
+        else:
+            _encode(item, out)
+    if separator == "{":
+        append("{")
+    append("}")
 
 
 def dumps(value: Any) -> bytes:
