@@ -37,11 +37,14 @@ def lock_directory(environ: dict[str, str] | None = None) -> Path:
 class FileBackend:
     """`<directory>/<user>@<host>-<digest>.lock` and its `.json` sidecar."""
 
+    # A try is a non-blocking `flock` and a small file written: quick enough for the loop.
+    tries_on_loop = True
+
     def __init__(self, key: LockKey, directory: Path) -> None:
         self.path = directory / f"{key.file_stem}.lock"
         self.sidecar = self.path.with_name(self.path.name + ".json")
         self.where = f"lock file {self.path}"
-        # Not thread-local: `AccountLock.acquire` tries in a worker thread, releases in another.
+        # Not thread-local: it may be taken in one thread and released in another.
         self._lock = FileLock(self.path, timeout=0, thread_local=False)
 
     def try_acquire(self, me: Holder) -> bool:

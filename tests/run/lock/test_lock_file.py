@@ -9,6 +9,8 @@ import socket
 import threading
 from pathlib import Path
 
+import anyio
+import anyio.to_thread
 import platformdirs
 import pytest
 from lock_support import BASE_URL, holding
@@ -130,3 +132,23 @@ async def test_async_acquire_is_reentrant_and_a_dead_holders_sidecar_does_not_bl
             assert json.loads(backend.sidecar.read_text())["pid"] == os.getpid()
         assert lock.is_locked and backend.sidecar.exists()
     assert not lock.is_locked and not backend.sidecar.exists()
+
+
+@pytest.mark.anyio
+async def test_async_acquire_of_the_file_lock_tries_on_the_loop_and_still_excludes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A try is a non-blocking `flock`: no worker thread is started for it, and a second
+    holder is still refused."""
+
+    def no_thread(*args: object, **kwargs: object) -> object:
+        raise AssertionError("the file lock's try went to a worker thread")
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", no_thread)
+    first, second = file_lock(), file_lock()
+    second.timeout_s = 0
+    async with first:
+        assert first.is_locked
+        with pytest.raises(LockHeld):
+            await second.acquire()
+    assert not first.is_locked
