@@ -11,7 +11,8 @@ together (`Journal.sync`, a group commit): the calls whose replies arrived toget
 millisecond; handing it to a worker thread cost each call a few milliseconds more, waiting
 for the interpreter lock both ways, on the path every chained call waits on. While they take
 longer than `SLOW_FSYNC_S` on average, the journal hands them to a worker thread instead, so
-that a slow disk never stalls the other calls' replies. A result appended after the last
+that a slow disk does not stall the other calls' replies (a single slow one among quick ones
+still holds the loop once, for as long as it takes). A result appended after the last
 such `fsync` is on disk with the next intent or the run's next own record (`write` fsyncs at
 once); a crash in between leaves an intent without a result, which reads as what it is:
 sent, outcome not recorded.
@@ -34,7 +35,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, NoReturn
 
 import anyio
 import anyio.lowlevel
@@ -119,6 +120,9 @@ class Journal:
         self._synced_seq = 0  # every record up to this one is on disk
         self._may_fsync_on_loop = fsync_on_loop
         self._fsync_s = 0.0  # the moving average of this file's fsyncs' durations
+        # The first fsync that failed. Linux reports a lost write-back to one fsync only, and a
+        # later one may then succeed without the lost pages: from here on, nothing is durable.
+        self._fsync_failed: OSError | None = None
         self._batch: anyio.Event | None = None  # the on-loop `fsync` that callers now join
         self._sync_lock = anyio.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -159,7 +163,7 @@ class Journal:
         `sync`, so that one call's `fsync` does not stall the others' replies."""
         record = self.append(type, **fields)
         if self.durable and self._file is not None:
-            os.fsync(self._file.fileno())
+            self._fsync(self._file.fileno())
             self._synced_seq = self._seq
         return record
 
@@ -183,8 +187,12 @@ class Journal:
         it has in hand (each appends its record and joins) and then syncs them all; in the
         worker thread, the callers that arrive while one runs share the next. Either way a
         caller returns only once an `fsync` that began after its record was written has
-        ended, and one whose `fsync` failed gets the error (`OSError`)."""
+        ended. Once an `fsync` has failed, every later `sync` and `write` fails too (`OSError`),
+        the callers that had joined the failed one included: its records may be lost even if
+        a later `fsync` succeeds."""
         target = self._seq
+        if self._fsync_failed is not None:
+            self._refuse()
         if not self.durable or self._synced_seq >= target:
             return
         if self.fsync_on_loop:
@@ -196,7 +204,7 @@ class Journal:
         batch = self._batch
         if batch is not None:
             await batch.wait()
-            if self._synced_seq < target:  # that fsync failed, or moved to the thread
+            if self._synced_seq < target:  # that fsync failed (`sync` raises), or none ran
                 await self.sync()
             return
         batch = self._batch = anyio.Event()
@@ -222,17 +230,37 @@ class Journal:
 
     def _timed_fsync(self, descriptor: int) -> None:
         started = time.perf_counter()
-        os.fsync(descriptor)
+        self._fsync(descriptor)
         elapsed = time.perf_counter() - started
         self._fsync_s += (elapsed - self._fsync_s) * _FSYNC_AVERAGE_WEIGHT
 
+    def _fsync(self, descriptor: int) -> None:
+        if self._fsync_failed is not None:
+            self._refuse()
+        try:
+            os.fsync(descriptor)
+        except OSError as error:
+            self._fsync_failed = error
+            raise
+
+    def _refuse(self) -> NoReturn:
+        failed = self._fsync_failed
+        assert failed is not None
+        raise OSError(
+            failed.errno,
+            f"the journal {self.path} could not be made durable ({failed.strerror or failed}); "
+            "no record since can be vouched for",
+        ) from failed
+
     def close(self) -> None:
         if self._file is not None:
-            if self.durable and self._synced_seq < self._seq:
-                os.fsync(self._file.fileno())
-                self._synced_seq = self._seq
-            self._file.close()
-            self._file = None
+            try:
+                if self.durable and self._synced_seq < self._seq:
+                    self._fsync(self._file.fileno())
+                    self._synced_seq = self._seq
+            finally:
+                self._file.close()
+                self._file = None
 
     def __enter__(self) -> Journal:
         return self

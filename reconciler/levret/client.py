@@ -148,6 +148,7 @@ class LevretClient(SignedTransport):
         self._market_ahead.close()
         if self._reading_aside is not None:
             self._reading_aside.cancel()
+            self._reading_aside = None
         await super().aclose()
 
     def expect_open_orders(self, count: int) -> None:

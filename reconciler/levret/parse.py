@@ -367,12 +367,13 @@ class ReadItems:
 
     def read_aside(self, count: int) -> bool:
         """Read up to `count` of the items put aside; whether any are left. One that cannot
-        be read is dropped: the walk that wants it reads it, and fails, itself."""
+        be read, for whatever reason, is dropped: the walk that wants it reads it, and meets
+        the error, itself."""
         batch, self._aside[:count] = self._aside[:count], []
         for reader, entity in batch:
             try:
                 self.item(reader, entity)
-            except WireFormatError:
+            except Exception:  # not this reader's to report: see above
                 continue
         return bool(self._aside)
 
