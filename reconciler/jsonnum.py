@@ -81,10 +81,13 @@ def _encode_mapping(value: Mapping[Any, Any], out: list[str]) -> None:
     # a page of 100 orders holds 1,600 of them. Anything else (subclasses included) goes
     # through `_encode`.
     append = out.append
-    separator = "{"
+    append("{")
+    first = True
     for key, item in value.items():
-        append(separator)
-        separator = ","
+        if first:
+            first = False
+        else:
+            append(",")
         append(_quote(key if type(key) is str else str(key)))
         append(":")
         kind = type(item)
@@ -98,8 +101,6 @@ def _encode_mapping(value: Mapping[Any, Any], out: list[str]) -> None:
             append(str(item))
         else:
             _encode(item, out)
-    if separator == "{":
-        append("{")
     append("}")
 
 

@@ -61,6 +61,9 @@ from reconciler.levret.errors import (
 )
 from reconciler.levret.fields import read_time_ms
 from reconciler.levret.ratelimit import (
+    HEADER_LIMIT,
+    HEADER_REMAINING,
+    HEADER_RESET,
     HEADER_RETRY_AFTER,
     RateBudget,
     Sleep,
@@ -154,13 +157,7 @@ class LastAnswer:
 
 
 _KEPT_HEADERS = frozenset(
-    {
-        "date",
-        "retry-after",
-        "x-ratelimit-limit",
-        "x-ratelimit-remaining",
-        "x-ratelimit-reset",
-    }
+    {"date", HEADER_RETRY_AFTER, HEADER_LIMIT, HEADER_REMAINING, HEADER_RESET}
 )
 
 

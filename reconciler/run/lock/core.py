@@ -145,12 +145,13 @@ class Holder:
 class LockBackend(Protocol):
     """One kind of lock. `where` names it in messages and must never hold a secret.
 
-    A backend whose tries never wait on anything but the local disk (a non-blocking file
-    lock) may say so with a true `tries_on_loop`: `AccountLock.acquire` then tries on the
-    event loop, not in a worker thread (whose start and interpreter-lock hand-offs cost an
-    apply 5 to 8 ms before its first read)."""
+    `tries_on_loop` is true for a backend whose tries never wait on anything but the local
+    disk (a non-blocking file lock): `AccountLock.acquire` then tries on the event loop, not
+    in a worker thread (whose start and interpreter-lock hand-offs cost an apply 5 to 8 ms
+    before its first read)."""
 
     where: str
+    tries_on_loop: bool
 
     def try_acquire(self, me: Holder) -> bool:
         """Take the lock now, recording `me` as its holder, or return False; never waits."""
@@ -234,9 +235,8 @@ class AccountLock:
             return
         started = self._clock()
         try:
-            on_loop = getattr(self.backend, "tries_on_loop", False)
             for delay in _delays():
-                if on_loop:
+                if self.backend.tries_on_loop:
                     taken = self.backend.try_acquire(self._me)
                 else:
                     taken = await anyio.to_thread.run_sync(self.backend.try_acquire, self._me)

@@ -71,6 +71,9 @@ class PostgresBackend:
     name it instead of the DSN.
     """
 
+    # A try is a round trip to the server: it goes to a worker thread.
+    tries_on_loop = False
+
     def __init__(self, key: LockKey, dsn: SecretStr, *, source: str) -> None:
         self._key = key.advisory_key
         self._dsn = dsn
